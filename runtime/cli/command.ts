@@ -1,0 +1,80 @@
+/**
+ * The shape of an svmrt command and the argument parsing every command shares.
+ * Flags are parsed by node:util parseArgs (strict: unknown flags are usage errors).
+ */
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { UsageError } from "../errors.ts";
+
+/** Where a command writes. Tests pass their own to capture output. */
+export interface CliIO {
+  out(text: string): void;
+  err(text: string): void;
+  /** True when stderr is a terminal: progress bars only then. */
+  readonly interactive: boolean;
+}
+
+export interface Command {
+  /** First word on the command line, e.g. `policy`. */
+  readonly name: string;
+  /** One line for `svmrt --help`. */
+  readonly summary: string;
+  /** Full text for `svmrt <name> --help`. */
+  readonly help: string;
+  /** Runs the command; returns its exit code (cli/exit.ts). Throws typed errors. */
+  run(argv: string[], io: CliIO): Promise<number>;
+}
+
+export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
+
+export interface Parsed {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  help: boolean;
+}
+
+/** Parse flags strictly; `--help`/`-h` is always accepted. Errors become UsageError. */
+export function parseFlags(argv: string[], options: FlagSpec): Parsed {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    });
+    const help = values.help === true;
+    delete (values as Record<string, unknown>).help;
+    return { values: values as Parsed["values"], positionals, help };
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""));
+  }
+}
+
+/** A string flag's value, or undefined. */
+export function flagString(p: Parsed, name: string): string | undefined {
+  const v = p.values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+/**
+ * An integer flag within [min, max]; `fallback` when absent.
+ * @throws UsageError naming the flag, the value and the range.
+ */
+export function flagInt(p: Parsed, name: string, fallback: number, min: number, max: number): number {
+  const raw = flagString(p, name);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw)) throw new UsageError(`--${name}: expected an integer, got '${raw}'`);
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name}: expected an integer from ${min} to ${max}, got ${raw}`);
+  }
+  return n;
+}
+
+/** The standard IO of a process. */
+export function processIO(): CliIO {
+  return {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    interactive: Boolean(process.stderr.isTTY),
+  };
+}

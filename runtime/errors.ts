@@ -1,0 +1,123 @@
+/**
+ * The typed errors of svmrt. Each says what failed in the user's terms (DESIGN.md,
+ * "Contracts"); the CLI maps each class to one documented exit code (cli/exit.ts).
+ */
+
+/** Where in a text file a problem sits: 1-based line and column. */
+export interface SourcePosition {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** A configuration, policy, workload or trace file is wrong. Names file:line:col and the field. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+  /** Dotted path of the offending field, e.g. `spec.params.window_pages`; empty for the whole file. */
+  readonly field: string;
+  /** What was expected there, in words. */
+  readonly expected: string;
+
+  constructor(pos: SourcePosition, field: string, expected: string, detail?: string) {
+    const where = `${pos.file}:${pos.line}:${pos.col}`;
+    const what = field ? `${field}: ` : "";
+    super(`${where}: ${what}${expected}${detail ? ` (${detail})` : ""}`);
+    this.file = pos.file;
+    this.line = pos.line;
+    this.col = pos.col;
+    this.field = field;
+    this.expected = expected;
+  }
+}
+
+/** Several configuration errors found in one pass, so the user can fix them all at once. */
+export class ConfigErrors extends Error {
+  override name = "ConfigErrors";
+  constructor(readonly errors: readonly ConfigError[]) {
+    super(errors.map((e) => e.message).join("\n"));
+  }
+}
+
+/** Why a policy plugin did not produce a usable decision. */
+export type PolicyFailureReason =
+  | "timeout"
+  | "oom"
+  | "stack"
+  | "invalid-output"
+  | "output-limit"
+  | "input-limit"
+  | "exception"
+  | "load"
+  | "quarantined";
+
+export const POLICY_FAILURE_REASONS: readonly PolicyFailureReason[] = [
+  "timeout",
+  "oom",
+  "stack",
+  "invalid-output",
+  "output-limit",
+  "input-limit",
+  "exception",
+  "load",
+  "quarantined",
+];
+
+/** A policy plugin failed; the policy's fallback decides instead (or the call fails closed). */
+export class PolicyError extends Error {
+  override name = "PolicyError";
+  constructor(
+    readonly policy: string,
+    readonly hook: string,
+    readonly reason: PolicyFailureReason,
+    detail: string,
+  ) {
+    super(`policy ${policy}, hook ${hook}: ${reason}: ${detail}`);
+  }
+}
+
+/** Invalid command-line use: unknown flag, missing argument, bad value. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A KFD ioctl or device operation failed. */
+export class KfdError extends Error {
+  override name = "KfdError";
+  constructor(
+    /** Kernel name of the ioctl or operation, e.g. `MAP_MEMORY_TO_GPU`, `open /dev/kfd`. */
+    readonly op: string,
+    /** errno name, e.g. `EINVAL`. */
+    readonly errnoName: string,
+    readonly errno: number,
+    /** What the user can do about it. */
+    readonly hint: string,
+  ) {
+    super(`${op} failed: ${errnoName} (${errno})${hint ? `: ${hint}` : ""}`);
+  }
+}
+
+/** An amdsmi call returned a status other than SUCCESS. */
+export class SmiError extends Error {
+  override name = "SmiError";
+  constructor(
+    readonly fn: string,
+    readonly statusName: string,
+    readonly status: number,
+    detail?: string,
+  ) {
+    super(`${fn} returned ${statusName} (${status})${detail ? `: ${detail}` : ""}`);
+  }
+}
+
+/** A broken internal invariant: a bug in svmrt, never the user's input. */
+export class InvariantError extends Error {
+  override name = "InvariantError";
+}
+
+/** Assert an invariant; throws InvariantError with the message when it does not hold. */
+export function assert(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new InvariantError(message);
+}

@@ -1,0 +1,283 @@
+/**
+ * MigrationPolicy: the hook contract at the kernel's SVM decision points
+ * (../shared/reference/kfd-svm.md §2, §4, §8). Pure data and pure functions: the SVM model
+ * (runtime/svm) and the sandbox adaptor (runtime/policy) both build on this file, and it
+ * imports nothing.
+ *
+ * Units: addresses and sizes in 4 KiB pages, times in ns of simulated (or boot) time,
+ * locations are gpu_ids, 0 = system memory, LOC_UNDEFINED = no location set.
+ *
+ * Hot hooks (restoreLocation, migrationWindow) cross the boundary in batches, one
+ * Float64Array record per fault (FAULT_FIELDS). Every field is an integer < 2^53, so a
+ * float64 holds it exactly.
+ */
+
+export const LOC_SYSMEM = 0;
+export const LOC_UNDEFINED = 0xffffffff;
+/** restoreLocation's answer for "no access": the fault fails with EACCES (kfd-svm.md §4). */
+export const LOC_DENY = -1;
+
+/** Range flags (kfd_ioctl.h KFD_IOCTL_SVM_FLAG_*). */
+export const SVM_FLAG = {
+  HOST_ACCESS: 0x1,
+  COHERENT: 0x2,
+  HIVE_LOCAL: 0x4,
+  GPU_RO: 0x8,
+  GPU_EXEC: 0x10,
+  GPU_READ_MOSTLY: 0x20,
+  GPU_ALWAYS_MAPPED: 0x40,
+  EXT_COHERENT: 0x80,
+} as const;
+
+/** One GPU of the process, as a policy sees it. Static for the life of a simulation. */
+export interface PolicyGpu {
+  /** KFD gpu_id (never 0). */
+  id: number;
+  /** Index of this GPU in the process: bit `index` of accessMask / aipMask. 0..51. */
+  index: number;
+  /** XGMI hive id; 0 = not in a hive (PCIe only). GPUs with equal non-zero ids share a hive. */
+  hiveId: number;
+  /** APU in app-APU mode (MI300A): never migrates (kfd-svm.md §4). */
+  appApu: boolean;
+  vramBytes: number;
+}
+
+/** What every hook gets besides its own input. */
+export interface PolicyContext {
+  gpus: PolicyGpu[];
+  /** XNACK (retry faults) on for the process. */
+  xnack: boolean;
+  /** Time of the call in ns. The only clock a plugin has. */
+  nowNs: number;
+}
+
+/** Fields of one fault record, in order. FAULT_STRIDE float64 per record. */
+export const FAULT_FIELDS = [
+  "gpuId", // faulting GPU's gpu_id
+  "gpuIndex", // its index in the process
+  "addr", // faulting page
+  "write", // 1 = write fault, 0 = read
+  "rangeStart", // first page of the range holding addr
+  "rangeLast", // last page (inclusive)
+  "preferredLoc", // gpu_id, 0, or LOC_UNDEFINED
+  "prefetchLoc",
+  "actualLoc", // where the range's pages are: gpu_id, or 0 when none is in VRAM
+  "granularity", // log2 pages of the migration granularity (default 9 = 2 MiB)
+  "flags", // SVM_FLAG bits
+  "accessMask", // bit i: GPU of index i has ACCESS
+  "aipMask", // bit i: GPU of index i has ACCESS_IN_PLACE
+  "vramPages", // pages of the range now in VRAM
+  "migrations", // migrations of this range so far
+  "lastMigrationNs", // time of its last migration; -1 = never
+  "faultNs", // time the fault was raised
+] as const;
+export type FaultField = (typeof FAULT_FIELDS)[number];
+export const FAULT_STRIDE = FAULT_FIELDS.length;
+/** Index of each field in a record: `rec[base + F.addr]`. */
+export const F: { readonly [K in FaultField]: number } = Object.fromEntries(
+  FAULT_FIELDS.map((name, i) => [name, i]),
+) as { [K in FaultField]: number };
+
+/** One fault as a plugin's restoreLocation / migrationWindow receives it. */
+export type Fault = { [K in FaultField]: number };
+
+/** Outputs per fault record: location, then the migration window [start, last]. */
+export const DECISION_STRIDE = 3;
+
+/** A window of pages to migrate around a fault, inclusive bounds. */
+export interface PageWindow {
+  start: number;
+  last: number;
+}
+
+/** An extra range to move after a batch of faults. */
+export interface PrefetchRequest {
+  start: number;
+  npages: number;
+  /** Destination: gpu_id or 0 (system memory). */
+  loc: number;
+}
+
+/** A VRAM buffer the memory manager could evict (kfd-svm.md §8). */
+export interface EvictionCandidate {
+  /** First page of the range owning the buffer. */
+  rangeStart: number;
+  npages: number;
+  vramPages: number;
+  /** Last GPU access or migration touching it, ns. */
+  lastUseNs: number;
+  lastMigrationNs: number;
+}
+
+export interface EvictionRequest {
+  gpuId: number;
+  /** Pages of VRAM the allocation that triggered eviction needs. */
+  neededPages: number;
+  candidates: EvictionCandidate[];
+}
+
+/** Migration event kinds delivered to `observe`. */
+export type ObservedKind = "fault" | "migrate" | "evict" | "unmap" | "queue-evict" | "queue-restore";
+
+export interface ObservedEvent {
+  kind: ObservedKind;
+  nowNs: number;
+  gpuId: number;
+  start: number;
+  npages: number;
+  /** For migrate/evict: source and destination locations. */
+  from: number;
+  to: number;
+  /** KFD trigger number (kfd-uapi.md): migrate 0..3, queue eviction 0..5, unmap 0..2. */
+  trigger: number;
+}
+
+/** Bounds the host enforces on migration hook outputs. */
+export const MIGRATION_BOUNDS = {
+  /** Most prefetch requests one batch may return. */
+  prefetch_requests_max: 64,
+  /** Largest prefetch request, pages (1 GiB, the largest SVM range). */
+  prefetch_pages_max: 262144,
+  /** Most events in one observe batch. */
+  observe_events_max: 4096,
+  /** Most faults in one decision batch. */
+  fault_batch_max: 4096,
+} as const;
+
+/** True when GPUs a and b are the same GPU or share an XGMI hive. */
+export function gpusInSameHive(gpus: readonly PolicyGpu[], a: number, b: number): boolean {
+  if (a === b) return true;
+  let hiveA = 0;
+  let hiveB = 0;
+  for (const g of gpus) {
+    if (g.id === a) hiveA = g.hiveId;
+    if (g.id === b) hiveB = g.hiveId;
+  }
+  return hiveA !== 0 && hiveA === hiveB;
+}
+
+/**
+ * The kernel's best_restore_location (kfd-svm.md §4), natively. The sandboxed
+ * plugins/migration/kernel-default.js must agree with it on every input (a test).
+ */
+export function kernelRestoreLocation(f: Fault, ctx: PolicyContext): number {
+  const gpu = ctx.gpus.find((g) => g.id === f.gpuId);
+  if (gpu?.appApu) return LOC_SYSMEM;
+  if (f.preferredLoc === f.gpuId || f.preferredLoc === LOC_SYSMEM) return f.preferredLoc;
+  if (f.preferredLoc !== LOC_UNDEFINED && gpusInSameHive(ctx.gpus, f.preferredLoc, f.gpuId)) return f.preferredLoc;
+  const bit = 2 ** f.gpuIndex;
+  if (Math.floor(f.accessMask / bit) % 2 === 1) return f.gpuId;
+  if (Math.floor(f.aipMask / bit) % 2 === 1) {
+    if (f.actualLoc === LOC_SYSMEM) return LOC_SYSMEM;
+    if (gpusInSameHive(ctx.gpus, f.actualLoc, f.gpuId)) return f.actualLoc;
+    return LOC_SYSMEM;
+  }
+  return LOC_DENY;
+}
+
+/**
+ * The kernel's fault window (kfd-svm.md §2): the 2^granularity-aligned block holding the
+ * fault, clipped to the range.
+ */
+export function kernelMigrationWindow(f: Fault): PageWindow {
+  const g = 2 ** f.granularity;
+  const blockStart = Math.floor(f.addr / g) * g;
+  return { start: Math.max(blockStart, f.rangeStart), last: Math.min(blockStart + g - 1, f.rangeLast) };
+}
+
+/** Read record `i` of a fault batch into `out` (reused to avoid allocation). */
+export function readFault(batch: Float64Array, i: number, out: Fault): Fault {
+  const base = i * FAULT_STRIDE;
+  for (let k = 0; k < FAULT_STRIDE; k++) (out as Record<string, number>)[FAULT_FIELDS[k]!] = batch[base + k]!;
+  return out;
+}
+
+/** Write `f` as record `i` of a fault batch. */
+export function writeFault(batch: Float64Array, i: number, f: Fault): void {
+  const base = i * FAULT_STRIDE;
+  for (let k = 0; k < FAULT_STRIDE; k++) batch[base + k] = f[FAULT_FIELDS[k]!];
+}
+
+/** A fault record with every field zero and locations undefined. */
+export function emptyFault(): Fault {
+  const f = Object.fromEntries(FAULT_FIELDS.map((k) => [k, 0])) as Fault;
+  f.preferredLoc = LOC_UNDEFINED;
+  f.prefetchLoc = LOC_UNDEFINED;
+  f.granularity = 9;
+  f.lastMigrationNs = -1;
+  return f;
+}
+
+/**
+ * Validate one decision against its fault; returns an error text or null.
+ * loc: LOC_DENY, LOC_SYSMEM, or an existing GPU's id. Window: integers, inside the range,
+ * holding the faulting page.
+ */
+export function checkFaultDecision(
+  f: Fault,
+  loc: number,
+  wStart: number,
+  wLast: number,
+  ctx: PolicyContext,
+): string | null {
+  if (!Number.isInteger(loc)) return `location must be an integer gpu_id, 0 or -1, got ${loc}`;
+  if (loc !== LOC_DENY && loc !== LOC_SYSMEM && !ctx.gpus.some((g) => g.id === loc)) {
+    return `location ${loc} is not a GPU of this process (gpu_ids: ${ctx.gpus.map((g) => g.id).join(", ")})`;
+  }
+  if (!Number.isInteger(wStart) || !Number.isInteger(wLast)) return `window bounds must be integers, got [${wStart}, ${wLast}]`;
+  if (wStart > f.addr || wLast < f.addr) return `window [${wStart}, ${wLast}] does not hold the faulting page ${f.addr}`;
+  if (wStart < f.rangeStart || wLast > f.rangeLast) {
+    return `window [${wStart}, ${wLast}] leaves the range [${f.rangeStart}, ${f.rangeLast}]`;
+  }
+  return null;
+}
+
+/** The host-side interface the SVM model calls; native and sandboxed policies implement it. */
+export interface MigrationDecider {
+  /** Policy name for logs and results. */
+  readonly name: string;
+  /**
+   * Decide a batch of `n` faults (records in `faults`), writing DECISION_STRIDE values per
+   * fault into `out`: location, window start, window last. Never throws: a failing policy
+   * falls back per the policy's onFailure and counts it.
+   */
+  decideFaults(faults: Float64Array, n: number, ctx: PolicyContext, out: Float64Array): void;
+  /** Extra ranges to move after a batch (already validated). */
+  prefetch(faults: Float64Array, n: number, decisions: Float64Array, ctx: PolicyContext): PrefetchRequest[];
+  /** Index into req.candidates of the buffer to evict. */
+  evictionVictim(req: EvictionRequest, ctx: PolicyContext): number;
+  /** Events since the last call, in order. */
+  observe(events: ObservedEvent[], ctx: PolicyContext): void;
+  /** Number of decisions made by the fallback because the policy failed. */
+  readonly fallbacks: number;
+}
+
+/** Least recently used candidate: the memory manager's default victim (kfd-svm.md §8). */
+export function lruVictim(req: EvictionRequest): number {
+  let best = 0;
+  for (let i = 1; i < req.candidates.length; i++) {
+    if (req.candidates[i]!.lastUseNs < req.candidates[best]!.lastUseNs) best = i;
+  }
+  return best;
+}
+
+/** The kernel's behaviour, natively: the fallback of every MigrationPolicy. */
+export function nativeKernelDefault(): MigrationDecider {
+  const f = emptyFault();
+  return {
+    name: "kernel-default (native)",
+    fallbacks: 0,
+    decideFaults(faults, n, ctx, out) {
+      for (let i = 0; i < n; i++) {
+        readFault(faults, i, f);
+        const w = kernelMigrationWindow(f);
+        out[i * DECISION_STRIDE] = kernelRestoreLocation(f, ctx);
+        out[i * DECISION_STRIDE + 1] = w.start;
+        out[i * DECISION_STRIDE + 2] = w.last;
+      }
+    },
+    prefetch: () => [],
+    evictionVictim: (req) => lruVictim(req),
+    observe: () => {},
+  };
+}
