@@ -1,0 +1,250 @@
+/**
+ * Trusted guest code, evaluated in every policy context before the plugin. It installs the
+ * entry points the host calls (`globalThis.__svmrt`), a capped console, a seeded
+ * Math.random, a Proxy wrapper that marks proxies as non-data, and the strict serializer
+ * that turns plugin results into JSON text. It captures every intrinsic it uses before
+ * plugin code runs, so a plugin that patches globals can only corrupt its own answers,
+ * and the host re-validates those anyway.
+ *
+ * Wire protocol of `call` / `batch` / `settled` (all strings unless an ArrayBuffer):
+ *   "R" + json                      a result
+ *   "E" + reason + "\n" + message   the plugin failed (reason: exception, invalid-output, ...)
+ *   "P"                             a promise is pending: drain jobs, then call settled()
+ */
+export const PRELUDE_SOURCE = String.raw`
+(function () {
+  "use strict";
+  const G = globalThis;
+  const apply = Reflect.apply, ownKeys = Reflect.ownKeys, defineProperty = Object.defineProperty;
+  const getDesc = Object.getOwnPropertyDescriptor, getProto = Object.getPrototypeOf, freeze = Object.freeze;
+  const isArray = Array.isArray, OP = Object.prototype, AP = Array.prototype;
+  const jsonParse = JSON.parse, jsonString = JSON.stringify, toStr = String;
+  const isInteger = Number.isInteger, isFiniteNum = Number.isFinite, floor = Math.floor, imul = Math.imul;
+  const RealPromise = Promise, promiseResolve = Promise.resolve, promiseThen = Promise.prototype.then;
+  const F64 = Float64Array, AB = ArrayBuffer;
+  const WS = WeakSet, wsAdd = WeakSet.prototype.add, wsHas = WeakSet.prototype.has;
+
+  // Proxies are not data: remember every proxy the plugin makes.
+  const proxies = new WS();
+  const RealProxy = G.Proxy;
+  if (RealProxy) {
+    const P = function Proxy(target, handler) {
+      if (new.target === undefined) throw new TypeError("Constructor Proxy requires 'new'");
+      const p = new RealProxy(target, handler);
+      apply(wsAdd, proxies, [p]);
+      return p;
+    };
+    P.revocable = function revocable(target, handler) {
+      const r = RealProxy.revocable(target, handler);
+      apply(wsAdd, proxies, [r.proxy]);
+      return r;
+    };
+    defineProperty(G, "Proxy", { value: P, writable: true, configurable: true, enumerable: false });
+  }
+
+  // Deterministic randomness: xorshift32 seeded by the host.
+  let rngState = 1;
+  const random = function random() {
+    let x = rngState;
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    rngState = x | 0;
+    return (x >>> 0) / 4294967296;
+  };
+  defineProperty(Math, "random", { value: random, writable: true, configurable: true, enumerable: false });
+
+  // Console with a byte cap per call.
+  let logCap = 0, logUsed = 0, logDropped = 0, logLines = [];
+  const describe = function (v) {
+    const t = typeof v;
+    if (t === "string") return v;
+    if (t === "number" || t === "boolean" || t === "bigint" || v === null || v === undefined) return toStr(v);
+    if (t === "symbol") return "Symbol()";
+    if (t === "function") return "[function]";
+    try { const s = jsonString(v); return typeof s === "string" ? s : "[object]"; } catch (e) { return "[object]"; }
+  };
+  const logAt = function (level) {
+    return function () {
+      if (logUsed >= logCap) { logDropped++; return; }
+      let line = level;
+      for (let i = 0; i < arguments.length && line.length < logCap; i++) line += " " + describe(arguments[i]);
+      if (logUsed + line.length > logCap) { line = line.slice(0, logCap - logUsed); logDropped++; }
+      logUsed += line.length;
+      logLines[logLines.length] = line;
+    };
+  };
+  defineProperty(G, "console", {
+    value: freeze({ log: logAt("log"), info: logAt("info"), warn: logAt("warn"), error: logAt("error"), debug: logAt("debug") }),
+    writable: true, configurable: true, enumerable: false,
+  });
+
+  // Strict serializer: plain data only, bounded depth and size.
+  const DEPTH_MAX = 64;
+  let outCap = 0, failReason = "", failMsg = "";
+  const fail = function (reason, msg) { if (!failReason) { failReason = reason; failMsg = msg; } return null; };
+  const ser = function (v, path, depth, ancestors, budget) {
+    if (failReason) return null;
+    if (depth > DEPTH_MAX) return fail("invalid-output", path + ": nested deeper than " + DEPTH_MAX);
+    const t = typeof v;
+    if (v === null) return "null";
+    if (t === "boolean") return v ? "true" : "false";
+    if (t === "number") {
+      if (!isFiniteNum(v)) return fail("invalid-output", path + ": " + toStr(v) + " is not a finite number");
+      return v === 0 ? "0" : toStr(v);
+    }
+    if (t === "string") {
+      if (v.length > outCap) return fail("output-limit", path + ": string of " + v.length + " characters exceeds the output limit of " + outCap + " bytes");
+      return jsonString(v);
+    }
+    if (t === "undefined") return fail("invalid-output", path + ": undefined is not data");
+    if (t === "function") return fail("invalid-output", path + ": a function is not data");
+    if (t === "symbol") return fail("invalid-output", path + ": a symbol is not data");
+    if (t === "bigint") return fail("invalid-output", path + ": a bigint is not data (use a number)");
+    if (apply(wsHas, proxies, [v])) return fail("invalid-output", path + ": a Proxy is not data");
+    for (let i = 0; i < ancestors.length; i++) if (ancestors[i] === v) return fail("invalid-output", path + ": cyclic reference");
+    const proto = getProto(v);
+    ancestors[ancestors.length] = v;
+    let out;
+    if (isArray(v) && proto === AP) {
+      const n = v.length;
+      if (n > outCap) return fail("output-limit", path + ": array of " + n + " elements exceeds the output limit");
+      out = "[";
+      for (let i = 0; i < n; i++) {
+        const d = getDesc(v, i);
+        if (d === undefined) return fail("invalid-output", path + "[" + i + "]: hole in array");
+        if (!("value" in d)) return fail("invalid-output", path + "[" + i + "]: a getter is not data");
+        const s = ser(d.value, path + "[" + i + "]", depth + 1, ancestors, budget);
+        if (s === null && failReason) return null;
+        out += (i ? "," : "") + s;
+        if (out.length > budget.left) return fail("output-limit", path + ": output exceeds " + outCap + " bytes");
+      }
+      out += "]";
+    } else if (proto === OP || proto === null) {
+      const keys = ownKeys(v);
+      out = "{";
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i];
+        if (typeof k !== "string") return fail("invalid-output", path + ": a symbol key is not data");
+        const d = getDesc(v, k);
+        if (!d.enumerable) continue;
+        if (!("value" in d)) return fail("invalid-output", path + "." + k + ": a getter is not data");
+        const s = ser(d.value, path + "." + k, depth + 1, ancestors, budget);
+        if (s === null && failReason) return null;
+        out += (out.length > 1 ? "," : "") + jsonString(k) + ":" + s;
+        if (out.length > budget.left) return fail("output-limit", path + ": output exceeds " + outCap + " bytes");
+      }
+      out += "}";
+    } else {
+      let name = "object";
+      try { const c = proto && getDesc(proto, "constructor"); if (c && typeof c.value === "function" && typeof c.value.name === "string") name = c.value.name; } catch (e) {}
+      return fail("invalid-output", path + ": a " + name + " is not plain data (use objects, arrays, numbers, strings, booleans, null)");
+    }
+    ancestors.length = ancestors.length - 1;
+    return out;
+  };
+  const serialize = function (v) {
+    failReason = ""; failMsg = "";
+    const s = ser(v, "result", 0, [], { left: outCap });
+    if (failReason) return "E" + failReason + "\n" + failMsg;
+    if (s.length > outCap) return "Eoutput-limit\nresult: output of " + s.length + " bytes exceeds " + outCap;
+    return "R" + s;
+  };
+
+  // Text of a thrown value, without running plugin code (no getters, no toString).
+  const ERR_MAX = 2048;
+  const dataProp = function (o, k) {
+    for (let p = o, i = 0; p !== null && i < 4; p = getProto(p), i++) {
+      const d = getDesc(p, k);
+      if (d !== undefined) return "value" in d && typeof d.value === "string" ? d.value : "";
+    }
+    return "";
+  };
+  const thrown = function (e) {
+    const t = typeof e;
+    if (e === null || (t !== "object" && t !== "function")) {
+      return "Eexception\nthrew a non-Error " + (t === "string" ? "string: " + e.slice(0, ERR_MAX) : t === "symbol" ? "symbol" : t + ": " + toStr(e));
+    }
+    const name = dataProp(e, "name"), msg = dataProp(e, "message");
+    if (name === "InternalError" && msg === "out of memory") return "Eoom\nout of memory";
+    if (name === "InternalError" && msg === "stack overflow") return "Estack\nstack overflow";
+    if (name === "" && msg === "") return "Eexception\nthrew a non-Error object";
+    return "Eexception\n" + (name || "Error") + ": " + msg.slice(0, ERR_MAX);
+  };
+
+  let exportsNs = null, adapters = {}, pending = null;
+  const lastCtx = { json: "", value: undefined };
+  const parseCtx = function (json) {
+    if (json !== lastCtx.json) { lastCtx.json = json; lastCtx.value = jsonParse(json); }
+    return lastCtx.value;
+  };
+  const settle = function (r) {
+    if (r !== null && (typeof r === "object" || typeof r === "function")) {
+      const d = getDesc(r, "then");
+      const isThenable = r instanceof RealPromise || (d !== undefined && typeof d.value === "function");
+      if (isThenable) {
+        pending = { done: false, out: "" };
+        const slot = pending;
+        apply(promiseThen, apply(promiseResolve, RealPromise, [r]), [
+          function (v) { slot.done = true; slot.out = serialize(v); },
+          function (e) { slot.done = true; slot.out = thrown(e); },
+        ]);
+        return "P";
+      }
+    }
+    return serialize(r);
+  };
+
+  const host = freeze({
+    // Called once per module build: hand over the exports and the host's settings.
+    install: function (ns, settingsJson) {
+      const s = jsonParse(settingsJson);
+      exportsNs = ns; outCap = s.output_bytes; logCap = s.log_bytes; rngState = (s.seed | 0) || 1;
+      const names = ownKeys(ns), fns = [], data = {};
+      for (let i = 0; i < names.length; i++) {
+        const k = names[i];
+        if (typeof k !== "string") continue;
+        const d = getDesc(ns, k);
+        if (d === undefined || !("value" in d)) continue;
+        if (typeof d.value === "function") fns[fns.length] = k; else data[k] = d.value;
+      }
+      const r = serialize({ functions: fns, data: data });
+      return r;
+    },
+    call: function (hook, inputJson, ctxJson) {
+      logUsed = 0; logDropped = 0; logLines = []; pending = null;
+      const d = getDesc(exportsNs, hook);
+      if (d === undefined || typeof d.value !== "function") return "Eload\nthe plugin does not export a function '" + hook + "'";
+      let r;
+      try { r = d.value(jsonParse(inputJson), parseCtx(ctxJson)); } catch (e) { return thrown(e); }
+      try { return settle(r); } catch (e) { return thrown(e); }
+    },
+    settled: function () {
+      if (pending === null) return "Eexception\nno pending promise";
+      if (!pending.done) return "P";
+      const out = pending.out; pending = null; return out;
+    },
+    // Hot path: a registered adapter decodes a Float64Array batch, calls hooks, returns a Float64Array.
+    batch: function (adapter, buf, n, ctxJson) {
+      logUsed = 0; logDropped = 0; logLines = []; pending = null;
+      const a = adapters[adapter];
+      if (typeof a !== "function") return "Eload\nno batch adapter '" + adapter + "'";
+      let out;
+      try { out = a(exportsNs, new F64(buf), n, parseCtx(ctxJson)); } catch (e) { return thrown(e); }
+      if (typeof out === "string") return out;
+      return out.buffer;
+    },
+    logs: function () {
+      if (logLines.length === 0 && logDropped === 0) return "";
+      return jsonString({ lines: logLines, dropped: logDropped });
+    },
+  });
+  defineProperty(G, "__svmrt", { value: host, writable: false, configurable: false, enumerable: false });
+  // Trusted adapter registration, removed before plugin code runs (see ADAPTERS_SEAL).
+  defineProperty(G, "__svmrt_adapt", {
+    value: function (name, fn) { adapters[name] = fn; },
+    writable: false, configurable: true, enumerable: false,
+  });
+})();
+`;
+
+/** Evaluated after the adapters: no plugin code can register adapters. */
+export const ADAPTERS_SEAL = "delete globalThis.__svmrt_adapt;";

@@ -1,0 +1,557 @@
+/**
+ * The QuickJS host: one Wasm module instance, one runtime and one context per policy.
+ *
+ * Contract:
+ * - A plugin is an ES module. It gets JSON data (or, through adapters, a Float64Array) in
+ *   and returns data out. No host function is exposed to it: no file, network, process,
+ *   env, clock (Date is switched off) or module loading; Math.random is seeded by the host.
+ * - Every call has a wall-clock deadline (interrupt handler), the runtime has a memory and
+ *   a stack limit, inputs and outputs have byte caps, logs a byte cap per call.
+ * - A plugin failure never throws: it comes back as `{ ok: false, reason, message }`.
+ * - A crash of the Wasm module (a trap or a QuickJS abort) is contained: the instance is
+ *   dropped without touching it again, a fresh one is built from the cached compiled
+ *   module on the next call, and after `crashes_max` crashes within `crash_window_ms` the
+ *   sandbox is quarantined: every later call answers `quarantined` at once.
+ */
+import {
+  DefaultIntrinsics,
+  type QuickJSContext,
+  type QuickJSHandle,
+  type QuickJSRuntime,
+  type QuickJSSyncVariant,
+  type QuickJSWASMModule,
+  newQuickJSWASMModuleFromVariant,
+} from "quickjs-emscripten-core";
+import { type PolicyFailureReason, PolicyError } from "../errors.ts";
+import { ERROR_TEXT_BYTES_MAX, PENDING_JOBS_MAX, type SandboxLimits } from "./limits.ts";
+import { ADAPTERS_SEAL, PRELUDE_SOURCE } from "./prelude.ts";
+import { releaseVariant } from "./wasm.ts";
+
+export type CallResult<T> =
+  | { ok: true; value: T; logs: string[] }
+  | { ok: false; reason: PolicyFailureReason; message: string; logs: string[] };
+
+export interface SandboxOptions {
+  /** Name used in errors (the policy's name). */
+  name: string;
+  /** Plugin ES module source. */
+  source: string;
+  /** Path shown in the plugin's stack traces and errors. */
+  filename: string;
+  limits: SandboxLimits;
+  /** Seed of the plugin's Math.random (the simulator passes its own, so runs repeat). */
+  seed: number;
+  /** Trusted guest code registering batch adapters with `__svmrt_adapt(name, fn)`. */
+  adapters?: string;
+  /** Variant to instantiate; default: the release build from the cached compiled module. */
+  variant?: QuickJSSyncVariant;
+  /** Test hook: wrap each new module (e.g. in TestQuickJSWASMModule for leak checks). */
+  wrapModule?: (m: QuickJSWASMModule) => QuickJSWASMModule;
+}
+
+/** What a plugin module exports: function names and data exports (e.g. `params`). */
+export interface PluginExports {
+  functions: string[];
+  data: Record<string, unknown>;
+}
+
+export interface SandboxStats {
+  calls: number;
+  failures: Partial<Record<PolicyFailureReason, number>>;
+  /** Wasm module crashes since load. */
+  crashes: number;
+  /** Module instances built (1 + rebuilds after crashes and recycles). */
+  builds: number;
+  /** Instances dropped because their heap outgrew the cap. */
+  recycles: number;
+  quarantined: boolean;
+}
+
+/** Live pieces of one Wasm module instance. */
+interface Instance {
+  module: QuickJSWASMModule;
+  runtime: QuickJSRuntime;
+  context: QuickJSContext;
+  /** __svmrt.call / batch / settled / logs, kept for the instance's life. */
+  fnCall: QuickJSHandle;
+  fnBatch: QuickJSHandle;
+  fnSettled: QuickJSHandle;
+  fnLogs: QuickJSHandle;
+  host: QuickJSHandle;
+}
+
+/** The running call's deadline, shared with the interrupt handler. */
+interface Clock {
+  deadlineMs: number;
+  interrupted: boolean;
+  /** Set when the interrupt fired because the Wasm heap outgrew its cap. */
+  heapExceeded: boolean;
+}
+
+/**
+ * The Wasm linear memory of one instance, bytes. QuickJS's own memory limit does not count
+ * every allocation (measured: 10,000 arrays of 1,000 numbers pass a 2 MiB limit and grow
+ * the heap by ~500 MB), so the host also watches the heap itself.
+ */
+function wasmHeapBytes(m: QuickJSWASMModule): number {
+  return (m as unknown as { module: { HEAPU8: Uint8Array } }).module.HEAPU8.byteLength;
+}
+
+/** Heap cap of one instance: twice the QuickJS limit plus the ~17 MB an empty instance takes. */
+export function wasmHeapCapBytes(limits: SandboxLimits): number {
+  return limits.memory_bytes * 2 + WASM_BASE_BYTES;
+}
+/** Linear memory of a fresh instance with headroom (measured 17 MB). */
+const WASM_BASE_BYTES = 32 * 1024 * 1024;
+
+/** Share of the memory limit in use at which a timed-out call counts as out of memory. */
+const OOM_NEAR_LIMIT_RATIO = 0.9;
+
+function clip(text: string): string {
+  return text.length > ERROR_TEXT_BYTES_MAX ? `${text.slice(0, ERROR_TEXT_BYTES_MAX)}…` : text;
+}
+
+/** Reason for a crash of the Wasm module, from the host-side exception. */
+function crashReason(e: unknown): PolicyFailureReason {
+  const text = String((e as Error)?.message ?? e);
+  if (e instanceof RangeError || /call stack|stack overflow/i.test(text)) return "stack";
+  if (/memory|alloc|oom/i.test(text)) return "oom";
+  return "exception";
+}
+
+export class Sandbox implements Disposable {
+  readonly name: string;
+  readonly exports: PluginExports;
+  readonly stats: SandboxStats = { calls: 0, failures: {}, crashes: 0, builds: 0, recycles: 0, quarantined: false };
+  private readonly opts: SandboxOptions;
+  private readonly variant: QuickJSSyncVariant;
+  private inst: Instance | undefined;
+  /** Deadline of the running call, read by the interrupt handler of every instance. */
+  private readonly clock: Clock;
+  private crashTimesMs: number[] = [];
+  private disposed = false;
+
+  private constructor(opts: SandboxOptions, variant: QuickJSSyncVariant, clock: Clock, inst: Instance, exports: PluginExports) {
+    this.opts = opts;
+    this.clock = clock;
+    this.name = opts.name;
+    this.variant = variant;
+    this.inst = inst;
+    this.exports = exports;
+  }
+
+  /**
+   * Build the sandbox and evaluate the plugin once.
+   * @throws PolicyError with reason `load` (syntax error, import, top-level throw or
+   *   timeout, non-data exports) — the plugin cannot be used at all.
+   */
+  static async load(opts: SandboxOptions): Promise<Sandbox> {
+    const variant = opts.variant ?? (await releaseVariant());
+    const clock: Clock = { deadlineMs: 0, interrupted: false, heapExceeded: false };
+    const built = await Sandbox.build(opts, variant, clock);
+    const sb = new Sandbox(opts, variant, clock, built.inst, built.exports);
+    sb.stats.builds = 1;
+    return sb;
+  }
+
+  private static async build(
+    opts: SandboxOptions,
+    variant: QuickJSSyncVariant,
+    clock: Clock,
+  ): Promise<{ inst: Instance; exports: PluginExports }> {
+    let module = await newQuickJSWASMModuleFromVariant(variant);
+    if (opts.wrapModule) module = opts.wrapModule(module);
+    const runtime = module.newRuntime();
+    const { limits } = opts;
+    runtime.setMemoryLimit(limits.memory_bytes);
+    runtime.setMaxStackSize(limits.stack_bytes);
+    const heapCap = wasmHeapCapBytes(limits);
+    runtime.setInterruptHandler(() => {
+      if (wasmHeapBytes(module) > heapCap) {
+        clock.interrupted = true;
+        clock.heapExceeded = true;
+        return true;
+      }
+      if (performance.now() > clock.deadlineMs) {
+        clock.interrupted = true;
+        return true;
+      }
+      return false;
+    });
+    // No module loader: `import` of anything fails to load.
+    const context = runtime.newContext({ intrinsics: { ...DefaultIntrinsics, Date: false } });
+    const fail = (msg: string): never => {
+      Sandbox.teardown({ module, runtime, context } as Instance, []);
+      throw new PolicyError(opts.name, "load", "load", clip(msg));
+    };
+    const evalTrusted = (code: string, file: string) => {
+      clock.deadlineMs = performance.now() + opts.limits.load_timeout_ms;
+      const r = context.evalCode(code, file, { type: "global", strict: true });
+      if (r.error) {
+        const d = JSON.stringify(context.dump(r.error));
+        r.error.dispose();
+        fail(`svmrt internal guest code ${file} failed: ${d}`);
+      } else r.value.dispose();
+    };
+    evalTrusted(PRELUDE_SOURCE, "svmrt:prelude");
+    if (opts.adapters) evalTrusted(opts.adapters, "svmrt:adapters");
+    evalTrusted(ADAPTERS_SEAL, "svmrt:seal");
+
+    clock.interrupted = false;
+    clock.deadlineMs = performance.now() + opts.limits.load_timeout_ms;
+    const evaluated = context.evalCode(opts.source, opts.filename, { type: "module", strict: true });
+    if (evaluated.error) {
+      const why = clock.interrupted ? `timed out after ${opts.limits.load_timeout_ms} ms` : Sandbox.errorText(context, evaluated.error);
+      evaluated.error.dispose();
+      fail(`${opts.filename}: ${why}`);
+    }
+    let ns = (evaluated as { value: QuickJSHandle }).value;
+    // A module with top-level await evaluates to a promise of its namespace.
+    if (context.typeof(ns) === "object" && context.getPromiseState(ns).type !== "fulfilled" && Sandbox.isPromise(context, ns)) {
+      const jobs = runtime.executePendingJobs(PENDING_JOBS_MAX);
+      if (jobs.error) {
+        jobs.error.dispose();
+      }
+      const state = context.getPromiseState(ns);
+      ns.dispose();
+      if (state.type === "fulfilled") ns = state.value;
+      else if (state.type === "rejected") {
+        const why = Sandbox.errorText(context, state.error);
+        state.error.dispose();
+        fail(`${opts.filename}: top-level await rejected: ${why}`);
+      } else fail(`${opts.filename}: top-level await never settled`);
+    } else if (Sandbox.isPromise(context, ns)) {
+      const state = context.getPromiseState(ns);
+      ns.dispose();
+      if (state.type !== "fulfilled") fail(`${opts.filename}: module evaluation did not complete`);
+      ns = (state as { value: QuickJSHandle }).value;
+    }
+
+    const host = context.getProp(context.global, "__svmrt");
+    const fnInstall = context.getProp(host, "install");
+    const settings = context.newString(
+      JSON.stringify({ output_bytes: limits.output_bytes, log_bytes: limits.log_bytes, seed: opts.seed }),
+    );
+    clock.deadlineMs = performance.now() + opts.limits.load_timeout_ms;
+    const installed = context.callFunction(fnInstall, context.undefined, ns, settings);
+    settings.dispose();
+    fnInstall.dispose();
+    ns.dispose();
+    const inst: Instance = {
+      module,
+      runtime,
+      context,
+      host,
+      fnCall: context.getProp(host, "call"),
+      fnBatch: context.getProp(host, "batch"),
+      fnSettled: context.getProp(host, "settled"),
+      fnLogs: context.getProp(host, "logs"),
+    };
+    if (installed.error) {
+      const why = Sandbox.errorText(context, installed.error);
+      installed.error.dispose();
+      Sandbox.teardown(inst, []);
+      throw new PolicyError(opts.name, "load", "load", clip(`${opts.filename}: ${why}`));
+    }
+    const wire = context.getString(installed.value);
+    installed.value.dispose();
+    if (wire[0] !== "R") {
+      Sandbox.teardown(inst, []);
+      throw new PolicyError(opts.name, "load", "load", clip(`${opts.filename}: exports are not plain data: ${wire.slice(1)}`));
+    }
+    return { inst, exports: JSON.parse(wire.slice(1)) as PluginExports };
+  }
+
+  private static isPromise(context: QuickJSContext, h: QuickJSHandle): boolean {
+    try {
+      const state = context.getPromiseState(h);
+      // getPromiseState answers "fulfilled" with the value itself for non-promises.
+      if (state.type === "fulfilled" && state.notAPromise) return false;
+      if (state.type === "fulfilled") state.value.dispose();
+      if (state.type === "rejected") state.error.dispose();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Readable text of a guest error handle, without letting it run long. */
+  private static errorText(context: QuickJSContext, err: QuickJSHandle): string {
+    try {
+      const d = context.dump(err) as { name?: unknown; message?: unknown } | null;
+      if (d && typeof d === "object" && typeof d.message === "string") {
+        return clip(`${typeof d.name === "string" ? d.name : "Error"}: ${d.message}`);
+      }
+      return clip(`threw ${JSON.stringify(d)}`);
+    } catch {
+      return "threw a value that could not be read";
+    }
+  }
+
+  /** Dispose every handle of an instance; an abort here is swallowed (the instance is gone). */
+  private static teardown(inst: Partial<Instance>, _extra: QuickJSHandle[]): void {
+    try {
+      for (const h of [inst.fnCall, inst.fnBatch, inst.fnSettled, inst.fnLogs, inst.host]) h?.dispose();
+      inst.context?.dispose();
+      inst.runtime?.dispose();
+    } catch {
+      // A QuickJS assertion during teardown: the module is dropped anyway.
+    }
+  }
+
+  /** The live instance, rebuilding after a crash. Throws PolicyError when quarantined. */
+  private async ensureInstance(): Promise<Instance | CallResult<never>> {
+    if (this.disposed) throw new PolicyError(this.name, "call", "load", "sandbox used after dispose");
+    if (this.stats.quarantined) return this.failure("quarantined", this.quarantineText());
+    if (this.inst) return this.inst;
+    try {
+      const built = await Sandbox.build(this.opts, this.variant, this.clock);
+      this.stats.builds++;
+      this.inst = built.inst;
+      return built.inst;
+    } catch (e) {
+      this.stats.quarantined = true;
+      return this.failure("quarantined", `rebuild after a crash failed: ${(e as Error).message}`);
+    }
+  }
+
+  private quarantineText(): string {
+    return `quarantined after ${this.opts.limits.crashes_max} crashes within ${this.opts.limits.crash_window_ms} ms`;
+  }
+
+  private failure(reason: PolicyFailureReason, message: string, logs: string[] = []): CallResult<never> {
+    this.stats.failures[reason] = (this.stats.failures[reason] ?? 0) + 1;
+    return { ok: false, reason, message: clip(message), logs };
+  }
+
+  /** Record a crash: drop the instance untouched, maybe quarantine. */
+  private crashed(e: unknown): CallResult<never> {
+    this.inst = undefined; // never call into a crashed module again, not even to dispose it
+    this.stats.crashes++;
+    const now = performance.now();
+    const windowStart = now - this.opts.limits.crash_window_ms;
+    this.crashTimesMs = this.crashTimesMs.filter((t) => t >= windowStart);
+    this.crashTimesMs.push(now);
+    const reason = crashReason(e);
+    let msg = `the Wasm module crashed (${String((e as Error)?.message ?? e).slice(0, 300)}); it will be rebuilt`;
+    if (this.crashTimesMs.length >= this.opts.limits.crashes_max) {
+      this.stats.quarantined = true;
+      msg = `the Wasm module crashed; ${this.quarantineText()}`;
+    }
+    return this.failure(reason, msg);
+  }
+
+  /** Read and clear the guest's log lines of the last call. */
+  private takeLogs(inst: Instance): string[] {
+    const r = inst.context.callFunction(inst.fnLogs, inst.context.undefined);
+    if (r.error) {
+      r.error.dispose();
+      return [];
+    }
+    const text = inst.context.getString(r.value);
+    r.value.dispose();
+    if (!text) return [];
+    if (text.length > this.opts.limits.log_bytes * 2 + 1024) return ["[logs over the cap: dropped]"];
+    const parsed = JSON.parse(text) as { lines: unknown; dropped: unknown };
+    const lines = Array.isArray(parsed.lines) ? parsed.lines.filter((l): l is string => typeof l === "string") : [];
+    if (typeof parsed.dropped === "number" && parsed.dropped > 0) lines.push(`[${parsed.dropped} log lines dropped: over ${this.opts.limits.log_bytes} bytes]`);
+    return lines;
+  }
+
+  /** Turn a wire string into a result. */
+  private decodeWire<T>(wire: string, logs: string[]): CallResult<T> {
+    if (wire.length > this.opts.limits.output_bytes + 1) {
+      return this.failure("output-limit", `output of ${wire.length} bytes exceeds ${this.opts.limits.output_bytes}`, logs);
+    }
+    if (wire[0] === "R") return { ok: true, value: JSON.parse(wire.slice(1)) as T, logs };
+    if (wire[0] === "E") {
+      const nl = wire.indexOf("\n");
+      const reason = wire.slice(1, nl) as PolicyFailureReason;
+      return this.failure(reason, wire.slice(nl + 1), logs);
+    }
+    return this.failure("invalid-output", "the plugin returned an unreadable answer", logs);
+  }
+
+  /** A guest error handle that escaped the prelude's own catch (interrupts, OOM while failing). */
+  private escaped(inst: Instance, err: QuickJSHandle, what: string): CallResult<never> {
+    if (this.clock.heapExceeded) {
+      err.dispose();
+      return this.failure("oom", `${what} grew the sandbox heap past ${wasmHeapCapBytes(this.opts.limits)} bytes`);
+    }
+    if (this.clock.interrupted) {
+      err.dispose();
+      // Near the memory limit QuickJS collects garbage on every allocation, so a memory bomb
+      // often runs into the deadline before an allocation fails: call that what it is.
+      const used = this.memoryUsedBytes();
+      if (used >= this.opts.limits.memory_bytes * OOM_NEAR_LIMIT_RATIO) {
+        return this.failure("oom", `${what} exhausted its memory (${used} of ${this.opts.limits.memory_bytes} bytes) and ran out of time`);
+      }
+      return this.failure("timeout", `${what} exceeded its deadline of ${this.opts.limits.timeout_ms} ms`);
+    }
+    this.clock.deadlineMs = performance.now() + this.opts.limits.timeout_ms;
+    const text = Sandbox.errorText(inst.context, err);
+    err.dispose();
+    if (/out of memory/.test(text)) return this.failure("oom", `${what}: ${text}`);
+    if (/stack overflow/.test(text)) return this.failure("stack", `${what}: ${text}`);
+    return this.failure("exception", `${what}: ${text}`);
+  }
+
+  /** Drain promise jobs until the call's answer settles or the deadline passes. */
+  private drainPending(inst: Instance, hook: string): string | CallResult<never> {
+    for (let round = 0; round < 64; round++) {
+      const jobs = inst.runtime.executePendingJobs(PENDING_JOBS_MAX);
+      if (jobs.error) return this.escaped(inst, jobs.error, `hook ${hook}`);
+      const r = inst.context.callFunction(inst.fnSettled, inst.context.undefined);
+      if (r.error) return this.escaped(inst, r.error, `hook ${hook}`);
+      const wire = inst.context.getString(r.value);
+      r.value.dispose();
+      if (wire !== "P") return wire;
+      if (!inst.runtime.hasPendingJob()) break;
+    }
+    return this.failure("timeout", `hook ${hook} returned a promise that never settled (plugins have no I/O to wait for)`);
+  }
+
+  /**
+   * Call an exported hook with JSON data. Never throws for plugin failures.
+   * `ctx` is passed as the hook's second argument and cached guest-side while unchanged.
+   */
+  async call<T = unknown>(hook: string, input: unknown, ctxJson = "{}"): Promise<CallResult<T>> {
+    const got = await this.ensureInstance();
+    if ("ok" in got) return got;
+    return this.callSync<T>(got, hook, input, ctxJson);
+  }
+
+  /** Synchronous call on a live instance (used by hot paths that already hold one). */
+  callSync<T>(inst: Instance | undefined, hook: string, input: unknown, ctxJson: string): CallResult<T> {
+    if (!inst) return this.failure("quarantined", this.quarantineText());
+    const r = this.callInner<T>(inst, hook, input, ctxJson);
+    this.recycleIfBloated();
+    return r;
+  }
+
+  /**
+   * Wasm memory never shrinks: an instance whose heap outgrew its cap is dropped and
+   * rebuilt on the next call, which gives the memory back.
+   */
+  private recycleIfBloated(): void {
+    const inst = this.inst;
+    if (inst && wasmHeapBytes(inst.module) > wasmHeapCapBytes(this.opts.limits)) {
+      Sandbox.teardown(inst, []);
+      this.inst = undefined;
+      this.stats.recycles++;
+    }
+  }
+
+  private callInner<T>(inst: Instance, hook: string, input: unknown, ctxJson: string): CallResult<T> {
+    this.stats.calls++;
+    const inputJson = JSON.stringify(input) ?? "null";
+    if (inputJson.length + ctxJson.length > this.opts.limits.input_bytes) {
+      return this.failure("input-limit", `input of ${inputJson.length + ctxJson.length} bytes exceeds ${this.opts.limits.input_bytes}`);
+    }
+    const { context } = inst;
+    try {
+      this.clock.interrupted = false;
+      this.clock.heapExceeded = false;
+      this.clock.deadlineMs = performance.now() + this.opts.limits.timeout_ms;
+      const hArgs = [context.newString(hook), context.newString(inputJson), context.newString(ctxJson)];
+      const r = context.callFunction(inst.fnCall, context.undefined, ...hArgs);
+      for (const h of hArgs) h.dispose();
+      if (r.error) return this.escaped(inst, r.error, `hook ${hook}`);
+      let wire = context.getString(r.value);
+      r.value.dispose();
+      if (wire === "P") {
+        const drained = this.drainPending(inst, hook);
+        if (typeof drained !== "string") return { ...drained, logs: this.takeLogs(inst) };
+        wire = drained;
+      }
+      const logs = this.takeLogs(inst);
+      return this.decodeWire<T>(wire, logs);
+    } catch (e) {
+      if (e instanceof PolicyError) throw e;
+      return this.crashed(e);
+    }
+  }
+
+  /**
+   * Hot path: hand `n` records of `input` to the registered guest adapter and copy its
+   * Float64Array answer into `out` (exactly `out.length` values expected).
+   */
+  async batch(adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array): Promise<CallResult<null>> {
+    const got = await this.ensureInstance();
+    if ("ok" in got) return got;
+    return this.batchSync(got, adapter, input, n, ctxJson, out);
+  }
+
+  /** The live instance, or undefined when it must be rebuilt first (see batch / call). */
+  get live(): Instance | undefined {
+    return this.stats.quarantined ? undefined : this.inst;
+  }
+
+  batchSync(inst: Instance, adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array): CallResult<null> {
+    const r = this.batchInner(inst, adapter, input, n, ctxJson, out);
+    this.recycleIfBloated();
+    return r;
+  }
+
+  private batchInner(inst: Instance, adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array): CallResult<null> {
+    this.stats.calls++;
+    const bytes = input.byteLength + ctxJson.length;
+    if (bytes > this.opts.limits.input_bytes) {
+      return this.failure("input-limit", `batch input of ${bytes} bytes exceeds ${this.opts.limits.input_bytes}`);
+    }
+    const { context } = inst;
+    try {
+      this.clock.interrupted = false;
+      this.clock.heapExceeded = false;
+      this.clock.deadlineMs = performance.now() + this.opts.limits.timeout_ms;
+      const view = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+      const hArgs = [context.newString(adapter), context.newArrayBuffer(view.slice().buffer), context.newNumber(n), context.newString(ctxJson)];
+      const r = context.callFunction(inst.fnBatch, context.undefined, ...hArgs);
+      for (const h of hArgs) h.dispose();
+      if (r.error) return this.escaped(inst, r.error, `adapter ${adapter}`);
+      if (context.typeof(r.value) === "string") {
+        const wire = context.getString(r.value);
+        r.value.dispose();
+        return this.decodeWire<null>(wire, this.takeLogs(inst));
+      }
+      const lifetime = context.getArrayBuffer(r.value);
+      r.value.dispose();
+      const got = lifetime.value;
+      if (got.byteLength !== out.byteLength) {
+        lifetime.dispose();
+        return this.failure("invalid-output", `adapter ${adapter} returned ${got.byteLength} bytes, expected ${out.byteLength}`);
+      }
+      new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(got);
+      lifetime.dispose();
+      return { ok: true, value: null, logs: this.takeLogs(inst) };
+    } catch (e) {
+      if (e instanceof PolicyError) throw e;
+      return this.crashed(e);
+    }
+  }
+
+  /** Memory the QuickJS runtime reports in use, bytes (for benchmarks and tests). */
+  memoryUsedBytes(): number {
+    const inst = this.inst;
+    if (!inst) return 0;
+    try {
+      const h = inst.runtime.computeMemoryUsage();
+      const usage = inst.context.dump(h) as { memory_used_size?: number };
+      h.dispose();
+      return usage.memory_used_size ?? 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.inst) Sandbox.teardown(this.inst, []);
+    this.inst = undefined;
+  }
+}
