@@ -482,6 +482,12 @@ export class Sandbox implements Disposable {
     return this.batchSync(got, adapter, input, n, ctxJson, out);
   }
 
+  /** Build the instance if a crash or recycle dropped it; false when quarantined. */
+  async ready(): Promise<boolean> {
+    const got = await this.ensureInstance();
+    return !("ok" in got);
+  }
+
   /** The live instance, or undefined when it must be rebuilt first (see batch / call). */
   get live(): Instance | undefined {
     return this.stats.quarantined ? undefined : this.inst;

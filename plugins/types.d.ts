@@ -1,0 +1,166 @@
+/**
+ * Types plugin authors code against. A plugin is an ES module that exports functions named
+ * after hooks and, optionally, `params` (its tunables). It receives data and returns data:
+ * no host objects, no I/O, no clock but `ctx.nowNs` / `input.nowMs`, Math.random seeded by
+ * the host. Use from a .js plugin with JSDoc:
+ *
+ *   // @ts-check
+ *   /** @type {import("../types").MigrationHooks["restoreLocation"]} *\/
+ *   export function restoreLocation(fault, ctx) { ... }
+ *
+ * Units: addresses and sizes in 4 KiB pages; times in ns (migration) or ms (sampling,
+ * session); locations are KFD gpu_ids, 0 = system memory, 0xffffffff = undefined.
+ * docs/policy-api.md describes every hook in prose.
+ */
+
+/** One tunable: declared once with its default, bounds and meaning; the host validates it. */
+export type ParamDecl =
+  | { type: "integer" | "number"; default: number; min: number; max: number; description: string }
+  | { type: "boolean"; default: boolean; description: string }
+  | { type: "string"; default: string; values?: string[]; description: string };
+
+export type Params = Record<string, number | boolean | string>;
+
+// ---------------------------------------------------------------- MigrationPolicy
+
+export interface PolicyGpu {
+  /** KFD gpu_id. */
+  id: number;
+  /** Bit of this GPU in accessMask / aipMask. */
+  index: number;
+  /** XGMI hive id; 0 = none. */
+  hiveId: number;
+  /** APU in app-APU mode (MI300A): never migrates. */
+  appApu: boolean;
+  vramBytes: number;
+}
+
+export interface MigrationContext {
+  gpus: PolicyGpu[];
+  xnack: boolean;
+  nowNs: number;
+  params: Params;
+}
+
+/** A GPU fault at the kernel's decision point (kfd-svm §2). */
+export interface Fault {
+  gpuId: number;
+  gpuIndex: number;
+  /** Faulting page. */
+  addr: number;
+  /** 1 = write, 0 = read. */
+  write: number;
+  rangeStart: number;
+  /** Inclusive. */
+  rangeLast: number;
+  preferredLoc: number;
+  prefetchLoc: number;
+  /** gpu_id holding the range's VRAM pages, 0 when none. */
+  actualLoc: number;
+  /** log2 pages of the migration granularity. */
+  granularity: number;
+  flags: number;
+  /** Bit `gpu.index`: that GPU has ACCESS. */
+  accessMask: number;
+  /** Bit `gpu.index`: that GPU has ACCESS_IN_PLACE. */
+  aipMask: number;
+  vramPages: number;
+  migrations: number;
+  /** -1 = never migrated. */
+  lastMigrationNs: number;
+  faultNs: number;
+}
+
+export interface PageWindow {
+  start: number;
+  last: number;
+}
+
+export interface PrefetchRequest {
+  start: number;
+  npages: number;
+  /** gpu_id or 0. */
+  loc: number;
+}
+
+export interface EvictionCandidate {
+  rangeStart: number;
+  npages: number;
+  vramPages: number;
+  lastUseNs: number;
+  lastMigrationNs: number;
+}
+
+export interface ObservedEvent {
+  kind: "fault" | "migrate" | "evict" | "unmap" | "queue-evict" | "queue-restore";
+  nowNs: number;
+  gpuId: number;
+  start: number;
+  npages: number;
+  from: number;
+  to: number;
+  trigger: number;
+}
+
+export interface MigrationHooks {
+  /** gpu_id to migrate to / map from, 0 = system memory, -1 = deny (EACCES). */
+  restoreLocation(fault: Fault, ctx: MigrationContext): number;
+  /** Pages to migrate; must hold the faulting page and stay inside the range. */
+  migrationWindow(fault: Fault, ctx: MigrationContext): PageWindow;
+  /** Extra ranges to move after a batch of faults (at most 64). */
+  prefetch(
+    input: { faults: Fault[]; decisions: { loc: number; start: number; last: number }[] },
+    ctx: MigrationContext,
+  ): PrefetchRequest[];
+  /** Index of the buffer to evict. */
+  evictionVictim(input: { gpuId: number; neededPages: number; candidates: EvictionCandidate[] }, ctx: MigrationContext): number;
+  /** Events since the last call, in order; the answer is ignored. */
+  observe(input: { events: ObservedEvent[] }, ctx: MigrationContext): unknown;
+}
+
+// ---------------------------------------------------------------- SamplingPolicy
+
+export type MetricGroup = "temperature" | "power" | "activity" | "memory" | "xgmi" | "svm";
+
+export interface ScheduleInput {
+  nowMs: number;
+  gpus: {
+    id: number;
+    readings: {
+      temperature_c?: number;
+      power_w?: number;
+      gfx_activity_pct?: number;
+      umc_activity_pct?: number;
+      vram_used_bytes?: number;
+      vram_total_bytes?: number;
+    };
+    limits: { temperature_c_max?: number; power_w_max?: number };
+    errors: Partial<Record<MetricGroup, number>>;
+  }[];
+  intervals: Record<string, Partial<Record<MetricGroup, number>>>;
+}
+
+export interface SamplingHooks {
+  /** Per GPU id and group, the next interval in ms (100 .. 3,600,000); omitted ones keep theirs. */
+  schedule(input: ScheduleInput, ctx: { nowMs: number; params: Params }): Record<string, Partial<Record<MetricGroup, number>>>;
+}
+
+// ---------------------------------------------------------------- SessionPolicy
+
+export interface SessionInput {
+  nowMs: number;
+  requestsPerS: number;
+  initLatencyMs: number;
+  shutdownLatencyMs: number;
+  contention: number;
+  openSessions: number;
+  currentMode: "persistent" | "lazy" | "linger";
+  idleMs: number;
+}
+
+export interface SessionHooks {
+  mode(
+    input: SessionInput,
+    ctx: { nowMs: number; params: Params },
+  ): { mode: "persistent" | "lazy" } | { mode: "linger"; idleGraceMs: number };
+}

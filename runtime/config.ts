@@ -1,0 +1,171 @@
+/**
+ * Reading YAML configuration (policies, workloads, profiles) safely, and validating it
+ * against a TypeBox schema with every error placed at file:line:col.
+ *
+ * Bounds: input size is capped before parsing, aliases are capped (alias bombs), keys must
+ * be unique, nesting depth is capped; parse errors and schema errors are all collected so
+ * the user sees every problem at once.
+ */
+import type { TSchema } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { type Document, LineCounter, isNode, parseDocument } from "yaml";
+import { ConfigError, ConfigErrors } from "./errors.ts";
+
+/** Largest configuration file read, bytes. */
+export const CONFIG_FILE_BYTES_MAX = 256 * 1024;
+/** Most alias dereferences in one document (the yaml package's default is 100). */
+export const CONFIG_ALIASES_MAX = 50;
+/** Deepest nesting of maps and sequences accepted. */
+export const CONFIG_DEPTH_MAX = 32;
+/** Most errors reported for one file. */
+export const CONFIG_ERRORS_MAX = 50;
+
+export interface YamlSource {
+  file: string;
+  text: string;
+  doc: Document.Parsed;
+  lines: LineCounter;
+  /** The document as plain data. */
+  data: unknown;
+}
+
+/** Position of a byte offset in the file. */
+export function positionAt(src: { file: string; lines: LineCounter }, offset: number) {
+  const p = src.lines.linePos(offset);
+  return { file: src.file, line: p.line, col: p.col };
+}
+
+/**
+ * Position of the node at `path` (keys and indexes), or of its nearest existing ancestor.
+ * `key: true` points at the key of a map entry instead of its value (for unknown fields).
+ */
+export function positionOf(src: YamlSource, path: (string | number)[], key = false) {
+  for (let n = path.length; n >= 0; n--) {
+    const sub = path.slice(0, n);
+    if (key && n === path.length && n > 0) {
+      const parent = sub.length > 1 ? src.doc.getIn(sub.slice(0, -1), true) : src.doc.contents;
+      const items = (parent as { items?: { key?: unknown }[] } | null)?.items;
+      const pair = items?.find((it) => isNode(it.key) && (it.key as { value?: unknown }).value === sub.at(-1));
+      const range = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+      if (range) return positionAt(src, range[0]);
+      continue;
+    }
+    const node = n === 0 ? src.doc.contents : src.doc.getIn(sub, true);
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    if (range) return positionAt(src, range[0]);
+  }
+  return { file: src.file, line: 1, col: 1 };
+}
+
+function depthOf(v: unknown, depth = 0): number {
+  if (depth > CONFIG_DEPTH_MAX || v === null || typeof v !== "object") return depth;
+  let max = depth;
+  for (const child of Object.values(v)) {
+    max = Math.max(max, depthOf(child, depth + 1));
+    if (max > CONFIG_DEPTH_MAX) break;
+  }
+  return max;
+}
+
+/**
+ * Parse YAML text. @throws ConfigErrors for size, syntax, duplicate keys, alias bombs,
+ * nesting, binary garbage; each error at its file:line:col.
+ */
+export function parseYaml(file: string, text: string): YamlSource {
+  const lines = new LineCounter();
+  const at = (offset: number) => positionAt({ file, lines }, offset);
+  if (text.length > CONFIG_FILE_BYTES_MAX) {
+    throw new ConfigErrors([
+      new ConfigError({ file, line: 1, col: 1 }, "", `a file of at most ${CONFIG_FILE_BYTES_MAX} bytes`, `it has ${text.length}`),
+    ]);
+  }
+  const nul = text.indexOf("\u0000");
+  if (nul >= 0) {
+    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", "UTF-8 YAML text", "the file contains binary data")]);
+  }
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true });
+  const errors: ConfigError[] = [];
+  for (const e of [...doc.errors, ...doc.warnings].slice(0, CONFIG_ERRORS_MAX)) {
+    const pos = at(e.pos[0]);
+    const msg = e.message.split("\n")[0]!;
+    errors.push(new ConfigError(pos, "", "valid YAML", `${e.code}: ${msg}`));
+  }
+  if (errors.length) throw new ConfigErrors(errors);
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: CONFIG_ALIASES_MAX });
+  } catch (e) {
+    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", "YAML without alias bombs", (e as Error).message)]);
+  }
+  if (depthOf(data) > CONFIG_DEPTH_MAX) {
+    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", `nesting of at most ${CONFIG_DEPTH_MAX} levels`)]);
+  }
+  return { file, text, doc, lines, data };
+}
+
+/** Split a JSON pointer (`/spec/params/x`) into path segments. */
+export function pointerPath(pointer: string): (string | number)[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split("/")
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+/** What a schema expected, in words. */
+function expectedText(schema: TSchema & Record<string, unknown>, fallback: string): string {
+  const options = (schema.anyOf as TSchema[] | undefined)?.map((s) => (s as { const?: unknown }).const);
+  if (options?.length && options.every((o) => o !== undefined)) return `one of ${options.map((o) => JSON.stringify(o)).join(", ")}`;
+  if (typeof schema.description === "string" && /Expected union/.test(fallback)) return schema.description;
+  return fallback.replace(/^Expected /, "");
+}
+
+/**
+ * Validate `src.data` (or `value`, with `basePath` its location in the document) against a
+ * TypeBox schema. Returns ConfigErrors, one per offending field, each at file:line:col.
+ */
+export function schemaErrors(
+  src: YamlSource,
+  schema: TSchema,
+  value: unknown = src.data,
+  basePath: (string | number)[] = [],
+): ConfigError[] {
+  const out: ConfigError[] = [];
+  const seen = new Set<string>();
+  for (const e of Value.Errors(schema, value)) {
+    if (seen.has(e.path)) continue;
+    seen.add(e.path);
+    const path = [...basePath, ...pointerPath(e.path)];
+    const field = path.join(".");
+    const unknownField = e.message === "Unexpected property";
+    const pos = positionOf(src, path, unknownField);
+    const expected = unknownField ? "no such field here" : expectedText(e.schema as TSchema & Record<string, unknown>, e.message);
+    const got = e.value === undefined ? "it is missing" : `got ${JSON.stringify(e.value)?.slice(0, 80)}`;
+    out.push(new ConfigError(pos, field, unknownField ? "unknown field" : expected, unknownField ? undefined : got));
+    if (out.length >= CONFIG_ERRORS_MAX) break;
+  }
+  return out;
+}
+
+/**
+ * Read a configuration file as UTF-8, refusing oversized files before reading them and
+ * binary data. @throws ConfigErrors naming the file.
+ */
+export async function readConfigFile(file: string): Promise<string> {
+  const f = Bun.file(file);
+  if (!(await f.exists())) {
+    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", "an existing file", "no such file")]);
+  }
+  if (f.size > CONFIG_FILE_BYTES_MAX) {
+    throw new ConfigErrors([
+      new ConfigError({ file, line: 1, col: 1 }, "", `a file of at most ${CONFIG_FILE_BYTES_MAX} bytes`, `it has ${f.size}`),
+    ]);
+  }
+  const bytes = new Uint8Array(await f.arrayBuffer());
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", "UTF-8 text", "the file contains binary data")]);
+  }
+}

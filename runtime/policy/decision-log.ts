@@ -1,0 +1,64 @@
+/**
+ * The decision log: which policy (name and revision) answered which hook, for which input
+ * (a digest), with what output, and why a fallback decided when one did. A bounded ring in
+ * memory, plus an optional sink (the agent writes JSONL).
+ */
+import { createHash } from "node:crypto";
+import type { PolicyFailureReason } from "../errors.ts";
+
+/** Entries kept in memory per log. */
+export const DECISION_LOG_ENTRIES_MAX = 1000;
+/** Characters of an output kept in an entry. */
+export const DECISION_LOG_OUTPUT_CHARS_MAX = 512;
+
+export interface DecisionRecord {
+  /** Wall-clock ms of the decision (0 in the simulator, where only order matters). */
+  atMs: number;
+  policy: string;
+  revision: string;
+  hook: string;
+  /** sha256 of the input, first 16 hex digits. */
+  inputDigest: string;
+  /** JSON of the decision, clipped. */
+  output: string;
+  /** Set when the fallback decided. */
+  fallback?: { reason: PolicyFailureReason; message: string };
+  /** Decisions this record stands for (a batch of faults is one record). */
+  count: number;
+}
+
+export function digestOf(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex").slice(0, 16);
+}
+
+export class DecisionLog {
+  private readonly ring: DecisionRecord[] = [];
+  private next = 0;
+  /** Records ever added (the ring keeps the last DECISION_LOG_ENTRIES_MAX). */
+  total = 0;
+  fallbacks = 0;
+
+  constructor(
+    private readonly sink?: (r: DecisionRecord) => void,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  add(r: Omit<DecisionRecord, "atMs" | "output"> & { output: unknown }): DecisionRecord {
+    let output = JSON.stringify(r.output) ?? "null";
+    if (output.length > DECISION_LOG_OUTPUT_CHARS_MAX) output = `${output.slice(0, DECISION_LOG_OUTPUT_CHARS_MAX)}…`;
+    const rec: DecisionRecord = { ...r, atMs: this.clock(), output };
+    if (this.ring.length < DECISION_LOG_ENTRIES_MAX) this.ring.push(rec);
+    else this.ring[this.next] = rec;
+    this.next = (this.next + 1) % DECISION_LOG_ENTRIES_MAX;
+    this.total++;
+    if (r.fallback) this.fallbacks += r.count;
+    this.sink?.(rec);
+    return rec;
+  }
+
+  /** Entries in the order they were added, oldest first. */
+  entries(): DecisionRecord[] {
+    if (this.ring.length < DECISION_LOG_ENTRIES_MAX) return [...this.ring];
+    return [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)];
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * A loaded policy: its spec, its sandbox, its hook contracts, its decision log.
+ *
+ * `invoke` never lets a plugin failure escape as an exception unless the policy is
+ * fail-closed: every answer is validated against the hook's contract, and when the plugin
+ * fails (any reason of PolicyError) the kind's built-in fallback decides and the decision
+ * log says why.
+ */
+import { ConfigError, ConfigErrors, type PolicyFailureReason, PolicyError } from "../errors.ts";
+import { positionOf } from "../config.ts";
+import { type CallResult, Sandbox, type SandboxOptions } from "../sandbox/sandbox.ts";
+import {
+  DECISION_STRIDE,
+  type EvictionRequest,
+  FAULT_STRIDE,
+  MIGRATION_BOUNDS,
+  type MigrationDecider,
+  type ObservedEvent,
+  type PolicyContext,
+  type PrefetchRequest,
+  checkFaultDecision,
+  emptyFault,
+  kernelMigrationWindow,
+  kernelRestoreLocation,
+  lruVictim,
+  readFault,
+  writeFault,
+  type Fault,
+} from "./contracts/migration.ts";
+import { DecisionLog, type DecisionRecord, digestOf } from "./decision-log.ts";
+import { type HookSpec, KINDS, type KindSpec } from "./kinds.ts";
+import { type LoadOptions, type PolicySpec, readPolicySpec } from "./loader.ts";
+import { MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "./migration-adapter.ts";
+import { type ParamDecl, type ParamValues, parseParamDecls, resolveParams } from "./params.ts";
+
+export interface Decision<T = unknown> {
+  hook: string;
+  value: T;
+  /** plugin: the plugin answered; builtin: it does not export the hook; fallback: it failed. */
+  by: "plugin" | "builtin" | "fallback";
+  failure?: { reason: PolicyFailureReason; message: string };
+  logs: string[];
+}
+
+export interface PolicyLoadOptions extends LoadOptions {
+  /** Receives every decision record (the agent's JSONL log). */
+  logSink?: (r: DecisionRecord) => void;
+  /** Clock of the decision log; the simulator passes one that returns 0. */
+  logClock?: () => number;
+  /** Sandbox overrides for tests (variant, wrapModule). */
+  sandbox?: Partial<Pick<SandboxOptions, "variant" | "wrapModule">>;
+}
+
+export class Policy implements Disposable {
+  readonly log: DecisionLog;
+  readonly kindSpec: KindSpec;
+  /** Hooks the plugin exports. */
+  readonly hooks: ReadonlySet<string>;
+
+  private constructor(
+    readonly spec: PolicySpec,
+    readonly sandbox: Sandbox,
+    readonly paramDecls: Record<string, ParamDecl>,
+    readonly params: ParamValues,
+    opts: PolicyLoadOptions,
+  ) {
+    this.kindSpec = KINDS[spec.kind];
+    this.hooks = new Set(sandbox.exports.functions.filter((f) => f in this.kindSpec.hooks));
+    this.log = new DecisionLog(opts.logSink, opts.logClock);
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  /**
+   * Load a policy file and its plugin.
+   * @throws ConfigErrors (file, schema, plugin path, params) or PolicyError reason `load`
+   *   (the plugin does not evaluate, exports no hook of its kind, declares bad params).
+   */
+  static async load(file: string, opts: PolicyLoadOptions = {}): Promise<Policy> {
+    const spec = await readPolicySpec(file, opts);
+    return Policy.fromSpec(spec, opts);
+  }
+
+  static async fromSpec(spec: PolicySpec, opts: PolicyLoadOptions = {}): Promise<Policy> {
+    const kind = KINDS[spec.kind];
+    const sandbox = await Sandbox.load({
+      name: spec.name,
+      source: spec.source,
+      filename: spec.pluginPath,
+      limits: spec.limits,
+      seed: spec.seed,
+      adapters: spec.kind === "MigrationPolicy" ? MIGRATION_ADAPTER_SOURCE : undefined,
+      ...opts.sandbox,
+    });
+    try {
+      const hooks = sandbox.exports.functions.filter((f) => f in kind.hooks);
+      if (hooks.length === 0) {
+        throw new PolicyError(spec.name, "load", "load", `${spec.pluginPath} exports none of the ${spec.kind} hooks (${kind.anyOf.join(", ")})`);
+      }
+      const { decls, errors: declErrors } = parseParamDecls(sandbox.exports.data.params);
+      if (declErrors.length) throw new PolicyError(spec.name, "load", "load", `${spec.pluginPath}: ${declErrors.join("; ")}`);
+      const { values, errors } = resolveParams(decls, spec.params);
+      if (errors.length) {
+        throw new ConfigErrors(
+          errors.map((e) => new ConfigError(positionOf(spec.yaml, ["spec", "params", e.name], true), `spec.params.${e.name}`, e.message)),
+        );
+      }
+      return new Policy(spec, sandbox, decls, values, opts);
+    } catch (e) {
+      sandbox.dispose();
+      throw e;
+    }
+  }
+
+  /** The context a hook receives: the caller's fields plus the resolved params. */
+  private contextWith(ctx: Record<string, unknown>): Record<string, unknown> {
+    return { ...ctx, params: this.params };
+  }
+
+  /**
+   * Run one hook. Validates the answer; on any failure the fallback decides (or, for a
+   * fail-closed policy, PolicyError is thrown). `input` may be partial for hooks with a
+   * `prepare` step (faults).
+   */
+  async invoke<T = unknown>(hook: string, input: unknown, ctx: Record<string, unknown>): Promise<Decision<T>> {
+    const spec: HookSpec | undefined = this.kindSpec.hooks[hook];
+    if (!spec) {
+      throw new PolicyError(this.name, hook, "load", `${this.spec.kind} has no hook '${hook}' (hooks: ${Object.keys(this.kindSpec.hooks).join(", ")})`);
+    }
+    const prepared = spec.prepare ? spec.prepare(input) : input;
+    const fullCtx = this.contextWith(ctx);
+    const digest = digestOf(JSON.stringify(prepared) ?? "");
+    if (!this.hooks.has(hook)) {
+      const value = spec.fallback(prepared, fullCtx) as T;
+      this.log.add({ policy: this.name, revision: this.spec.revision, hook, inputDigest: digest, output: value, count: 1 });
+      return { hook, value, by: "builtin", logs: [] };
+    }
+    let result: CallResult<unknown>;
+    if (spec.batchAdapter) result = await this.callFaultHookOnce(hook, prepared as Fault, fullCtx);
+    else result = await this.sandbox.call(hook, prepared, JSON.stringify(fullCtx));
+    let failure: { reason: PolicyFailureReason; message: string } | undefined;
+    let value: unknown;
+    if (result.ok) {
+      const checked = spec.check(result.value, prepared, fullCtx);
+      if (checked.ok) value = checked.value;
+      else failure = { reason: "invalid-output", message: checked.message };
+    } else failure = { reason: result.reason, message: result.message };
+    if (failure) {
+      this.log.add({ policy: this.name, revision: this.spec.revision, hook, inputDigest: digest, output: null, fallback: failure, count: 1 });
+      if (this.spec.onFailure === "fail-closed") throw new PolicyError(this.name, hook, failure.reason, failure.message);
+      const fb = spec.fallback(prepared, fullCtx) as T;
+      return { hook, value: fb, by: "fallback", failure, logs: result.logs };
+    }
+    this.log.add({ policy: this.name, revision: this.spec.revision, hook, inputDigest: digest, output: value, count: 1 });
+    return { hook, value: value as T, by: "plugin", logs: result.logs };
+  }
+
+  /** restoreLocation / migrationWindow for one fault, through the same batch adapter as the hot path. */
+  private async callFaultHookOnce(hook: string, f: Fault, ctx: Record<string, unknown>): Promise<CallResult<unknown>> {
+    const input = new Float64Array(1 + FAULT_STRIDE);
+    input[0] = typeof ctx.nowNs === "number" ? ctx.nowNs : 0;
+    writeFault(input.subarray(1), 0, f);
+    const out = new Float64Array(DECISION_STRIDE);
+    const { nowNs: _drop, ...stable } = ctx;
+    const r = await this.sandbox.batch(MIGRATION_FAULTS_ADAPTER, input, 1, JSON.stringify(stable), out);
+    if (!r.ok) return r;
+    if (hook === "restoreLocation") return { ok: true, value: out[0], logs: r.logs };
+    return { ok: true, value: { start: out[1], last: out[2] }, logs: r.logs };
+  }
+
+  /** This policy as the SVM model's MigrationDecider (MigrationPolicy only). */
+  migrationDecider(): SandboxMigrationDecider {
+    if (this.spec.kind !== "MigrationPolicy") throw new PolicyError(this.name, "load", "load", `${this.spec.kind} is not a MigrationPolicy`);
+    return new SandboxMigrationDecider(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  dispose(): void {
+    this.sandbox.dispose();
+  }
+}
+
+/**
+ * A MigrationPolicy behind the SVM model's MigrationDecider interface. Faults go to the
+ * sandbox in batches of at most MIGRATION_BOUNDS.fault_batch_max; a failed batch is decided
+ * by the kernel's rules, an invalid single decision likewise, each counted and logged.
+ *
+ * The sandbox may need an asynchronous rebuild after a crash: callers `await prepare()`
+ * before a batch whenever it returns a promise, which keeps runs deterministic.
+ */
+export class SandboxMigrationDecider implements MigrationDecider {
+  readonly name: string;
+  fallbacks = 0;
+  private readonly fault = emptyFault();
+  private ctxKey: PolicyContext["gpus"] | undefined;
+  private ctxXnack = false;
+  private ctxJson = "";
+  private input = new Float64Array(1 + FAULT_STRIDE * 64);
+  private out = new Float64Array(DECISION_STRIDE * 64);
+
+  constructor(readonly policy: Policy) {
+    this.name = policy.name;
+  }
+
+  /** Resolves when the sandbox is ready for a synchronous batch; undefined when it already is. */
+  prepare(): Promise<void> | undefined {
+    if (this.policy.sandbox.live || this.policy.sandbox.stats.quarantined) return undefined;
+    return this.policy.sandbox.ready().then(() => undefined);
+  }
+
+  private stableCtxJson(ctx: PolicyContext): string {
+    if (ctx.gpus !== this.ctxKey || ctx.xnack !== this.ctxXnack) {
+      this.ctxKey = ctx.gpus;
+      this.ctxXnack = ctx.xnack;
+      this.ctxJson = JSON.stringify({ gpus: ctx.gpus, xnack: ctx.xnack, params: this.policy.params });
+    }
+    return this.ctxJson;
+  }
+
+  private failBatch(faults: Float64Array, from: number, n: number, ctx: PolicyContext, out: Float64Array, reason: PolicyFailureReason, message: string): void {
+    const p = this.policy;
+    p.log.add({
+      policy: p.name,
+      revision: p.spec.revision,
+      hook: "restoreLocation",
+      inputDigest: digestOf(new Uint8Array(faults.buffer, faults.byteOffset + from * FAULT_STRIDE * 8, n * FAULT_STRIDE * 8)),
+      output: null,
+      fallback: { reason, message },
+      count: n,
+    });
+    if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "restoreLocation", reason, message);
+    for (let i = from; i < from + n; i++) this.kernelDecide(faults, i, ctx, out);
+    this.fallbacks += n;
+  }
+
+  private kernelDecide(faults: Float64Array, i: number, ctx: PolicyContext, out: Float64Array): void {
+    const f = readFault(faults, i, this.fault);
+    const w = kernelMigrationWindow(f);
+    out[i * DECISION_STRIDE] = kernelRestoreLocation(f, ctx);
+    out[i * DECISION_STRIDE + 1] = w.start;
+    out[i * DECISION_STRIDE + 2] = w.last;
+  }
+
+  decideFaults(faults: Float64Array, n: number, ctx: PolicyContext, out: Float64Array): void {
+    const p = this.policy;
+    const step = MIGRATION_BOUNDS.fault_batch_max;
+    for (let from = 0; from < n; from += step) {
+      const m = Math.min(step, n - from);
+      const inst = p.sandbox.live;
+      if (!inst) {
+        this.failBatch(faults, from, m, ctx, out, p.sandbox.stats.quarantined ? "quarantined" : "exception", "sandbox not ready (call prepare() first)");
+        continue;
+      }
+      if (this.input.length < 1 + m * FAULT_STRIDE) {
+        this.input = new Float64Array(1 + m * FAULT_STRIDE);
+        this.out = new Float64Array(m * DECISION_STRIDE);
+      }
+      const input = this.input.subarray(0, 1 + m * FAULT_STRIDE);
+      input[0] = ctx.nowNs;
+      input.set(faults.subarray(from * FAULT_STRIDE, (from + m) * FAULT_STRIDE), 1);
+      const got = this.out.subarray(0, m * DECISION_STRIDE);
+      const r = p.sandbox.batchSync(inst, MIGRATION_FAULTS_ADAPTER, input, m, this.stableCtxJson(ctx), got);
+      if (!r.ok) {
+        this.failBatch(faults, from, m, ctx, out, r.reason, r.message);
+        continue;
+      }
+      let invalid = 0;
+      let firstInvalid = "";
+      for (let j = 0; j < m; j++) {
+        const i = from + j;
+        const f = readFault(faults, i, this.fault);
+        let loc = got[j * DECISION_STRIDE]!;
+        let ws = got[j * DECISION_STRIDE + 1]!;
+        let wl = got[j * DECISION_STRIDE + 2]!;
+        if (Number.isNaN(loc)) loc = kernelRestoreLocation(f, ctx);
+        if (Number.isNaN(ws)) {
+          const w = kernelMigrationWindow(f);
+          ws = w.start;
+          wl = w.last;
+        }
+        const bad = checkFaultDecision(f, loc, ws, wl, ctx);
+        if (bad) {
+          if (!firstInvalid) firstInvalid = `fault ${j} (page ${f.addr}): ${bad}`;
+          invalid++;
+          if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "restoreLocation", "invalid-output", firstInvalid);
+          this.kernelDecide(faults, i, ctx, out);
+          continue;
+        }
+        out[i * DECISION_STRIDE] = loc;
+        out[i * DECISION_STRIDE + 1] = ws;
+        out[i * DECISION_STRIDE + 2] = wl;
+      }
+      this.fallbacks += invalid;
+      p.log.add({
+        policy: p.name,
+        revision: p.spec.revision,
+        hook: "restoreLocation",
+        inputDigest: "",
+        output: { faults: m, invalid },
+        fallback: invalid ? { reason: "invalid-output", message: firstInvalid } : undefined,
+        count: m,
+      });
+    }
+  }
+
+  /** A cold hook through the sandbox; fallback on failure. Synchronous callers get the fallback while the sandbox rebuilds. */
+  private coldSync<T>(hook: string, input: unknown, ctx: PolicyContext, fallback: () => T): T {
+    const p = this.policy;
+    if (!p.hooks.has(hook)) return fallback();
+    const spec = p.kindSpec.hooks[hook]!;
+    const fullCtx = { gpus: ctx.gpus, xnack: ctx.xnack, nowNs: ctx.nowNs, params: p.params };
+    const inst = p.sandbox.live;
+    let failure: { reason: PolicyFailureReason; message: string } | undefined;
+    if (!inst) failure = { reason: p.sandbox.stats.quarantined ? "quarantined" : "exception", message: "sandbox not ready" };
+    else {
+      const r = p.sandbox.callSync<unknown>(inst, hook, input, JSON.stringify(fullCtx));
+      if (r.ok) {
+        const c = spec.check(r.value, input, fullCtx);
+        if (c.ok) return c.value as T;
+        failure = { reason: "invalid-output", message: c.message };
+      } else failure = { reason: r.reason, message: r.message };
+    }
+    p.log.add({ policy: p.name, revision: p.spec.revision, hook, inputDigest: "", output: null, fallback: failure, count: 1 });
+    if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, hook, failure.reason, failure.message);
+    this.fallbacks++;
+    return fallback();
+  }
+
+  prefetch(faults: Float64Array, n: number, decisions: Float64Array, ctx: PolicyContext): PrefetchRequest[] {
+    if (!this.policy.hooks.has("prefetch")) return [];
+    const fs: Fault[] = [];
+    const ds: { loc: number; start: number; last: number }[] = [];
+    for (let i = 0; i < n; i++) {
+      fs.push({ ...readFault(faults, i, emptyFault()) });
+      ds.push({ loc: decisions[i * DECISION_STRIDE]!, start: decisions[i * DECISION_STRIDE + 1]!, last: decisions[i * DECISION_STRIDE + 2]! });
+    }
+    return this.coldSync<PrefetchRequest[]>("prefetch", { faults: fs, decisions: ds }, ctx, () => []);
+  }
+
+  evictionVictim(req: EvictionRequest, ctx: PolicyContext): number {
+    return this.coldSync<number>("evictionVictim", req, ctx, () => lruVictim(req));
+  }
+
+  observe(events: ObservedEvent[], ctx: PolicyContext): void {
+    if (!this.policy.hooks.has("observe") || events.length === 0) return;
+    for (let i = 0; i < events.length; i += MIGRATION_BOUNDS.observe_events_max) {
+      this.coldSync<null>("observe", { events: events.slice(i, i + MIGRATION_BOUNDS.observe_events_max) }, ctx, () => null);
+    }
+  }
+}
