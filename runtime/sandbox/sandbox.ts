@@ -69,7 +69,11 @@ export interface SandboxStats {
 
 /** Live pieces of one Wasm module instance. */
 interface Instance {
+  /** Linear memory above which the instance is stopped and recycled, bytes. */
+  heapCapBytes: number;
   module: QuickJSWASMModule;
+  /** The unwrapped module, whose linear memory the host watches. */
+  raw: QuickJSWASMModule;
   runtime: QuickJSRuntime;
   context: QuickJSContext;
   /** __svmrt.call / batch / settled / logs, kept for the instance's life. */
@@ -97,12 +101,16 @@ function wasmHeapBytes(m: QuickJSWASMModule): number {
   return (m as unknown as { module: { HEAPU8: Uint8Array } }).module.HEAPU8.byteLength;
 }
 
-/** Heap cap of one instance: twice the QuickJS limit plus the ~17 MB an empty instance takes. */
-export function wasmHeapCapBytes(limits: SandboxLimits): number {
-  return limits.memory_bytes * 2 + WASM_BASE_BYTES;
+/** Heap growth allowed beyond the QuickJS limit, for allocator slack and fragmentation. */
+const WASM_HEAP_SLACK_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Heap cap of one instance: its linear memory once its context exists (16 MiB release,
+ * 83 MiB debug build, measured) plus twice the QuickJS limit plus slack.
+ */
+export function wasmHeapCapBytes(baseBytes: number, limits: SandboxLimits): number {
+  return baseBytes + limits.memory_bytes * 2 + WASM_HEAP_SLACK_BYTES;
 }
-/** Linear memory of a fresh instance with headroom (measured 17 MB). */
-const WASM_BASE_BYTES = 32 * 1024 * 1024;
 
 /** Share of the memory limit in use at which a timed-out call counts as out of memory. */
 const OOM_NEAR_LIMIT_RATIO = 0.9;
@@ -159,15 +167,15 @@ export class Sandbox implements Disposable {
     variant: QuickJSSyncVariant,
     clock: Clock,
   ): Promise<{ inst: Instance; exports: PluginExports }> {
-    let module = await newQuickJSWASMModuleFromVariant(variant);
-    if (opts.wrapModule) module = opts.wrapModule(module);
+    const raw = await newQuickJSWASMModuleFromVariant(variant);
+    const module = opts.wrapModule ? opts.wrapModule(raw) : raw;
     const runtime = module.newRuntime();
     const { limits } = opts;
     runtime.setMemoryLimit(limits.memory_bytes);
     runtime.setMaxStackSize(limits.stack_bytes);
-    const heapCap = wasmHeapCapBytes(limits);
+    let heapCap = Number.POSITIVE_INFINITY; // set once the context exists
     runtime.setInterruptHandler(() => {
-      if (wasmHeapBytes(module) > heapCap) {
+      if (wasmHeapBytes(raw) > heapCap) {
         clock.interrupted = true;
         clock.heapExceeded = true;
         return true;
@@ -180,6 +188,7 @@ export class Sandbox implements Disposable {
     });
     // No module loader: `import` of anything fails to load.
     const context = runtime.newContext({ intrinsics: { ...DefaultIntrinsics, Date: false } });
+    heapCap = wasmHeapCapBytes(wasmHeapBytes(raw), limits);
     const fail = (msg: string): never => {
       Sandbox.teardown({ module, runtime, context } as Instance, []);
       throw new PolicyError(opts.name, "load", "load", clip(msg));
@@ -238,7 +247,9 @@ export class Sandbox implements Disposable {
     fnInstall.dispose();
     ns.dispose();
     const inst: Instance = {
+      heapCapBytes: heapCap,
       module,
+      raw,
       runtime,
       context,
       host,
@@ -376,7 +387,7 @@ export class Sandbox implements Disposable {
   private escaped(inst: Instance, err: QuickJSHandle, what: string): CallResult<never> {
     if (this.clock.heapExceeded) {
       err.dispose();
-      return this.failure("oom", `${what} grew the sandbox heap past ${wasmHeapCapBytes(this.opts.limits)} bytes`);
+      return this.failure("oom", `${what} grew the sandbox heap past ${inst.heapCapBytes} bytes`);
     }
     if (this.clock.interrupted) {
       err.dispose();
@@ -435,7 +446,7 @@ export class Sandbox implements Disposable {
    */
   private recycleIfBloated(): void {
     const inst = this.inst;
-    if (inst && wasmHeapBytes(inst.module) > wasmHeapCapBytes(this.opts.limits)) {
+    if (inst && wasmHeapBytes(inst.raw) > inst.heapCapBytes) {
       Sandbox.teardown(inst, []);
       this.inst = undefined;
       this.stats.recycles++;
