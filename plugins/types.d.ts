@@ -102,7 +102,24 @@ export interface ObservedEvent {
   trigger: number;
 }
 
+/**
+ * A batch of faults as the hot path hands them over: record i's field k is
+ * `faults[i * stride + F[k]]`. Write `decisions[3 * i]` (location) or
+ * `decisions[3 * i + 1]`, `decisions[3 * i + 2]` (window start, last).
+ */
+export interface FaultBatch {
+  faults: Float64Array;
+  n: number;
+  stride: number;
+  F: { readonly [K in keyof Fault]: number };
+  decisions: Float64Array;
+}
+
 export interface MigrationHooks {
+  /** Batch form of restoreLocation: no object per fault; takes precedence when exported. */
+  restoreLocationBatch(batch: FaultBatch, ctx: MigrationContext): void;
+  /** Batch form of migrationWindow. */
+  migrationWindowBatch(batch: FaultBatch, ctx: MigrationContext): void;
   /** gpu_id to migrate to / map from, 0 = system memory, -1 = deny (EACCES). */
   restoreLocation(fault: Fault, ctx: MigrationContext): number;
   /** Pages to migrate; must hold the faulting page and stay inside the range. */

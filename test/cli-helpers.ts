@@ -4,6 +4,15 @@ import { main } from "../runtime/cli.ts";
 export async function runCli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t), interactive: false });
+  const io = {
+    out(t: string) {
+      out += t;
+    },
+    err(t: string) {
+      err += t;
+    },
+    interactive: false,
+  };
+  const code = await main(argv, io);
   return { code, out, err };
 }

@@ -3,21 +3,37 @@
 // restoreLocation is svm_range_best_restore_location; migrationWindow is the
 // granularity-aligned block around the fault, clipped to the range (svm_range_restore_pages).
 // The native twin is runtime/policy/contracts/migration.ts; a test keeps them identical.
+// Each hook has a per-fault form (readable; used by `policy eval` and tests) and a batch
+// form over the raw records (the hot path); both call the same `bestRestoreLocation`.
 
 const SYSMEM = 0;
 const UNDEFINED = 0xffffffff;
 const DENY = -1;
 
-/** @param {import("../types").PolicyGpu[]} gpus @param {number} a @param {number} b */
-function sameHive(gpus, a, b) {
-  if (a === b) return true;
-  let ha = 0;
-  let hb = 0;
-  for (const g of gpus) {
-    if (g.id === a) ha = g.hiveId;
-    if (g.id === b) hb = g.hiveId;
+// Lookup tables by gpu_id, rebuilt only when the host hands over a new GPU list (the
+// context object is reused between calls while it does not change).
+/** @type {import("../types").PolicyGpu[] | null} */
+let tablesFor = null;
+/** @type {Record<number, number>} */
+let hiveById = {};
+/** @type {Record<number, boolean>} */
+let apuById = {};
+
+/** @param {import("../types").PolicyGpu[]} gpus */
+function tables(gpus) {
+  if (gpus === tablesFor) return;
+  tablesFor = gpus;
+  hiveById = {};
+  apuById = {};
+  for (let i = 0; i < gpus.length; i++) {
+    hiveById[gpus[i].id] = gpus[i].hiveId;
+    apuById[gpus[i].id] = gpus[i].appApu;
   }
-  return ha !== 0 && ha === hb;
+}
+
+/** @param {number} id */
+function hiveOf(id) {
+  return hiveById[id] || 0;
 }
 
 /** @param {number} mask @param {number} index */
@@ -25,18 +41,30 @@ function hasBit(mask, index) {
   return Math.floor(mask / 2 ** index) % 2 === 1;
 }
 
-/** @type {import("../types").MigrationHooks["restoreLocation"]} */
-export function restoreLocation(f, ctx) {
-  for (const g of ctx.gpus) if (g.id === f.gpuId && g.appApu) return SYSMEM;
-  if (f.preferredLoc === f.gpuId || f.preferredLoc === SYSMEM) return f.preferredLoc;
-  if (f.preferredLoc !== UNDEFINED && sameHive(ctx.gpus, f.preferredLoc, f.gpuId)) return f.preferredLoc;
-  if (hasBit(f.accessMask, f.gpuIndex)) return f.gpuId;
-  if (hasBit(f.aipMask, f.gpuIndex)) {
-    if (f.actualLoc === SYSMEM) return SYSMEM;
-    if (sameHive(ctx.gpus, f.actualLoc, f.gpuId)) return f.actualLoc;
+/**
+ * svm_range_best_restore_location (kfd-svm §4).
+ * @param {import("../types").PolicyGpu[]} gpus
+ * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
+ * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ */
+function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
+  tables(gpus);
+  if (apuById[gpuId] === true) return SYSMEM;
+  if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
+  const hive = hiveOf(gpuId);
+  if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(preferredLoc) === hive) return preferredLoc;
+  if (hasBit(accessMask, gpuIndex)) return gpuId;
+  if (hasBit(aipMask, gpuIndex)) {
+    if (actualLoc === SYSMEM) return SYSMEM;
+    if (actualLoc === gpuId || (hive !== 0 && hiveOf(actualLoc) === hive)) return actualLoc;
     return SYSMEM;
   }
   return DENY;
+}
+
+/** @type {import("../types").MigrationHooks["restoreLocation"]} */
+export function restoreLocation(f, ctx) {
+  return bestRestoreLocation(ctx.gpus, f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
 }
 
 /** @type {import("../types").MigrationHooks["migrationWindow"]} */
@@ -44,4 +72,31 @@ export function migrationWindow(f) {
   const g = 2 ** f.granularity;
   const blockStart = Math.floor(f.addr / g) * g;
   return { start: Math.max(blockStart, f.rangeStart), last: Math.min(blockStart + g - 1, f.rangeLast) };
+}
+
+/** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
+export function restoreLocationBatch(b, ctx) {
+  const { faults, n, stride, F, decisions } = b;
+  for (let i = 0, o = 0; i < n; i++, o += stride) {
+    decisions[i * 3] = bestRestoreLocation(
+      ctx.gpus,
+      faults[o + F.gpuId],
+      faults[o + F.gpuIndex],
+      faults[o + F.preferredLoc],
+      faults[o + F.actualLoc],
+      faults[o + F.accessMask],
+      faults[o + F.aipMask],
+    );
+  }
+}
+
+/** @type {import("../types").MigrationHooks["migrationWindowBatch"]} */
+export function migrationWindowBatch(b) {
+  const { faults, n, stride, F, decisions } = b;
+  for (let i = 0, o = 0; i < n; i++, o += stride) {
+    const g = 2 ** faults[o + F.granularity];
+    const blockStart = Math.floor(faults[o + F.addr] / g) * g;
+    decisions[i * 3 + 1] = Math.max(blockStart, faults[o + F.rangeStart]);
+    decisions[i * 3 + 2] = Math.min(blockStart + g - 1, faults[o + F.rangeLast]);
+  }
 }

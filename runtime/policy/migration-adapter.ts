@@ -7,6 +7,12 @@
  * Input layout: [nowNs, record 0, record 1, ...]. A hook the plugin does not export
  * leaves NaN in its slots; the host fills those with the kernel's rule. A hook that
  * returns a non-number (or NaN) fails the batch as invalid-output.
+ *
+ * A plugin may also export the batch forms `restoreLocationBatch(batch, ctx)` and
+ * `migrationWindowBatch(batch, ctx)`, which read the records straight from the typed array
+ * and write `batch.decisions` (no object per fault: measured ~10x cheaper in QuickJS).
+ * They take precedence over the per-fault forms; a slot they leave unwritten (NaN) is
+ * invalid-output.
  */
 import { DECISION_STRIDE, FAULT_FIELDS, FAULT_STRIDE } from "./contracts/migration.ts";
 
@@ -27,10 +33,34 @@ export const MIGRATION_ADAPTER_SOURCE = `
     const d = getDesc(o, k);
     return d !== undefined && "value" in d && typeof d.value === "number" ? d.value : undefined;
   };
+  const FIELDS = Object.freeze(${JSON.stringify(Object.fromEntries(FAULT_FIELDS.map((k, i) => [k, i])))});
+  const unwritten = function (out, n, slot, hook) {
+    for (let i = 0; i < n; i++) {
+      if (out[i * ${DECISION_STRIDE} + slot] !== out[i * ${DECISION_STRIDE} + slot]) return "Einvalid-output\\nfault " + i + ": " + hook + " wrote no number";
+    }
+    return null;
+  };
   globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, b, n, ctx) {
-    const rl = fn(ns, "restoreLocation"), mw = fn(ns, "migrationWindow");
+    let rl = fn(ns, "restoreLocation"), mw = fn(ns, "migrationWindow");
+    const rlb = fn(ns, "restoreLocationBatch"), mwb = fn(ns, "migrationWindowBatch");
     ctx.nowNs = b[0];
-    const out = new F64(n * ${DECISION_STRIDE});
+    const out = new F64(n * ${DECISION_STRIDE}).fill(NaN);
+    if (rlb !== null || mwb !== null) {
+      const batch = { faults: b.subarray(1), n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: out };
+      if (rlb !== null) {
+        rlb(batch, ctx);
+        const bad = unwritten(out, n, 0, "restoreLocationBatch");
+        if (bad !== null) return bad;
+        rl = null;
+      }
+      if (mwb !== null) {
+        mwb(batch, ctx);
+        const bad = unwritten(out, n, 1, "migrationWindowBatch") || unwritten(out, n, 2, "migrationWindowBatch");
+        if (bad !== null) return bad;
+        mw = null;
+      }
+      if (rl === null && mw === null) return out;
+    }
     for (let i = 0; i < n; i++) {
       const o = 1 + i * ${FAULT_STRIDE};
       const base = i * ${DECISION_STRIDE};
@@ -40,14 +70,14 @@ export const MIGRATION_ADAPTER_SOURCE = `
           return "Einvalid-output\\nfault " + i + ": restoreLocation returned " + (typeof v === "number" ? "NaN" : kind(v)) + ", expected a gpu_id, 0 or -1";
         }
         out[base] = v;
-      } else out[base] = NaN;
+      }
       if (mw !== null) {
         const w = mw({ ${objectLiteral} }, ctx);
         if (w === null || typeof w !== "object") return "Einvalid-output\\nfault " + i + ": migrationWindow returned " + kind(w) + ", expected { start, last }";
         const s = num(w, "start"), l = num(w, "last");
         if (s === undefined || l === undefined || s !== s || l !== l) return "Einvalid-output\\nfault " + i + ": migrationWindow must return numbers { start, last }";
         out[base + 1] = s; out[base + 2] = l;
-      } else { out[base + 1] = NaN; out[base + 2] = NaN; }
+      }
     }
     return out;
   });

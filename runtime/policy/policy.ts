@@ -11,6 +11,9 @@ import { positionOf } from "../config.ts";
 import { type CallResult, Sandbox, type SandboxOptions } from "../sandbox/sandbox.ts";
 import {
   DECISION_STRIDE,
+  F,
+  LOC_DENY,
+  LOC_SYSMEM,
   type EvictionRequest,
   FAULT_STRIDE,
   MIGRATION_BOUNDS,
@@ -48,7 +51,13 @@ export interface PolicyLoadOptions extends LoadOptions {
   /** Clock of the decision log; the simulator passes one that returns 0. */
   logClock?: () => number;
   /** Sandbox overrides for tests (variant, wrapModule). */
-  sandbox?: Partial<Pick<SandboxOptions, "variant" | "wrapModule">>;
+  sandbox?: Partial<Pick<SandboxOptions, "variant" | "wrapModule" | "deterministic">>;
+}
+
+/** Hooks of a kind a plugin provides, directly or in batch form (`<hook>Batch`). */
+function exportedHooks(kind: KindSpec, functions: string[]): Set<string> {
+  const names = new Set(functions);
+  return new Set(Object.keys(kind.hooks).filter((h) => names.has(h) || (kind.hooks[h]!.batchAdapter && names.has(`${h}Batch`))));
 }
 
 export class Policy implements Disposable {
@@ -65,7 +74,7 @@ export class Policy implements Disposable {
     opts: PolicyLoadOptions,
   ) {
     this.kindSpec = KINDS[spec.kind];
-    this.hooks = new Set(sandbox.exports.functions.filter((f) => f in this.kindSpec.hooks));
+    this.hooks = exportedHooks(this.kindSpec, sandbox.exports.functions);
     this.log = new DecisionLog(opts.logSink, opts.logClock);
   }
 
@@ -95,8 +104,7 @@ export class Policy implements Disposable {
       ...opts.sandbox,
     });
     try {
-      const hooks = sandbox.exports.functions.filter((f) => f in kind.hooks);
-      if (hooks.length === 0) {
+      if (exportedHooks(kind, sandbox.exports.functions).size === 0) {
         throw new PolicyError(spec.name, "load", "load", `${spec.pluginPath} exports none of the ${spec.kind} hooks (${kind.anyOf.join(", ")})`);
       }
       const { decls, errors: declErrors } = parseParamDecls(sandbox.exports.data.params);
@@ -213,6 +221,18 @@ export class SandboxMigrationDecider implements MigrationDecider {
     return this.policy.sandbox.ready().then(() => undefined);
   }
 
+  private idsKey: PolicyContext["gpus"] | undefined;
+  private ids = new Set<number>();
+
+  /** gpu_ids of the context, as a set rebuilt only when the GPU list changes. */
+  private gpuIdSet(ctx: PolicyContext): Set<number> {
+    if (ctx.gpus !== this.idsKey) {
+      this.idsKey = ctx.gpus;
+      this.ids = new Set(ctx.gpus.map((g) => g.id));
+    }
+    return this.ids;
+  }
+
   private stableCtxJson(ctx: PolicyContext): string {
     if (ctx.gpus !== this.ctxKey || ctx.xnack !== this.ctxXnack) {
       this.ctxKey = ctx.gpus;
@@ -271,21 +291,31 @@ export class SandboxMigrationDecider implements MigrationDecider {
       }
       let invalid = 0;
       let firstInvalid = "";
+      const gpuIds = this.gpuIdSet(ctx);
       for (let j = 0; j < m; j++) {
         const i = from + j;
-        const f = readFault(faults, i, this.fault);
+        const r = i * FAULT_STRIDE;
+        const addr = faults[r + F.addr]!;
         let loc = got[j * DECISION_STRIDE]!;
         let ws = got[j * DECISION_STRIDE + 1]!;
         let wl = got[j * DECISION_STRIDE + 2]!;
-        if (Number.isNaN(loc)) loc = kernelRestoreLocation(f, ctx);
-        if (Number.isNaN(ws)) {
-          const w = kernelMigrationWindow(f);
-          ws = w.start;
-          wl = w.last;
+        // NaN: the plugin does not provide that hook; the kernel's rule decides.
+        if (Number.isNaN(loc) || Number.isNaN(ws)) {
+          const f = readFault(faults, i, this.fault);
+          if (Number.isNaN(loc)) loc = kernelRestoreLocation(f, ctx);
+          if (Number.isNaN(ws)) {
+            const w = kernelMigrationWindow(f);
+            ws = w.start;
+            wl = w.last;
+          }
         }
-        const bad = checkFaultDecision(f, loc, ws, wl, ctx);
-        if (bad) {
-          if (!firstInvalid) firstInvalid = `fault ${j} (page ${f.addr}): ${bad}`;
+        // Fast check of the common case on raw numbers; the full check names the problem.
+        const locOk = loc === LOC_DENY || loc === LOC_SYSMEM || gpuIds.has(loc);
+        const winOk =
+          Number.isInteger(ws) && Number.isInteger(wl) && ws <= addr && wl >= addr && ws >= faults[r + F.rangeStart]! && wl <= faults[r + F.rangeLast]!;
+        if (!locOk || !winOk) {
+          const f = readFault(faults, i, this.fault);
+          if (!firstInvalid) firstInvalid = `fault ${j} (page ${addr}): ${checkFaultDecision(f, loc, ws, wl, ctx)}`;
           invalid++;
           if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "restoreLocation", "invalid-output", firstInvalid);
           this.kernelDecide(faults, i, ctx, out);

@@ -144,3 +144,14 @@ describe("sandbox: memory stays bounded", () => {
     expect(sb.stats.recycles).toBe(2);
   });
 });
+
+describe("sandbox: deterministic budgets", () => {
+  test("an infinite loop stops after the same interpreter budget every time", async () => {
+    const src = "export function hook() { let i = 0; for (;;) i++ }";
+    const make = () => Sandbox.load({ name: "d", source: src, filename: "d.js", limits: limits({ timeout_ms: 5 }), seed: 1, deterministic: true });
+    using a = await make();
+    const r = await a.call("hook", null);
+    expect(r).toMatchObject({ ok: false, reason: "timeout" });
+    if (!r.ok) expect(r.message).toMatch(/budget of 20 interpreter polls/);
+  });
+});
