@@ -36,9 +36,13 @@ function hiveOf(id) {
   return hiveById[id] || 0;
 }
 
-/** @param {number} mask @param {number} index */
+/**
+ * Bit `index` of an access mask. `>>>` reduces the mask modulo 2^32 exactly, so it is right
+ * for the first 32 GPUs whatever the mask; beyond that, divide.
+ * @param {number} mask @param {number} index
+ */
 function hasBit(mask, index) {
-  return Math.floor(mask / 2 ** index) % 2 === 1;
+  return index < 32 ? ((mask >>> index) & 1) === 1 : Math.floor(mask / 2 ** index) % 2 === 1;
 }
 
 /**
@@ -77,15 +81,18 @@ export function migrationWindow(f) {
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
 export function restoreLocationBatch(b, ctx) {
   const { faults, n, stride, F, decisions } = b;
+  const gpus = ctx.gpus;
+  const fGpu = F.gpuId, fIndex = F.gpuIndex, fPref = F.preferredLoc, fActual = F.actualLoc;
+  const fAccess = F.accessMask, fAip = F.aipMask;
   for (let i = 0, o = 0; i < n; i++, o += stride) {
     decisions[i * 3] = bestRestoreLocation(
-      ctx.gpus,
-      faults[o + F.gpuId],
-      faults[o + F.gpuIndex],
-      faults[o + F.preferredLoc],
-      faults[o + F.actualLoc],
-      faults[o + F.accessMask],
-      faults[o + F.aipMask],
+      gpus,
+      faults[o + fGpu],
+      faults[o + fIndex],
+      faults[o + fPref],
+      faults[o + fActual],
+      faults[o + fAccess],
+      faults[o + fAip],
     );
   }
 }
@@ -93,10 +100,13 @@ export function restoreLocationBatch(b, ctx) {
 /** @type {import("../types").MigrationHooks["migrationWindowBatch"]} */
 export function migrationWindowBatch(b) {
   const { faults, n, stride, F, decisions } = b;
+  const fGran = F.granularity, fAddr = F.addr, fStart = F.rangeStart, fLast = F.rangeLast;
   for (let i = 0, o = 0; i < n; i++, o += stride) {
-    const g = 2 ** faults[o + F.granularity];
-    const blockStart = Math.floor(faults[o + F.addr] / g) * g;
-    decisions[i * 3 + 1] = Math.max(blockStart, faults[o + F.rangeStart]);
-    decisions[i * 3 + 2] = Math.min(blockStart + g - 1, faults[o + F.rangeLast]);
+    const g = 2 ** faults[o + fGran];
+    const blockStart = Math.floor(faults[o + fAddr] / g) * g;
+    const start = faults[o + fStart];
+    const last = faults[o + fLast];
+    decisions[i * 3 + 1] = blockStart > start ? blockStart : start;
+    decisions[i * 3 + 2] = blockStart + g - 1 < last ? blockStart + g - 1 : last;
   }
 }

@@ -211,8 +211,13 @@ export class SandboxMigrationDecider implements MigrationDecider {
   private input = new Float64Array(1 + FAULT_STRIDE * 64);
   private out = new Float64Array(DECISION_STRIDE * 64);
 
+  private readonly hasRestoreLocation: boolean;
+  private readonly hasMigrationWindow: boolean;
+
   constructor(readonly policy: Policy) {
     this.name = policy.name;
+    this.hasRestoreLocation = policy.hooks.has("restoreLocation");
+    this.hasMigrationWindow = policy.hooks.has("migrationWindow");
   }
 
   /** Resolves when the sandbox is ready for a synchronous batch; undefined when it already is. */
@@ -299,11 +304,12 @@ export class SandboxMigrationDecider implements MigrationDecider {
         let loc = got[j * DECISION_STRIDE]!;
         let ws = got[j * DECISION_STRIDE + 1]!;
         let wl = got[j * DECISION_STRIDE + 2]!;
-        // NaN: the plugin does not provide that hook; the kernel's rule decides.
-        if (Number.isNaN(loc) || Number.isNaN(ws)) {
+        // NaN: the plugin does not provide that hook (the kernel's rule decides), or its
+        // batch form left the slot unwritten (invalid).
+        if (Number.isNaN(loc) || Number.isNaN(ws) || Number.isNaN(wl)) {
           const f = readFault(faults, i, this.fault);
-          if (Number.isNaN(loc)) loc = kernelRestoreLocation(f, ctx);
-          if (Number.isNaN(ws)) {
+          if (Number.isNaN(loc) && !this.hasRestoreLocation) loc = kernelRestoreLocation(f, ctx);
+          if ((Number.isNaN(ws) || Number.isNaN(wl)) && !this.hasMigrationWindow) {
             const w = kernelMigrationWindow(f);
             ws = w.start;
             wl = w.last;

@@ -142,3 +142,18 @@ describe("sandboxed deciders: a bad answer never reaches the model", () => {
     expect(d.fallbacks).toBe(1);
   });
 });
+
+describe("batch hook forms", () => {
+  test("a batch hook that leaves slots unwritten is invalid-output, per fault", async () => {
+    using p = await decisionPolicy(
+      "export function restoreLocationBatch(b) { for (let i = 0; i < b.n; i += 2) b.decisions[3 * i] = b.faults[i * b.stride + b.F.gpuId] }",
+    );
+    const d = p.migrationDecider();
+    const faults = randomFaults(10, 5);
+    const out = new Float64Array(10 * DECISION_STRIDE);
+    d.decideFaults(faults, 10, CTX, out);
+    expect(d.fallbacks).toBe(5);
+    expect(p.log.entries().at(-1)!.fallback?.message).toMatch(/fault 1 .*no location was written/);
+    for (let i = 0; i < 10; i += 2) expect(out[i * DECISION_STRIDE]).toBe(faults[i * FAULT_STRIDE]!);
+  });
+});

@@ -156,23 +156,55 @@ export function gpusInSameHive(gpus: readonly PolicyGpu[], a: number, b: number)
   return hiveA !== 0 && hiveA === hiveB;
 }
 
+/** Has GPU index `i` its bit set in `mask` (masks are exact integers below 2^53). */
+function maskHas(mask: number, i: number): boolean {
+  return i < 31 ? ((mask % 2 ** 31) >>> i) % 2 === 1 : Math.floor(mask / 2 ** i) % 2 === 1;
+}
+
 /**
- * The kernel's best_restore_location (kfd-svm.md §4), natively. The sandboxed
+ * GPU lookups of a context, built once per GPU list: hive and app-APU mode by gpu_id.
+ * Cached on the list's identity (contexts keep their `gpus` array for a whole run).
+ */
+const gpuTables = new WeakMap<readonly PolicyGpu[], { hive: Map<number, number>; apu: Set<number> }>();
+function tablesOf(gpus: readonly PolicyGpu[]) {
+  let t = gpuTables.get(gpus);
+  if (!t) {
+    t = { hive: new Map(gpus.map((g) => [g.id, g.hiveId])), apu: new Set(gpus.filter((g) => g.appApu).map((g) => g.id)) };
+    gpuTables.set(gpus, t);
+  }
+  return t;
+}
+
+/**
+ * The kernel's best_restore_location (kfd-svm.md §4) on plain numbers. The sandboxed
  * plugins/migration/kernel-default.js must agree with it on every input (a test).
  */
-export function kernelRestoreLocation(f: Fault, ctx: PolicyContext): number {
-  const gpu = ctx.gpus.find((g) => g.id === f.gpuId);
-  if (gpu?.appApu) return LOC_SYSMEM;
-  if (f.preferredLoc === f.gpuId || f.preferredLoc === LOC_SYSMEM) return f.preferredLoc;
-  if (f.preferredLoc !== LOC_UNDEFINED && gpusInSameHive(ctx.gpus, f.preferredLoc, f.gpuId)) return f.preferredLoc;
-  const bit = 2 ** f.gpuIndex;
-  if (Math.floor(f.accessMask / bit) % 2 === 1) return f.gpuId;
-  if (Math.floor(f.aipMask / bit) % 2 === 1) {
-    if (f.actualLoc === LOC_SYSMEM) return LOC_SYSMEM;
-    if (gpusInSameHive(ctx.gpus, f.actualLoc, f.gpuId)) return f.actualLoc;
+export function bestRestoreLocation(
+  gpus: readonly PolicyGpu[],
+  gpuId: number,
+  gpuIndex: number,
+  preferredLoc: number,
+  actualLoc: number,
+  accessMask: number,
+  aipMask: number,
+): number {
+  const t = tablesOf(gpus);
+  if (t.apu.has(gpuId)) return LOC_SYSMEM;
+  if (preferredLoc === gpuId || preferredLoc === LOC_SYSMEM) return preferredLoc;
+  const hive = t.hive.get(gpuId) ?? 0;
+  if (preferredLoc !== LOC_UNDEFINED && hive !== 0 && t.hive.get(preferredLoc) === hive) return preferredLoc;
+  if (maskHas(accessMask, gpuIndex)) return gpuId;
+  if (maskHas(aipMask, gpuIndex)) {
+    if (actualLoc === LOC_SYSMEM) return LOC_SYSMEM;
+    if (actualLoc === gpuId || (hive !== 0 && t.hive.get(actualLoc) === hive)) return actualLoc;
     return LOC_SYSMEM;
   }
   return LOC_DENY;
+}
+
+/** best_restore_location for a fault record object. */
+export function kernelRestoreLocation(f: Fault, ctx: PolicyContext): number {
+  return bestRestoreLocation(ctx.gpus, f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
 }
 
 /**
@@ -220,10 +252,12 @@ export function checkFaultDecision(
   wLast: number,
   ctx: PolicyContext,
 ): string | null {
+  if (Number.isNaN(loc)) return "no location was written (restoreLocationBatch left the slot empty)";
   if (!Number.isInteger(loc)) return `location must be an integer gpu_id, 0 or -1, got ${loc}`;
   if (loc !== LOC_DENY && loc !== LOC_SYSMEM && !ctx.gpus.some((g) => g.id === loc)) {
     return `location ${loc} is not a GPU of this process (gpu_ids: ${ctx.gpus.map((g) => g.id).join(", ")})`;
   }
+  if (Number.isNaN(wStart) || Number.isNaN(wLast)) return "no window was written (migrationWindowBatch left the slot empty)";
   if (!Number.isInteger(wStart) || !Number.isInteger(wLast)) return `window bounds must be integers, got [${wStart}, ${wLast}]`;
   if (wStart > f.addr || wLast < f.addr) return `window [${wStart}, ${wLast}] does not hold the faulting page ${f.addr}`;
   if (wStart < f.rangeStart || wLast > f.rangeLast) {
@@ -261,19 +295,27 @@ export function lruVictim(req: EvictionRequest): number {
   return best;
 }
 
-/** The kernel's behaviour, natively: the fallback of every MigrationPolicy. */
+/** The kernel's behaviour, natively, straight on the records: the fallback of every MigrationPolicy. */
 export function nativeKernelDefault(): MigrationDecider {
-  const f = emptyFault();
   return {
     name: "kernel-default (native)",
     fallbacks: 0,
     decideFaults(faults, n, ctx, out) {
-      for (let i = 0; i < n; i++) {
-        readFault(faults, i, f);
-        const w = kernelMigrationWindow(f);
-        out[i * DECISION_STRIDE] = kernelRestoreLocation(f, ctx);
-        out[i * DECISION_STRIDE + 1] = w.start;
-        out[i * DECISION_STRIDE + 2] = w.last;
+      const gpus = ctx.gpus;
+      for (let i = 0, r = 0, o = 0; i < n; i++, r += FAULT_STRIDE, o += DECISION_STRIDE) {
+        out[o] = bestRestoreLocation(
+          gpus,
+          faults[r + F.gpuId]!,
+          faults[r + F.gpuIndex]!,
+          faults[r + F.preferredLoc]!,
+          faults[r + F.actualLoc]!,
+          faults[r + F.accessMask]!,
+          faults[r + F.aipMask]!,
+        );
+        const g = 2 ** faults[r + F.granularity]!;
+        const blockStart = Math.floor(faults[r + F.addr]! / g) * g;
+        out[o + 1] = Math.max(blockStart, faults[r + F.rangeStart]!);
+        out[o + 2] = Math.min(blockStart + g - 1, faults[r + F.rangeLast]!);
       }
     },
     prefetch: () => [],
