@@ -18,10 +18,10 @@ export const PLUGIN_SOURCE_BYTES_MAX = 256 * 1024;
 export function shippedPluginsDir(): string {
   const env = process.env.SVMRT_PLUGINS_DIR;
   if (env) return resolve(env);
-  const fromSource = resolve(import.meta.dir, "../../plugins");
-  // Inside a compiled executable import.meta.dir is virtual: use the folder beside the binary's.
-  if (fromSource.startsWith("/$bunfs") || fromSource.includes("~BUN")) return resolve(dirname(process.execPath), "../plugins");
-  return fromSource;
+  // Inside a compiled executable import.meta.dir is virtual (/$bunfs/...): the shipped
+  // plugins/ is then the one beside the binary's folder (dist/svmrt -> plugins/).
+  if (import.meta.dir.startsWith("/$bunfs") || import.meta.dir.includes("~BUN")) return resolve(dirname(process.execPath), "../plugins");
+  return resolve(import.meta.dir, "../../plugins");
 }
 
 export interface LoadOptions {
