@@ -17,7 +17,7 @@ export interface DecisionRecord {
   policy: string;
   revision: string;
   hook: string;
-  /** sha256 of the input, first 16 hex digits. */
+  /** sha256 of the input, first 16 hex digits; `w:` + wyhash for hot-path batches. */
   inputDigest: string;
   /** JSON of the decision, clipped. */
   output: string;
@@ -29,6 +29,15 @@ export interface DecisionRecord {
 
 export function digestOf(data: string | Uint8Array): string {
   return createHash("sha256").update(data).digest("hex").slice(0, 16);
+}
+
+/**
+ * Digest of a hot-path batch: wyhash (Bun.hash), not sha256, because hashing every fault
+ * record with sha256 would cost more than deciding it. Prefixed so the two never mix.
+ */
+export function batchDigestOf(data: Float64Array): string {
+  const h = Bun.hash(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return `w:${h.toString(16).padStart(16, "0")}`;
 }
 
 export class DecisionLog {

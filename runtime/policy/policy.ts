@@ -30,7 +30,7 @@ import {
   writeFault,
   type Fault,
 } from "./contracts/migration.ts";
-import { DecisionLog, type DecisionRecord, digestOf } from "./decision-log.ts";
+import { DecisionLog, type DecisionRecord, batchDigestOf, digestOf } from "./decision-log.ts";
 import { type HookSpec, KINDS, type KindSpec } from "./kinds.ts";
 import { type LoadOptions, type PolicySpec, readPolicySpec } from "./loader.ts";
 import { MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "./migration-adapter.ts";
@@ -50,6 +50,8 @@ export interface PolicyLoadOptions extends LoadOptions {
   logSink?: (r: DecisionRecord) => void;
   /** Clock of the decision log; the simulator passes one that returns 0. */
   logClock?: () => number;
+  /** Seed of the plugin's Math.random, over the file's (the simulator passes its run seed). */
+  seed?: number;
   /** Sandbox overrides for tests (variant, wrapModule). */
   sandbox?: Partial<Pick<SandboxOptions, "variant" | "wrapModule" | "deterministic">>;
 }
@@ -99,7 +101,7 @@ export class Policy implements Disposable {
       source: spec.source,
       filename: spec.pluginPath,
       limits: spec.limits,
-      seed: spec.seed,
+      seed: opts.seed ?? spec.seed,
       adapters: spec.kind === "MigrationPolicy" ? MIGRATION_ADAPTER_SOURCE : undefined,
       ...opts.sandbox,
     });
@@ -253,7 +255,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
       policy: p.name,
       revision: p.spec.revision,
       hook: "restoreLocation",
-      inputDigest: digestOf(new Uint8Array(faults.buffer, faults.byteOffset + from * FAULT_STRIDE * 8, n * FAULT_STRIDE * 8)),
+      inputDigest: batchDigestOf(faults.subarray(from * FAULT_STRIDE, (from + n) * FAULT_STRIDE)),
       output: null,
       fallback: { reason, message },
       count: n,
@@ -336,7 +338,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
         policy: p.name,
         revision: p.spec.revision,
         hook: "restoreLocation",
-        inputDigest: "",
+        inputDigest: batchDigestOf(input),
         output: { faults: m, invalid },
         fallback: invalid ? { reason: "invalid-output", message: firstInvalid } : undefined,
         count: m,
@@ -361,7 +363,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
         failure = { reason: "invalid-output", message: c.message };
       } else failure = { reason: r.reason, message: r.message };
     }
-    p.log.add({ policy: p.name, revision: p.spec.revision, hook, inputDigest: "", output: null, fallback: failure, count: 1 });
+    p.log.add({ policy: p.name, revision: p.spec.revision, hook, inputDigest: digestOf(JSON.stringify(input) ?? ""), output: null, fallback: failure, count: 1 });
     if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, hook, failure.reason, failure.message);
     this.fallbacks++;
     return fallback();
