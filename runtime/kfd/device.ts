@@ -109,7 +109,7 @@ export function kfdHint(op: string, e: number): string {
   switch (e) {
     case ERRNO.ENOENT:
     case ERRNO.ENODEV:
-      return "no KFD device: this host has no amdgpu compute driver loaded (modprobe amdgpu), or run on emulated GPUs";
+      return "no KFD device on this host: /dev/kfd appears when the amdgpu driver is loaded on a machine with an AMD GPU (modprobe amdgpu)";
     case ERRNO.EACCES:
     case ERRNO.EPERM:
       return "permission denied: add this user to the 'render' group (usermod -aG render $USER, then log in again) or run as root";
