@@ -58,6 +58,7 @@ function syscallLibraryOpen(path: string, s: SyscallSymbols) {
 }
 
 type Fn = (...args: unknown[]) => number | bigint;
+type IoctlFn = (fd: number, request: number, arg: Uint8Array) => number;
 
 /**
  * Load `path` (libc by default) and bind the six calls named by `symbols`.
@@ -70,7 +71,8 @@ export function syscallsOpen(path: string = LIBC_PATH, symbols: SyscallSymbols =
   const f = lib.symbols as unknown as Record<string, Fn>;
   const open = f[symbols.open]!;
   const close = f[symbols.close]!;
-  const ioctl = f[symbols.ioctl]!;
+  // i32 return: already a number, no conversion on the hot path.
+  const ioctl = f[symbols.ioctl] as unknown as IoctlFn;
   const readFn = f[symbols.read]!;
   const writeFn = f[symbols.write]!;
   const poll = f[symbols.poll]!;
@@ -97,7 +99,7 @@ export function syscallsOpen(path: string = LIBC_PATH, symbols: SyscallSymbols =
       return r < 0 ? errnoNegated() : r;
     },
     ioctl(fd, request, arg) {
-      const r = Number(ioctl(fd, request, arg));
+      const r = ioctl(fd, request, arg);
       return r < 0 ? errnoNegated() : r;
     },
     read(fd, buf) {

@@ -257,6 +257,21 @@ describe("SVM attributes through attrs[]", () => {
     expect(head!.value).toBe(gpu[0]!);
   });
 
+  test("bigint and number addresses encode the same bytes, also above 2^53", () => {
+    using dev = KfdDevice.open(sys);
+    const attr = [{ type: SVM_ATTR.GRANULARITY, value: 4 }];
+    dev.svmSetAttr(BigInt(START), BigInt(SIZE), attr);
+    expect(ctl.rangeCount()).toBe(1);
+    dev.svmSetAttr(START, SIZE, attr);
+    expect(ctl.rangeCount()).toBe(1); // same range: same bytes
+    const high = 0x7fff_ffff_f000_0000n; // beyond 2^53: only exact as bigint
+    dev.svmSetAttr(high, 0x1000n, attr);
+    expect(ctl.rangeCount()).toBe(2);
+    expect(dev.svmGetAttr(high, 0x1000n, [{ type: SVM_ATTR.GRANULARITY, value: 0 }])).toEqual([{ type: SVM_ATTR.GRANULARITY, value: 4 }]);
+    expect(errorOf(() => dev.svmSetAttr(START + 0.5, SIZE, attr)).hint).toContain("multiples of 4096");
+    expect(errorOf(() => dev.svmSetAttr(-4096, SIZE, attr)).errnoName).toBe("EINVAL");
+  });
+
   test("unknown attribute type, unknown gpu and misaligned ranges are EINVAL", () => {
     using dev = KfdDevice.open(sys);
     const e = errorOf(() => dev.svmSetAttr(START, SIZE, [{ type: 8, value: 0 }]));
