@@ -46,6 +46,7 @@ export const ERRNO = {
   ELOOP: 40,
   ENODATA: 61,
   ETIME: 62,
+  EPROTO: 71,
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
   ETIMEDOUT: 110,

@@ -120,7 +120,7 @@ export function kfdHint(op: string, e: number): string {
     case ERRNO.EBUSY:
       return "busy: unmap the memory from every GPU first, or another DRM fd was already acquired";
     case ERRNO.EINTR:
-      return `interrupted by a signal ${MAP_EINTR_RETRIES_MAX + 1} times; retry later`;
+      return "interrupted by a signal; the call can be repeated";
     case ERRNO.ENOTTY:
       return `this driver does not know ${op}: the kernel's KFD is too old`;
     case ERRNO.EIO:
@@ -310,7 +310,7 @@ export class KfdDevice implements Disposable {
         throw new KfdError(
           "GET_VERSION",
           "EPROTO",
-          71,
+          ERRNO.EPROTO,
           `driver reports KFD ioctl ${dev.version.major}.${dev.version.minor}; svmrt speaks major ${KFD_IOCTL_MAJOR_VERSION}`,
         );
       }
@@ -491,7 +491,7 @@ export class KfdDevice implements Disposable {
       const r = this.ioctl(call, this.args);
       const returned = v.getUint32(MP.n_success.offset, true);
       if (returned < nSuccess || returned > n) {
-        throw new KfdError(op, "EPROTO", 71, `driver returned n_success ${returned} outside [${nSuccess}, ${n}]`);
+        throw new KfdError(op, "EPROTO", ERRNO.EPROTO, `driver returned n_success ${returned} outside [${nSuccess}, ${n}]`);
       }
       nSuccess = returned;
       if (r >= 0) {
