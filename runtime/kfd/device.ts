@@ -41,6 +41,8 @@ export const SVM_ATTRS_MAX = 64;
 /** Most GPUs GET_PROCESS_APERTURES_NEW is asked for. */
 export const APERTURES_MAX = 64;
 const PAGE_SIZE_bytes = 4096;
+/** Number.MAX_SAFE_INTEGER as a module constant the JIT folds. */
+const MAX_SAFE_INTEGER = 2 ** 53 - 1;
 
 /** Largest fixed argument struct, rounded up: one scratch buffer serves every fixed ioctl. */
 const ARGS_SCRATCH_bytes = 64;
@@ -141,7 +143,7 @@ function u64Write(v: DataView, at: number, value: bigint | number): void {
   const hi = Math.floor(value / 0x1_0000_0000);
   const lo = value - hi * 0x1_0000_0000;
   // lo is an integer in [0, 2^32) exactly when value is a non-negative integer; hi < 2^21 below 2^53.
-  if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER && lo >>> 0 === lo)) {
+  if (!(value >= 0 && value <= MAX_SAFE_INTEGER && lo >>> 0 === lo)) {
     throw new RangeError(`${value} is not a u64 in the safe range`);
   }
   v.setUint32(at, lo, true);
@@ -184,8 +186,6 @@ function pageAlignedBigint(value: bigint): boolean {
   return value >= 0n && value <= 0xffff_ffff_ffff_ffffn && (value & PAGE_MASK_BIG) === 0n;
 }
 
-const MAX_SAFE_INTEGER = 2 ** 53 - 1;
-
 const GV = STRUCTS.get_version_args.fields;
 const PA = STRUCTS.get_process_apertures_new_args.fields;
 const AP = STRUCTS.kfd_process_device_apertures;
@@ -206,11 +206,14 @@ const SV_ATTRS_U32 = SV.attrs.offset >> 2;
 const SVA_TYPE_U32 = SVA.fields.type.offset >> 2;
 const SVA_VALUE_U32 = SVA.fields.value.offset >> 2;
 const SVA_SIZE_U32 = SVA.size >> 2;
+const MP_IDS_PTR_U32 = MP.device_ids_array_ptr.offset >> 2;
+const MP_N_DEVICES_U32 = MP.n_devices.offset >> 2;
+const MP_N_SUCCESS_U32 = MP.n_success.offset >> 2;
+const XN = STRUCTS.set_xnack_mode_args.fields;
+const AM = STRUCTS.get_available_memory_args.fields;
 
 /** KFD exists on x86_64 and aarch64, both little endian; the hot paths rely on it. */
 export const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-const XN = STRUCTS.set_xnack_mode_args.fields;
-const AM = STRUCTS.get_available_memory_args.fields;
 
 /**
  * kfd_ioctl_svm_args and its attrs[] into `w`, a Uint32Array over the argument buffer
@@ -255,7 +258,7 @@ const CALL_SVM = CALL.SVM;
 const SVM_REQUEST = CALL_SVM.request;
 const SVM_OP_SET_ATTR = SVM_OP.SET_ATTR;
 /** Largest page count whose byte size is below 2^53. */
-const MAX_SAFE_PAGES = Math.floor((2 ** 53 - 1) / PAGE_SIZE_bytes);
+const MAX_SAFE_PAGES = Math.floor(MAX_SAFE_INTEGER / PAGE_SIZE_bytes);
 /** 2^32 bytes in pages. */
 const PAGES_PER_U32 = 0x1_0000_0000 / PAGE_SIZE_bytes;
 
@@ -276,17 +279,21 @@ export class KfdDevice implements Disposable {
   private readonly svm = scratchAlloc(STRUCTS.svm_args.size + SVM_ATTRS_MAX * SVA.size);
   private readonly svmView = new DataView(this.svm.buffer);
   private readonly svm32 = new Uint32Array(this.svm.buffer);
+  private readonly args32 = new Uint32Array(this.args.buffer);
   private readonly ids = scratchAlloc(4 * MAP_DEVICES_MAX);
-  private readonly idsView = new DataView(this.ids.buffer);
-  /** Address of `ids`, taken once: `ids` lives as long as the device. */
-  private readonly idsAddress: bigint;
+  private readonly ids32 = new Uint32Array(this.ids.buffer);
+  /** Address of `ids` in two 32-bit halves, taken once: `ids` lives as long as the device. */
+  private readonly idsAddressLo: number;
+  private readonly idsAddressHi: number;
 
   private constructor(
     private readonly sys: Syscalls,
     fd: number,
   ) {
     this.fd = fd;
-    this.idsAddress = sys.addressOf(this.ids);
+    const idsAddress = sys.addressOf(this.ids);
+    this.idsAddressLo = Number(idsAddress & 0xffff_ffffn);
+    this.idsAddressHi = Number(idsAddress >> 32n);
     // GET_VERSION is the one ioctl asked before the version is known (since_minor 0).
     this.minor = 0;
     this.version = { major: 0, minor: 0 };
@@ -469,36 +476,35 @@ export class KfdDevice implements Disposable {
     if (n === 0 || n > MAP_DEVICES_MAX) {
       throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `give 1 to ${MAP_DEVICES_MAX} gpu ids, got ${n}`);
     }
-    const ids = this.idsView;
+    const ids = this.ids32;
     for (let i = 0; i < n; i++) {
       const id = gpuIds[i]!;
       for (let j = 0; j < i; j++) {
         if (gpuIds[j] === id) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `gpu id ${hex(id)} listed twice`);
       }
-      ids.setUint32(i * 4, id, true);
+      ids[i] = id;
     }
     const v = this.argsView;
+    const w = this.args32;
     const map = op === "MAP_MEMORY_TO_GPU";
     const call = map ? CALL.MAP_MEMORY_TO_GPU : CALL.UNMAP_MEMORY_FROM_GPU;
     let nSuccess = 0;
     let attempts = 0;
     for (;;) {
       v.setBigUint64(MP.handle.offset, handle, true);
-      v.setBigUint64(MP.device_ids_array_ptr.offset, this.idsAddress, true);
-      v.setUint32(MP.n_devices.offset, n, true);
-      v.setUint32(MP.n_success.offset, nSuccess, true);
+      w[MP_IDS_PTR_U32] = this.idsAddressLo;
+      w[MP_IDS_PTR_U32 + 1] = this.idsAddressHi;
+      w[MP_N_DEVICES_U32] = n;
+      w[MP_N_SUCCESS_U32] = nSuccess;
       attempts++;
       const r = this.ioctl(call, this.args);
-      const returned = v.getUint32(MP.n_success.offset, true);
-      if (returned < nSuccess || returned > n) {
-        throw new KfdError(op, "EPROTO", ERRNO.EPROTO, `driver returned n_success ${returned} outside [${nSuccess}, ${n}]`);
+      const returned = w[MP_N_SUCCESS_U32]!;
+      if (returned < nSuccess || returned > n || (r >= 0 && returned !== n)) {
+        // kfd_ioctl.h: n_success only grows, and success means n_success == n_devices.
+        throw new KfdError(op, "EPROTO", ERRNO.EPROTO, `driver returned ${r} with n_success ${returned} (was ${nSuccess}, of ${n})`);
       }
       nSuccess = returned;
-      if (r >= 0) {
-        // Return 0 means every device is done (kfd_ioctl.h).
-        assert(nSuccess === n || r > 0, `${op} returned 0 with n_success ${nSuccess} of ${n}`);
-        return;
-      }
+      if (r >= 0) return;
       if (r === -ERRNO.EINTR && attempts <= MAP_EINTR_RETRIES_MAX) continue;
       const done = gpuIds.slice(0, nSuccess);
       const rest = gpuIds.slice(nSuccess);
@@ -628,7 +634,9 @@ export class KfdDevice implements Disposable {
     const r = this.ioctl(CALL.AVAILABLE_MEMORY, this.args);
     if (r < 0) this.fail("AVAILABLE_MEMORY", r);
     const bytes = v.getBigUint64(AM.available.offset, true);
-    assert(bytes <= BigInt(Number.MAX_SAFE_INTEGER), `available memory ${bytes} exceeds 2^53`);
+    if (bytes > BigInt(MAX_SAFE_INTEGER)) {
+      throw new KfdError("AVAILABLE_MEMORY", "EOVERFLOW", ERRNO.EOVERFLOW, `driver reports ${bytes} bytes, beyond 2^53`);
+    }
     return Number(bytes);
   }
 }
