@@ -26,6 +26,30 @@ describe("the C test double through the same bun:ffi path as libc", () => {
     expect(sys.close(fd)).toBe(0);
   });
 
+  test("SVM validated by the double as the kernel does: alignment, zero size, attrs[] after the fixed part", () => {
+    const fd = sys.open("/dev/kfd", O_RDWR);
+    const buf = new Uint8Array(24 + 3 * 8);
+    const v = new DataView(buf.buffer);
+    const svm = (start: bigint, size: bigint, types: number[]): number => {
+      v.setBigUint64(0, start, true);
+      v.setBigUint64(8, size, true);
+      v.setUint32(16, 0, true); // SET_ATTR
+      v.setUint32(20, types.length, true);
+      types.forEach((t, i) => {
+        v.setUint32(24 + i * 8, t, true);
+        v.setUint32(28 + i * 8, 9, true);
+      });
+      return sys.ioctl(fd, IOCTL.SVM, buf);
+    };
+    expect(svm(0x10000n, 0x2000n, [7])).toBe(0); // GRANULARITY
+    expect(svm(0x10001n, 0x2000n, [7])).toBe(-ERRNO.EINVAL); // misaligned start
+    expect(svm(0x10000n, 0x2001n, [7])).toBe(-ERRNO.EINVAL); // misaligned size
+    expect(svm(0x10000n, 0n, [7])).toBe(-ERRNO.EINVAL); // empty
+    expect(svm(0x10000n, 0x2000n, [7, 5, 8])).toBe(-ERRNO.EINVAL); // third attribute unknown
+    expect(ctl.rangeCount()).toBe(1);
+    sys.close(fd);
+  });
+
   test("SMI fd: the mask must be exactly 8 bytes; empty fifo reads EAGAIN; poll reports POLLIN", () => {
     const fd = sys.open("/dev/kfd", O_RDWR);
     const args = new Uint8Array(8);
