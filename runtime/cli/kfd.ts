@@ -234,19 +234,21 @@ async function eventsRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): Promise<nu
     const gpus = gpuOnly !== undefined ? [gpuOnly] : dev.getProcessApertures().map((a) => a.gpuId);
     for (const g of gpus) readers.push(SmiEventReader.open(dev, g, events));
     await new Promise<void>((resolve, reject) => {
-      const stop = (): void => {
+      let finished = false;
+      const finish = (err?: unknown): void => {
+        if (finished) return;
+        finished = true;
         process.off("SIGINT", stop);
         deps.signal?.removeEventListener("abort", stop);
         for (const r of readers) r.close();
-        resolve();
+        if (err === undefined) resolve();
+        else reject(err);
       };
+      const stop = (): void => finish();
       process.on("SIGINT", stop);
       deps.signal?.addEventListener("abort", stop);
       if (deps.signal?.aborted) stop();
-      const fail = (e: unknown): void => {
-        stop();
-        reject(e);
-      };
+      const fail = (e: unknown): void => finish(e);
       for (const r of readers) {
         r.watch(
           (batch) => {

@@ -400,7 +400,7 @@ export class SmiEventReader implements Disposable {
       pollfdSet(this.pollfds, 0, this.fd, POLLIN);
       const ready = this.sys.poll(this.pollfds, 1, 0);
       if (ready === -ERRNO.EINTR) break;
-      if (ready < 0) throw new KfdError("poll SMI events", errnoName(-ready), -ready, "");
+      if (ready < 0) throw new KfdError("poll SMI events", errnoName(-ready), -ready, kfdHint("poll SMI events", -ready));
       if (ready === 0) break;
       const rev = pollfdRevents(this.pollfds, 0);
       if (rev & (POLLERR | POLLHUP | POLLNVAL) && !(rev & POLLIN)) {
@@ -408,7 +408,7 @@ export class SmiEventReader implements Disposable {
       }
       const n = this.sys.read(this.fd, this.buf);
       if (n === -ERRNO.EAGAIN || n === -ERRNO.EINTR || n === 0) break;
-      if (n < 0) throw new KfdError("read SMI events", errnoName(-n), -n, "");
+      if (n < 0) throw new KfdError("read SMI events", errnoName(-n), -n, kfdHint("read SMI events", -n));
       this.parser.push(this.buf.subarray(0, n), out);
       if (n < this.buf.length) break;
     }

@@ -154,3 +154,21 @@ describe("svmrt kfd", () => {
     expect((await run(["events", "--max", "0"])).code).toBe(EXIT.usage);
   });
 });
+
+describe("svmrt kfd events on a failing event fd", () => {
+  test("a read error ends the stream with the device exit code", async () => {
+    const { ctl } = kfdDoubleLoad();
+    ctl.reset(1, 11);
+    const io = capture();
+    const cmd = kfdCommandCreate({ syscalls: () => ({ ...kfdDoubleLoad().sys, unload() {}, read: () => -ERRNO.EIO }), sysfsRoot: XGMI });
+    setTimeout(() => ctl.smiPush(ctl.gpuId(0), new TextEncoder().encode("1 2a:x\n"), true), 5);
+    const err = await cmd.run(["events", "--poll-ms", "1"], io).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toBe("read SMI events failed: EIO (5): the GPU reported an I/O error: check dmesg for amdgpu messages");
+    const { exitCodeOf } = await import("../../runtime/cli/exit.ts");
+    expect(exitCodeOf(err)).toBe(EXIT.device);
+  });
+});
