@@ -53,7 +53,7 @@ Options:
   --emulated             run on emulated GPUs (not yet available)
 `;
 
-const HELP_EVENTS = `Usage: svmrt kfd events [--gpu ID] [--events LIST] [--json] [--max N]
+const HELP_EVENTS = `Usage: svmrt kfd events [--gpu ID] [--events LIST] [--json] [--max N] [--poll-ms MS]
 
 Stream the KFD SMI events of this process (and device-wide events) as they happen.
 
