@@ -1,0 +1,333 @@
+/**
+ * `svmrt kfd`: the KFD binding from the command line.
+ *   svmrt kfd abi [--json]                                  the ioctl ABI table svmrt uses
+ *   svmrt kfd info [--json] [--topology-root DIR]           driver version, GPUs, hives, links, memory
+ *   svmrt kfd events [--gpu ID] [--events LIST] [--json] [--max N]   live SMI event stream
+ * Without /dev/kfd (exit 5) or without permission (exit 6) a one-line message says which and
+ * what to do. `--emulated` waits for the SVM model (runtime/svm) and is refused for now.
+ */
+import { UsageError } from "../errors.ts";
+import { syscallsOpen } from "../ffi/libc.ts";
+import type { Syscalls } from "../ffi/syscalls.ts";
+import { KFD_DEVICE_PATH, KfdDevice } from "../kfd/device.ts";
+import { SMI_EVENTS_ALL, SMI_POLL_INTERVAL_ms, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
+import { IO_LINK_TYPE, KFD_SYSFS_ROOT, type Topology, topologyRead } from "../kfd/topology.ts";
+import { IOCTL, IOCTL_SPECS, type IoctlName, SMI_EVENT, STRUCTS, type SmiEventName, abiDescribe } from "../kfd/uapi.ts";
+import { type CliIO, type Command, type Parsed, flagInt, flagString, parseFlags } from "./command.ts";
+import { EXIT } from "./exit.ts";
+
+/** Largest --max: a bound on one run's output. */
+export const EVENTS_MAX_LIMIT = 1_000_000_000;
+/** Bounds of --poll-ms. */
+const POLL_MS_MIN = 1;
+const POLL_MS_MAX = 10_000;
+
+/** What the command runs on; tests pass the C test double and fixture trees. */
+export interface KfdCommandDeps {
+  /** Syscalls to open /dev/kfd with (default: libc). The command unloads what it opened. */
+  syscalls?: () => Syscalls;
+  devicePath?: string;
+  /** Default for --topology-root. */
+  sysfsRoot?: string;
+  /** Stops `events` (besides --max and SIGINT). */
+  signal?: AbortSignal;
+}
+
+const HELP_ABI = `Usage: svmrt kfd abi [--json]
+
+Print the KFD ioctl ABI svmrt was built against (<linux/kfd_ioctl.h> 1.11): ioctl numbers with
+direction and argument size, struct sizes and field offsets. --json prints
+{"ioctls": {NAME: number}, "structs": {NAME: {"size": n, "fields": {FIELD: offset}}}},
+the shape the conformance probe (test/native/kfd_abi_probe.c) prints from the system header.
+`;
+
+const HELP_INFO = `Usage: svmrt kfd info [--json] [--topology-root DIR]
+
+Open /dev/kfd and report the driver's KFD ioctl version, XNACK mode, the process's GPUs with
+their available VRAM, and the sysfs topology: GPUs (gpu_id, name, SIMDs, render node, XCCs,
+VRAM), XGMI hives and io links (type, weight, bandwidth).
+
+Options:
+  --json                 one JSON object
+  --topology-root DIR    directory standing for /sys/class/kfd/kfd (or its topology/)
+  --emulated             run on emulated GPUs (not yet available)
+`;
+
+const HELP_EVENTS = `Usage: svmrt kfd events [--gpu ID] [--events LIST] [--json] [--max N] [--poll-ms MS]
+
+Stream the KFD SMI events of this process (and device-wide events) as they happen.
+
+Options:
+  --gpu ID         one gpu_id (decimal or 0x hex); default: every GPU of the process
+  --events LIST    comma-separated names or ids (e.g. MIGRATE_START,MIGRATE_END,7);
+                   default: all. ALL_PROCESS adds other processes' events (needs CAP_SYS_ADMIN)
+  --json           one JSON object per event per line
+  --max N          stop after N events (default: run until interrupted)
+  --poll-ms MS     poll period, ${POLL_MS_MIN}..${POLL_MS_MAX} (default ${SMI_POLL_INTERVAL_ms})
+  --emulated       run on emulated GPUs (not yet available)
+
+Malformed records are counted and reported on stderr at the end, never fatal.
+`;
+
+const HELP = `Usage: svmrt kfd <abi|info|events> [options]
+
+The KFD (/dev/kfd) binding: ABI table, driver and topology info, live SMI events.
+Run 'svmrt kfd <subcommand> --help' for each.
+
+${HELP_ABI}
+${HELP_INFO}
+${HELP_EVENTS}`;
+
+const EMULATED_REFUSAL =
+  "--emulated is not yet available: it runs on the SVM model, which is still being built; run on a host with /dev/kfd for now";
+
+/** JSON with bigint as decimal strings. */
+function jsonOf(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+}
+
+const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
+
+/** A gpu_id in decimal or 0x hex. @throws UsageError */
+function gpuIdParse(raw: string): number {
+  const n = /^0x[0-9a-f]+$/i.test(raw) ? Number.parseInt(raw, 16) : /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n <= 0 || n > 0xffffffff) {
+    throw new UsageError(`--gpu: expected a gpu_id (decimal or 0x hex, not 0), got '${raw}'`);
+  }
+  return n;
+}
+
+/** --events LIST into event names/ids. @throws UsageError naming the unknown entry */
+function eventsParse(raw: string | undefined): (SmiEventName | number)[] {
+  if (raw === undefined) return [...SMI_EVENTS_ALL];
+  const out: (SmiEventName | number)[] = [];
+  for (const item of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const upper = item.toUpperCase() as SmiEventName;
+    if (upper in SMI_EVENT) out.push(upper);
+    else if (/^\d+$/.test(item) && Number(item) >= 1 && Number(item) <= 64) out.push(Number(item));
+    else throw new UsageError(`--events: unknown event '${item}'; known: ${Object.keys(SMI_EVENT).join(", ")}`);
+  }
+  if (out.length === 0) throw new UsageError("--events: give at least one event");
+  return out;
+}
+
+function abiRun(p: Parsed, io: CliIO): number {
+  if (p.values.json) {
+    io.out(`${JSON.stringify(abiDescribe(), null, 2)}\n`);
+    return EXIT.ok;
+  }
+  io.out("ioctl                      nr    dir  size  number      since\n");
+  for (const [name, s] of Object.entries(IOCTL_SPECS)) {
+    const size = STRUCTS[s.struct].size;
+    io.out(
+      `${name.padEnd(26)} ${hex(s.nr).padEnd(5)} ${s.dir.padEnd(4)} ${String(size).padEnd(5)} ${hex(IOCTL[name as IoctlName]).padEnd(11)} 1.${s.since_minor}\n`,
+    );
+  }
+  io.out("\nstruct                           size  fields (offset)\n");
+  for (const [name, s] of Object.entries(abiDescribe().structs)) {
+    const fields = Object.entries(s.fields).map(([f, o]) => `${f}@${o}`);
+    io.out(`${name.padEnd(32)} ${String(s.size).padEnd(5)} ${fields.join(" ")}\n`);
+  }
+  return EXIT.ok;
+}
+
+/** Open the device through the deps' syscalls; the caller disposes both. */
+function deviceOpen(deps: KfdCommandDeps): { sys: Syscalls; dev: KfdDevice } {
+  const sys = (deps.syscalls ?? (() => syscallsOpen()))();
+  try {
+    return { sys, dev: KfdDevice.open(sys, deps.devicePath ?? KFD_DEVICE_PATH) };
+  } catch (e) {
+    sys.unload();
+    throw e;
+  }
+}
+
+function linkType(t: number): string {
+  return t === IO_LINK_TYPE.XGMI ? "XGMI" : t === IO_LINK_TYPE.PCIEXPRESS ? "PCIe" : `type ${t}`;
+}
+
+function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): number {
+  const { sys, dev } = deviceOpen(deps);
+  let report: Record<string, unknown>;
+  try {
+    const apertures = dev.getProcessApertures();
+    const xnack = dev.supports("SET_XNACK_MODE") ? dev.setXnackMode("query") : undefined;
+    const processGpus = apertures.map((a) => ({
+      gpuId: a.gpuId,
+      availableBytes: dev.supports("AVAILABLE_MEMORY") ? dev.availableMemory(a.gpuId) : undefined,
+      gpuvmBase: hex(a.gpuvmBase),
+      gpuvmLimit: hex(a.gpuvmLimit),
+    }));
+    report = { version: dev.version, xnack, processGpus };
+  } finally {
+    dev.close();
+    sys.unload();
+  }
+  const topo: Topology = topologyRead(flagString(p, "topology-root") ?? deps.sysfsRoot ?? KFD_SYSFS_ROOT);
+  const nodeGpu = new Map(topo.nodes.map((n) => [n.node, n.gpuId]));
+  report.gpus = topo.gpus.map((g) => ({
+    gpuId: g.gpuId,
+    node: g.node,
+    name: g.name,
+    simdCount: g.simdCount,
+    hiveId: hex(g.hiveId),
+    drmRenderMinor: g.drmRenderMinor,
+    numXcc: g.numXcc,
+    vramBytes: g.vram_bytes,
+  }));
+  report.hives = topo.hives.map((h) => ({ hiveId: hex(h.hiveId), gpuIds: h.gpuIds }));
+  report.links = topo.nodes.flatMap((n) =>
+    n.ioLinks.map((l) => ({
+      fromNode: l.nodeFrom,
+      toNode: l.nodeTo,
+      fromGpuId: nodeGpu.get(l.nodeFrom) ?? 0,
+      toGpuId: nodeGpu.get(l.nodeTo) ?? 0,
+      type: linkType(l.type),
+      weight: l.weight,
+      minBandwidthMbps: l.minBandwidth_mbps,
+      maxBandwidthMbps: l.maxBandwidth_mbps,
+    })),
+  );
+  if (p.values.json) {
+    io.out(`${jsonOf(report)}\n`);
+    return EXIT.ok;
+  }
+  const v = report.version as { major: number; minor: number };
+  io.out(`KFD ioctl ${v.major}.${v.minor}, XNACK ${report.xnack === undefined ? "unknown" : report.xnack ? "on" : "off"}\n`);
+  io.out("process GPUs:\n");
+  for (const g of report.processGpus as { gpuId: number; availableBytes?: number }[]) {
+    const avail = g.availableBytes === undefined ? "n/a (KFD < 1.9)" : `${(g.availableBytes / 2 ** 30).toFixed(1)} GiB available`;
+    io.out(`  gpu ${hex(g.gpuId)}  ${avail}\n`);
+  }
+  io.out(`topology (${topo.dir}):\n`);
+  for (const g of topo.gpus) {
+    io.out(
+      `  node ${g.node} gpu ${g.gpuId} (${hex(g.gpuId)}) ${g.name}: ${g.simdCount} SIMDs, renderD${g.drmRenderMinor}, ${g.numXcc ?? "?"} XCC, ${(g.vram_bytes / 2 ** 30).toFixed(1)} GiB VRAM, hive ${hex(g.hiveId)}\n`,
+    );
+  }
+  for (const h of topo.hives) io.out(`  hive ${hex(h.hiveId)}: ${h.gpuIds.join(", ")}\n`);
+  for (const l of report.links as { fromNode: number; toNode: number; type: string; weight: number; minBandwidthMbps: number; maxBandwidthMbps: number }[]) {
+    io.out(`  link ${l.fromNode} -> ${l.toNode} ${l.type} weight ${l.weight} bandwidth ${l.minBandwidthMbps}..${l.maxBandwidthMbps} MB/s\n`);
+  }
+  return EXIT.ok;
+}
+
+function eventLine(e: SmiEvent): string {
+  const { kind, gpuId, ...rest } = e;
+  const fields = Object.entries(rest).map(([k, v]) => {
+    if (typeof v === "boolean" || typeof v === "string" || typeof v === "bigint") return `${k}=${v}`;
+    return k === "pid" || k === "trigger" || k === "errorCode" || k === "seq" || k === "bitmask" ? `${k}=${v}` : `${k}=${hex(v)}`;
+  });
+  return `gpu ${hex(gpuId)} ${kind} ${fields.join(" ")}\n`;
+}
+
+async function eventsRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): Promise<number> {
+  const events = eventsParse(flagString(p, "events"));
+  const gpuRaw = flagString(p, "gpu");
+  const gpuOnly = gpuRaw === undefined ? undefined : gpuIdParse(gpuRaw);
+  const max = flagInt(p, "max", EVENTS_MAX_LIMIT, 1, EVENTS_MAX_LIMIT);
+  const poll_ms = flagInt(p, "poll-ms", SMI_POLL_INTERVAL_ms, POLL_MS_MIN, POLL_MS_MAX);
+  const { sys, dev } = deviceOpen(deps);
+  const readers: SmiEventReader[] = [];
+  let seen = 0;
+  try {
+    const gpus = gpuOnly !== undefined ? [gpuOnly] : dev.getProcessApertures().map((a) => a.gpuId);
+    for (const g of gpus) readers.push(SmiEventReader.open(dev, g, events));
+    await new Promise<void>((resolve, reject) => {
+      let finished = false;
+      const finish = (err?: unknown): void => {
+        if (finished) return;
+        finished = true;
+        process.off("SIGINT", stop);
+        deps.signal?.removeEventListener("abort", stop);
+        for (const r of readers) r.close();
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const stop = (): void => finish();
+      process.on("SIGINT", stop);
+      deps.signal?.addEventListener("abort", stop);
+      if (deps.signal?.aborted) stop();
+      const fail = (e: unknown): void => finish(e);
+      for (const r of readers) {
+        r.watch(
+          (batch) => {
+            for (const e of batch) {
+              if (seen >= max) break;
+              seen++;
+              io.out(p.values.json ? `${jsonOf(e)}\n` : eventLine(e));
+            }
+            if (seen >= max) stop();
+          },
+          fail,
+          poll_ms,
+        );
+      }
+    });
+  } finally {
+    for (const r of readers) r.close();
+    dev.close();
+    sys.unload();
+  }
+  const overlong = readers.reduce((s, r) => s + r.parser.malformed.overlong, 0);
+  const unparsable = readers.reduce((s, r) => s + r.parser.malformed.unparsable, 0);
+  if (overlong + unparsable > 0) {
+    io.err(`svmrt kfd events: ${overlong + unparsable} malformed records skipped (${overlong} overlong, ${unparsable} unparsable)\n`);
+  }
+  return EXIT.ok;
+}
+
+/** The `kfd` command over `deps` (default: libc, /dev/kfd, /sys/class/kfd/kfd). */
+export function kfdCommandCreate(deps: KfdCommandDeps = {}): Command {
+  return {
+    name: "kfd",
+    summary: "KFD binding: ioctl ABI, driver and topology info, live SMI events",
+    help: HELP,
+    async run(argv: string[], io: CliIO): Promise<number> {
+      const [sub, ...rest] = argv;
+      if (sub === undefined || sub === "--help" || sub === "-h") {
+        io.out(HELP);
+        return sub === undefined ? EXIT.usage : EXIT.ok;
+      }
+      if (sub === "abi") {
+        const p = parseFlags(rest, { json: { type: "boolean" } });
+        if (p.help) {
+          io.out(HELP_ABI);
+          return EXIT.ok;
+        }
+        if (p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
+        return abiRun(p, io);
+      }
+      if (sub === "info") {
+        const p = parseFlags(rest, { json: { type: "boolean" }, "topology-root": { type: "string" }, emulated: { type: "boolean" } });
+        if (p.help) {
+          io.out(HELP_INFO);
+          return EXIT.ok;
+        }
+        if (p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
+        if (p.values.emulated) throw new UsageError(EMULATED_REFUSAL);
+        return infoRun(p, io, deps);
+      }
+      if (sub === "events") {
+        const p = parseFlags(rest, {
+          json: { type: "boolean" },
+          gpu: { type: "string" },
+          events: { type: "string" },
+          max: { type: "string" },
+          "poll-ms": { type: "string" },
+          emulated: { type: "boolean" },
+        });
+        if (p.help) {
+          io.out(HELP_EVENTS);
+          return EXIT.ok;
+        }
+        if (p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
+        if (p.values.emulated) throw new UsageError(EMULATED_REFUSAL);
+        return eventsRun(p, io, deps);
+      }
+      throw new UsageError(`unknown subcommand '${sub}'; expected abi, info or events`);
+    },
+  };
+}
+
+export const kfdCommand: Command = kfdCommandCreate();
