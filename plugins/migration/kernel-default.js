@@ -104,9 +104,7 @@ export function migrationWindowBatch(b) {
   for (let i = 0, o = 0; i < n; i++, o += stride) {
     const g = 2 ** faults[o + fGran];
     const blockStart = Math.floor(faults[o + fAddr] / g) * g;
-    const start = faults[o + fStart];
-    const last = faults[o + fLast];
-    decisions[i * 3 + 1] = blockStart > start ? blockStart : start;
-    decisions[i * 3 + 2] = blockStart + g - 1 < last ? blockStart + g - 1 : last;
+    decisions[i * 3 + 1] = Math.max(blockStart, faults[o + fStart]);
+    decisions[i * 3 + 2] = Math.min(blockStart + g - 1, faults[o + fLast]);
   }
 }
