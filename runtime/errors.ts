@@ -42,18 +42,7 @@ export class ConfigErrors extends Error {
 }
 
 /** Why a policy plugin did not produce a usable decision. */
-export type PolicyFailureReason =
-  | "timeout"
-  | "oom"
-  | "stack"
-  | "invalid-output"
-  | "output-limit"
-  | "input-limit"
-  | "exception"
-  | "load"
-  | "quarantined";
-
-export const POLICY_FAILURE_REASONS: readonly PolicyFailureReason[] = [
+export const POLICY_FAILURE_REASONS = [
   "timeout",
   "oom",
   "stack",
@@ -63,7 +52,8 @@ export const POLICY_FAILURE_REASONS: readonly PolicyFailureReason[] = [
   "exception",
   "load",
   "quarantined",
-];
+] as const;
+export type PolicyFailureReason = (typeof POLICY_FAILURE_REASONS)[number];
 
 /** A policy plugin failed; the policy's fallback decides instead (or the call fails closed). */
 export class PolicyError extends Error {

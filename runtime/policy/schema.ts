@@ -4,6 +4,7 @@
  * (docs/policy.schema.json, written by `svmrt policy schema`).
  */
 import { type Static, Type } from "@sinclair/typebox";
+import { POLICY_FAILURE_REASONS } from "../errors.ts";
 import { LIMIT_NAMES, SANDBOX_MAXIMA, SANDBOX_MINIMA } from "../sandbox/limits.ts";
 
 export const POLICY_KINDS = ["MigrationPolicy", "SamplingPolicy", "SessionPolicy"] as const;
@@ -37,17 +38,6 @@ const Limits = Type.Object(
   { additionalProperties: false, description: "Sandbox limits for this policy, within the host maxima" },
 );
 
-const FAILURE_REASONS = [
-  "timeout",
-  "oom",
-  "stack",
-  "invalid-output",
-  "output-limit",
-  "input-limit",
-  "exception",
-  "load",
-  "quarantined",
-] as const;
 
 export const PolicyTestCase = Type.Object(
   {
@@ -56,7 +46,7 @@ export const PolicyTestCase = Type.Object(
     input: Type.Optional(Type.Unknown({ description: "Hook input; the hook's documented sample when absent" })),
     ctx: Type.Optional(Type.Unknown({ description: "Context fields merged over the sample context" })),
     expect: Type.Optional(Type.Unknown({ description: "The exact decision expected" })),
-    expectError: Type.Optional(literalUnion(FAILURE_REASONS, "The failure reason expected")),
+    expectError: Type.Optional(literalUnion(POLICY_FAILURE_REASONS, "The failure reason expected")),
     expectFallback: Type.Optional(Type.Boolean({ description: "Expect the fallback to decide" })),
   },
   { additionalProperties: false },
