@@ -181,3 +181,26 @@ export interface SessionHooks {
     ctx: { nowMs: number; params: Params },
   ): { mode: "persistent" | "lazy" } | { mode: "linger"; idleGraceMs: number };
 }
+
+/**
+ * The kernel's rules, available to every migration plugin as the frozen global `kernel`
+ * (the exports of plugins/migration/kernel-default.js).
+ */
+export interface KernelLibrary extends Pick<MigrationHooks, "restoreLocation" | "migrationWindow" | "restoreLocationBatch" | "migrationWindowBatch"> {
+  bestRestoreLocation(
+    gpus: PolicyGpu[],
+    gpuId: number,
+    gpuIndex: number,
+    preferredLoc: number,
+    actualLoc: number,
+    accessMask: number,
+    aipMask: number,
+  ): number;
+  hasBit(mask: number, index: number): boolean;
+  sameHive(gpus: PolicyGpu[], a: number, b: number): boolean;
+}
+
+declare global {
+  /** The kernel's rules (kernel-default), for migration plugins. */
+  const kernel: KernelLibrary;
+}

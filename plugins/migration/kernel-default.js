@@ -5,6 +5,9 @@
 // The native twin is runtime/policy/contracts/migration.ts; a test keeps them identical.
 // Each hook has a per-fault form (readable; used by `policy eval` and tests) and a batch
 // form over the raw records (the hot path); both call the same `bestRestoreLocation`.
+// Every migration plugin also gets this module's exports as the frozen global `kernel`
+// (e.g. `kernel.restoreLocation(f, ctx)`, `kernel.sameHive(ctx.gpus, a, b)`), so plugins
+// that refine the kernel's behaviour call these rules instead of copying them.
 
 const SYSMEM = 0;
 const UNDEFINED = 0xffffffff;
@@ -37,11 +40,20 @@ function hiveOf(id) {
 }
 
 /**
+ * Same GPU, or two GPUs of one XGMI hive.
+ * @param {import("../types").PolicyGpu[]} gpus @param {number} a @param {number} b
+ */
+export function sameHive(gpus, a, b) {
+  tables(gpus);
+  return a === b || (hiveOf(a) !== 0 && hiveOf(a) === hiveOf(b));
+}
+
+/**
  * Bit `index` of an access mask. `>>>` reduces the mask modulo 2^32 exactly, so it is right
  * for the first 32 GPUs whatever the mask; beyond that, divide.
  * @param {number} mask @param {number} index
  */
-function hasBit(mask, index) {
+export function hasBit(mask, index) {
   return index < 32 ? ((mask >>> index) & 1) === 1 : Math.floor(mask / 2 ** index) % 2 === 1;
 }
 
@@ -51,7 +63,7 @@ function hasBit(mask, index) {
  * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
  * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
  */
-function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
+export function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
   tables(gpus);
   if (apuById[gpuId] === true) return SYSMEM;
   if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;

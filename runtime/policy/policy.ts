@@ -6,6 +6,7 @@
  * fails (any reason of PolicyError) the kind's built-in fallback decides and the decision
  * log says why.
  */
+import { join } from "node:path";
 import { ConfigError, ConfigErrors, type PolicyFailureReason, PolicyError } from "../errors.ts";
 import { positionOf } from "../config.ts";
 import { type CallResult, Sandbox, type SandboxOptions } from "../sandbox/sandbox.ts";
@@ -32,7 +33,7 @@ import {
 } from "./contracts/migration.ts";
 import { DecisionLog, type DecisionRecord, batchDigestOf, digestOf } from "./decision-log.ts";
 import { type HookSpec, KINDS, type KindSpec } from "./kinds.ts";
-import { type LoadOptions, type PolicySpec, readPolicySpec } from "./loader.ts";
+import { type LoadOptions, type PolicySpec, readPolicySpec, shippedPluginsDir } from "./loader.ts";
 import { MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "./migration-adapter.ts";
 import { type ParamDecl, type ParamValues, parseParamDecls, resolveParams } from "./params.ts";
 
@@ -54,6 +55,19 @@ export interface PolicyLoadOptions extends LoadOptions {
   seed?: number;
   /** Sandbox overrides for tests (variant, wrapModule). */
   sandbox?: Partial<Pick<SandboxOptions, "variant" | "wrapModule" | "deterministic">>;
+}
+
+let kernelLibrarySource: string | undefined;
+
+/**
+ * The shipped kernel-default plugin, given to every migration plugin as the frozen global
+ * `kernel` (kernel.restoreLocation, kernel.migrationWindow, kernel.bestRestoreLocation...),
+ * so plugins that refine the kernel's behaviour call its rules instead of copying them.
+ */
+async function kernelLibrary() {
+  const filename = join(shippedPluginsDir(), "migration", "kernel-default.js");
+  kernelLibrarySource ??= await Bun.file(filename).text();
+  return { global: "kernel", source: kernelLibrarySource, filename };
 }
 
 /** Hooks of a kind a plugin provides, directly or in batch form (`<hook>Batch`). */
@@ -103,6 +117,7 @@ export class Policy implements Disposable {
       limits: spec.limits,
       seed: opts.seed ?? spec.seed,
       adapters: spec.kind === "MigrationPolicy" ? MIGRATION_ADAPTER_SOURCE : undefined,
+      libraries: spec.kind === "MigrationPolicy" ? [await kernelLibrary()] : [],
       ...opts.sandbox,
     });
     try {

@@ -238,6 +238,19 @@ export const PRELUDE_SOURCE = String.raw`
     },
   });
   defineProperty(G, "__svmrt", { value: host, writable: false, configurable: false, enumerable: false });
+  // Trusted library installation: a module's exports become a frozen, read-only global.
+  defineProperty(G, "__svmrt_lib", {
+    value: function (name, ns) {
+      const lib = {};
+      const keys = ownKeys(ns);
+      for (let i = 0; i < keys.length; i++) {
+        const d = getDesc(ns, keys[i]);
+        if (d !== undefined && "value" in d) lib[keys[i]] = d.value;
+      }
+      defineProperty(G, name, { value: freeze(lib), writable: false, configurable: false, enumerable: false });
+    },
+    writable: false, configurable: true, enumerable: false,
+  });
   // Trusted adapter registration, removed before plugin code runs (see ADAPTERS_SEAL).
   defineProperty(G, "__svmrt_adapt", {
     value: function (name, fn) { adapters[name] = fn; },
@@ -246,5 +259,5 @@ export const PRELUDE_SOURCE = String.raw`
 })();
 `;
 
-/** Evaluated after the adapters: no plugin code can register adapters. */
-export const ADAPTERS_SEAL = "delete globalThis.__svmrt_adapt;";
+/** Evaluated after adapters and libraries: no plugin code can register either. */
+export const ADAPTERS_SEAL = "delete globalThis.__svmrt_adapt; delete globalThis.__svmrt_lib;";

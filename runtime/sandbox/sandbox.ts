@@ -43,6 +43,11 @@ export interface SandboxOptions {
   seed: number;
   /** Trusted guest code registering batch adapters with `__svmrt_adapt(name, fn)`. */
   adapters?: string;
+  /**
+   * Trusted ES modules whose exports the plugin gets as frozen globals, e.g. the kernel's
+   * rules as `kernel` so every migration plugin builds on one implementation of them.
+   */
+  libraries?: { global: string; source: string; filename: string }[];
   /** Variant to instantiate; default: the release build from the cached compiled module. */
   variant?: QuickJSSyncVariant;
   /**
@@ -225,6 +230,24 @@ export class Sandbox implements Disposable {
     };
     evalTrusted(PRELUDE_SOURCE, "svmrt:prelude");
     if (opts.adapters) evalTrusted(opts.adapters, "svmrt:adapters");
+    for (const lib of opts.libraries ?? []) {
+      armClock(clock, opts.limits.load_timeout_ms);
+      const r = context.evalCode(lib.source, lib.filename, { type: "module", strict: true });
+      if (r.error) {
+        const why = Sandbox.errorText(context, r.error);
+        r.error.dispose();
+        fail(`library ${lib.filename} failed to load: ${why}`);
+      }
+      const ns = (r as { value: QuickJSHandle }).value;
+      const install = context.getProp(context.global, "__svmrt_lib");
+      const name = context.newString(lib.global);
+      const done = context.callFunction(install, context.undefined, name, ns);
+      for (const h of [install, name, ns]) h.dispose();
+      if (done.error) {
+        done.error.dispose();
+        fail(`library ${lib.filename} could not be installed as ${lib.global}`);
+      } else done.value.dispose();
+    }
     evalTrusted(ADAPTERS_SEAL, "svmrt:seal");
 
     armClock(clock, opts.limits.load_timeout_ms);

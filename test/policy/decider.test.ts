@@ -157,3 +157,37 @@ describe("batch hook forms", () => {
     for (let i = 0; i < 10; i += 2) expect(out[i * DECISION_STRIDE]).toBe(faults[i * FAULT_STRIDE]!);
   });
 });
+
+describe("the kernel library", () => {
+  test("migration plugins call the kernel's rules through the frozen global `kernel`", async () => {
+    using p = await decisionPolicy(
+      "export function restoreLocation(f, ctx) { return kernel.restoreLocation(f, ctx) }\nexport function migrationWindow(f) { const w = kernel.migrationWindow(f); return { start: f.addr, last: w.last } }",
+    );
+    const d = p.migrationDecider();
+    const n = 2000;
+    const faults = randomFaults(n, 11);
+    const out = new Float64Array(n * DECISION_STRIDE);
+    const ref = new Float64Array(n * DECISION_STRIDE);
+    d.decideFaults(faults, n, CTX, out);
+    nativeKernelDefault().decideFaults(faults, n, CTX, ref);
+    expect(p.log.entries().find((e) => e.fallback)?.fallback).toBeUndefined();
+    expect(d.fallbacks).toBe(0);
+    for (let i = 0; i < n; i++) {
+      expect(out[i * DECISION_STRIDE]).toBe(ref[i * DECISION_STRIDE]!);
+      expect(out[i * DECISION_STRIDE + 1]).toBe(faults[i * FAULT_STRIDE + 2]!);
+      expect(out[i * DECISION_STRIDE + 2]).toBe(ref[i * DECISION_STRIDE + 2]!);
+    }
+  });
+  test("the library cannot be replaced by the plugin", async () => {
+    const src =
+      "export function restoreLocation(f, ctx) {\n" +
+      "  try { kernel.restoreLocation = () => 0 } catch (e) {}\n" +
+      "  try { globalThis.kernel = { restoreLocation: () => 0 } } catch (e) {}\n" +
+      "  try { delete globalThis.kernel } catch (e) {}\n" +
+      "  return kernel.restoreLocation(f, ctx)\n}";
+    using p = await Policy.load(join(tempFolder({ "p.yaml": policyYaml("  plugin: plugin.js\n"), "plugin.js": src }), "p.yaml"));
+    const ctx = { gpus: [{ id: 5, index: 0, hiveId: 0, appApu: false, vramBytes: 1 }], xnack: true, nowNs: 0 };
+    const d = await p.invoke("restoreLocation", { gpuId: 5, gpuIndex: 0, accessMask: 1, addr: 3, rangeLast: 10 }, ctx);
+    expect(d).toMatchObject({ by: "plugin", value: 5 });
+  });
+});
