@@ -1,0 +1,178 @@
+// @ts-check
+// access-counter: migrate a 2 MiB block to a GPU only after that GPU touched it `threshold`
+// times within window_ms; below the threshold access it in place (NVIDIA UVM's access
+// counters, kfd-svm.md §10: counters at 2 MiB granularity, migration once a threshold is hit).
+//
+// KFD has no access counters: a GPU faults only on pages it has not mapped, so what this
+// plugin counts are faults, per (GPU, block). They stand in for accesses: a block mapped in
+// place keeps being accessed without faults, and the next fault from the same GPU (another
+// window of the block, or after an invalidation unmapped it) is the next "access". With the
+// kernel's 2 MiB window that makes threshold 2 "migrate on the second fault within 1 s".
+//
+// Access in place means returning the data's current location (actualLoc, 0 when no page is
+// in VRAM). It is only valid when the faulting GPU can map it: system memory, or VRAM of a
+// GPU in its XGMI hive (KFD does not map a non-peer GPU's VRAM); otherwise, and whenever the
+// kernel would deny the fault or not move anything, the kernel's rule decides (copied below:
+// plugins cannot import). The window is not exported: the host applies the kernel's window.
+//
+// State: module-level counters, bounded by entries_max (the oldest forgotten).
+// It is lost when the host rebuilds the sandbox; counting then restarts, which only delays
+// a migration by at most `threshold` faults.
+
+/** Tunables: name, default, bounds, meaning. */
+export const params = {
+  threshold: {
+    type: "integer",
+    default: 2,
+    min: 1,
+    max: 256,
+    description: "faults of one GPU on one 2 MiB block within window_ms after which the block migrates (1 = the kernel's behaviour)",
+  },
+  window_ms: {
+    type: "integer",
+    default: 1000,
+    min: 1,
+    max: 600000,
+    description: "faults older than this no longer count, ms (the counter restarts)",
+  },
+  entries_max: {
+    type: "integer",
+    default: 8192,
+    min: 1,
+    max: 65536,
+    description: "most (GPU, block) counters kept; the oldest is forgotten beyond this",
+  },
+};
+
+const SYSMEM = 0;
+const UNDEFINED = 0xffffffff;
+const DENY = -1;
+/** 2 MiB in 4 KiB pages: the counting granularity (NVIDIA's access counter region). */
+const BLOCK_PAGES = 512;
+
+/** Slots per block in a counter key: gpu indexes are 0..51 (bits of accessMask). */
+const GPU_INDEX_SLOTS = 64;
+
+/** @typedef {{ count: number, firstNs: number }} Counter */
+/**
+ * block * 64 + gpuIndex -> faults since firstNs, oldest created first. A numeric key and no
+ * reordering on update: in the QuickJS sandbox every Map operation costs microseconds, and
+ * counters live one window, so evicting the oldest created is as good as least recently used.
+ * @type {Map<number, Counter>}
+ */
+const counters = new Map();
+
+/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
+function hiveOf(gpus, id) {
+  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].hiveId;
+  return 0;
+}
+
+/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
+function isAppApu(gpus, id) {
+  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].appApu;
+  return false;
+}
+
+/** @param {number} mask @param {number} index */
+function hasBit(mask, index) {
+  return Math.floor(mask / 2 ** index) % 2 === 1;
+}
+
+/**
+ * svm_range_best_restore_location (kfd-svm §4), as in kernel-default.js.
+ * @param {import("../types").PolicyGpu[]} gpus
+ * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
+ * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ */
+function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
+  if (isAppApu(gpus, gpuId)) return SYSMEM;
+  if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
+  const hive = hiveOf(gpus, gpuId);
+  if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(gpus, preferredLoc) === hive) return preferredLoc;
+  if (hasBit(accessMask, gpuIndex)) return gpuId;
+  if (hasBit(aipMask, gpuIndex)) {
+    if (actualLoc === SYSMEM) return SYSMEM;
+    if (actualLoc === gpuId || (hive !== 0 && hiveOf(gpus, actualLoc) === hive)) return actualLoc;
+    return SYSMEM;
+  }
+  return DENY;
+}
+
+/**
+ * True when GPU `gpuId` can map data at `loc` without moving it.
+ * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} loc
+ */
+function canMapInPlace(gpus, gpuId, loc) {
+  if (loc === SYSMEM || loc === gpuId) return true;
+  const hive = hiveOf(gpus, gpuId);
+  return hive !== 0 && hiveOf(gpus, loc) === hive;
+}
+
+/**
+ * Count one fault of GPU `gpuIndex` on the block of `addr`; true when it reaches the
+ * threshold (the counter is then dropped, as NVIDIA clears a serviced access counter).
+ * @param {number} gpuIndex @param {number} addr @param {number} nowNs @param {import("../types").Params} p
+ */
+function counterHit(gpuIndex, addr, nowNs, p) {
+  const threshold = /** @type {number} */ (p.threshold);
+  const key = Math.floor(addr / BLOCK_PAGES) * GPU_INDEX_SLOTS + gpuIndex;
+  const c = counters.get(key);
+  if (c === undefined) {
+    if (threshold <= 1) return true;
+    counters.set(key, { count: 1, firstNs: nowNs });
+    while (counters.size > /** @type {number} */ (p.entries_max)) {
+      const oldest = counters.keys().next();
+      if (oldest.done) break;
+      counters.delete(oldest.value);
+    }
+    return false;
+  }
+  if (nowNs - c.firstNs > /** @type {number} */ (p.window_ms) * 1e6) {
+    // The window passed: this fault is the first of a new one.
+    c.count = 1;
+    c.firstNs = nowNs;
+    return threshold <= 1;
+  }
+  c.count++;
+  if (c.count < threshold) return false;
+  counters.delete(key);
+  return true;
+}
+
+/**
+ * One fault: migrate as the kernel would once the block is hot for this GPU, else in place.
+ * @param {import("../types").MigrationContext} ctx
+ * @param {number} gpuId @param {number} gpuIndex @param {number} addr @param {number} preferredLoc
+ * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ */
+function counterRestoreLocation(ctx, gpuId, gpuIndex, addr, preferredLoc, actualLoc, accessMask, aipMask) {
+  const best = bestRestoreLocation(ctx.gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+  if (best === DENY || best === actualLoc) return best;
+  // Counted only where the choice exists: the data could stay where it is.
+  if (!canMapInPlace(ctx.gpus, gpuId, actualLoc)) return best;
+  if (counterHit(gpuIndex, addr, ctx.nowNs, ctx.params)) return best;
+  return actualLoc;
+}
+
+/** @type {import("../types").MigrationHooks["restoreLocation"]} */
+export function restoreLocation(f, ctx) {
+  return counterRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
+}
+
+/** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
+export function restoreLocationBatch(b, ctx) {
+  const { faults, n, stride, F, decisions } = b;
+  for (let i = 0, o = 0; i < n; i++, o += stride) {
+    decisions[i * 3] = counterRestoreLocation(
+      ctx,
+      faults[o + F.gpuId],
+      faults[o + F.gpuIndex],
+      faults[o + F.addr],
+      faults[o + F.preferredLoc],
+      faults[o + F.actualLoc],
+      faults[o + F.accessMask],
+      faults[o + F.aipMask],
+    );
+  }
+}

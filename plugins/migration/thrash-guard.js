@@ -1,0 +1,327 @@
+// @ts-check
+// thrash-guard: NVIDIA UVM's thrashing mitigation (uvm_perf_thrashing.c, kfd-svm.md §10) on
+// top of the kernel's own decisions. Per 2 MiB block (512 pages) of the address space:
+//
+//   detect   a migration that follows the previous one of the block within lapse_us extends
+//            a chain; when the chain holds `threshold` such migrations (default: 3, i.e. the
+//            4th move in a row, each within 500 µs of the one before) the block thrashes.
+//   throttle while it thrashes, a fault that would migrate it again does not: the block is
+//            mapped where its data is for nap_us (one throttle period);
+//   pin      after pin_threshold throttle periods the block is pinned for pin_ms: every
+//            faulting GPU maps it remotely instead of migrating it;
+//   reset    a block that has not thrashed for epoch_ms goes back to normal, at most
+//            max_resets times (a block that keeps thrashing periodically keeps its state);
+//            an expired pin also ends the episode.
+//
+// "Map remotely" on KFD means: return the data's current location when it is system memory
+// or VRAM of a GPU in the faulting GPU's XGMI hive (kfd-svm.md §4: peers read each other's
+// VRAM over XGMI); anything else is pulled back to system memory, which every GPU can map.
+// Everything else is kernel-default (svm_range_best_restore_location, copied below: plugins
+// cannot import); the window is not exported, so the host applies the kernel's window.
+//
+// Migrations are seen two ways: this plugin's own restoreLocation decisions (GPU faults)
+// and `observe` events of kind "migrate" with any other trigger (prefetch, CPU fault, TTM
+// eviction). Migrate events with trigger PAGEFAULT_GPU are the moves this plugin already
+// counted when it decided them, so they only update the known location (no double count).
+//
+// State: module-level, bounded by blocks_max (least recently touched block evicted). It is
+// lost when the host rebuilds the sandbox (after a crash or an OOM recycle): the blocks then
+// start over as never-migrated, which only delays detection. Acceptable for a heuristic.
+
+/** Tunables, uvm_perf_thrashing style: name, default, bounds, meaning. */
+export const params = {
+  threshold: {
+    type: "integer",
+    default: 3,
+    min: 1,
+    max: 7,
+    description: "consecutive migrations, each within lapse_us of the previous one, after which a block thrashes (uvm_perf_thrashing_threshold)",
+  },
+  pin_threshold: {
+    type: "integer",
+    default: 10,
+    min: 1,
+    max: 255,
+    description: "throttle periods of a thrashing block before it is pinned and mapped remotely (uvm_perf_thrashing_pin_threshold)",
+  },
+  lapse_us: {
+    type: "integer",
+    default: 500,
+    min: 1,
+    max: 1000000,
+    description: "two migrations of a block closer than this are thrashing events, µs (uvm_perf_thrashing_lapse_usec)",
+  },
+  nap_us: {
+    type: "integer",
+    default: 500,
+    min: 1,
+    max: 1000000,
+    description: "length of one throttle period, µs: faults in it map the block where it is (uvm_perf_thrashing_nap x lapse)",
+  },
+  pin_ms: {
+    type: "integer",
+    default: 150,
+    min: 1,
+    max: 600000,
+    description: "how long a pinned block stays mapped remotely before it may migrate again, ms (uvm_perf_thrashing_pin x lapse)",
+  },
+  epoch_ms: {
+    type: "integer",
+    default: 1000,
+    min: 1,
+    max: 600000,
+    description: "a thrashing block with no thrashing event for this long is reset to normal, ms (uvm_perf_thrashing_epoch x lapse)",
+  },
+  max_resets: {
+    type: "integer",
+    default: 4,
+    min: 0,
+    max: 255,
+    description: "times a block may be reset to normal; after that it keeps its thrashing state (uvm_perf_thrashing_max_resets)",
+  },
+  blocks_max: {
+    type: "integer",
+    default: 4096,
+    min: 1,
+    max: 65536,
+    description: "most 2 MiB blocks tracked; the least recently touched one is forgotten beyond this",
+  },
+};
+
+const SYSMEM = 0;
+const UNDEFINED = 0xffffffff;
+const DENY = -1;
+/** Location not known yet (never a gpu_id, 0 or -1). */
+const LOC_UNKNOWN = -2;
+/** 2 MiB in 4 KiB pages: the unit of tracking (a uvm va_block, a KFD granularity-9 window). */
+const BLOCK_PAGES = 512;
+/** Most blocks one observed event updates (a prefetch of a 1 GiB range spans 512 blocks). */
+const EVENT_BLOCKS_MAX = 64;
+/** KFD_MIGRATE_TRIGGER_PAGEFAULT_GPU: moves this plugin decided itself. */
+const TRIGGER_PAGEFAULT_GPU = 1;
+
+/**
+ * @typedef {object} BlockState
+ * @property {number} lastTo        where the block was last moved (LOC_UNKNOWN at first)
+ * @property {number} lastMigrationNs  time of that move; -1 = none seen
+ * @property {number} chain         migrations in a row each within lapse of the previous (saturates at threshold)
+ * @property {boolean} thrashing
+ * @property {number} lastThrashNs  last thrashing event (detection or throttled fault)
+ * @property {number} throttleEndNs end of the current throttle period; 0 = none
+ * @property {number} throttles     throttle periods since the block started thrashing
+ * @property {number} pinnedUntilNs end of the pin; 0 = not pinned
+ * @property {number} resets        times the block went back to normal after epoch_ms
+ */
+
+/** @type {Map<number, BlockState>} block number (addr / 512) -> state, in least-recently-touched order */
+const blocks = new Map();
+
+/**
+ * The block's state, moved to the most recently touched end; created when `create`.
+ * @param {number} block @param {number} blocksMax @param {boolean} create
+ * @returns {BlockState | undefined}
+ */
+function blockTouch(block, blocksMax, create) {
+  let st = blocks.get(block);
+  if (st !== undefined) {
+    blocks.delete(block);
+    blocks.set(block, st);
+    return st;
+  }
+  if (!create) return undefined;
+  st = {
+    lastTo: LOC_UNKNOWN,
+    lastMigrationNs: -1,
+    chain: 0,
+    thrashing: false,
+    lastThrashNs: 0,
+    throttleEndNs: 0,
+    throttles: 0,
+    pinnedUntilNs: 0,
+    resets: 0,
+  };
+  blocks.set(block, st);
+  // Bounded: forget the least recently touched blocks (Map iterates in insertion order).
+  while (blocks.size > blocksMax) {
+    const oldest = blocks.keys().next();
+    if (oldest.done) break;
+    blocks.delete(oldest.value);
+  }
+  return st;
+}
+
+/** @param {BlockState} st */
+function blockClearEpisode(st) {
+  st.thrashing = false;
+  st.chain = 0;
+  st.throttles = 0;
+  st.throttleEndNs = 0;
+  st.pinnedUntilNs = 0;
+}
+
+/**
+ * Expire a pin whose time is up; reset a block quiet for an epoch (at most max_resets times).
+ * @param {BlockState} st @param {number} nowNs @param {import("../types").Params} p
+ */
+function blockExpire(st, nowNs, p) {
+  if (st.pinnedUntilNs > 0) {
+    if (nowNs < st.pinnedUntilNs) return;
+    blockClearEpisode(st);
+    return;
+  }
+  if (st.thrashing && nowNs - st.lastThrashNs > /** @type {number} */ (p.epoch_ms) * 1e6 && st.resets < /** @type {number} */ (p.max_resets)) {
+    blockClearEpisode(st);
+    st.resets++;
+  }
+}
+
+/**
+ * A migration of the block to `to` at `nowNs`: extend or restart the chain, detect thrashing.
+ * A move to where the block already is was seen before (decision, then its event): ignored.
+ * @param {BlockState} st @param {number} nowNs @param {number} to @param {import("../types").Params} p
+ */
+function blockMigrated(st, nowNs, to, p) {
+  if (to === st.lastTo) return;
+  const threshold = /** @type {number} */ (p.threshold);
+  const lapseNs = /** @type {number} */ (p.lapse_us) * 1e3;
+  if (st.lastMigrationNs >= 0 && nowNs - st.lastMigrationNs <= lapseNs) st.chain = Math.min(st.chain + 1, threshold);
+  else st.chain = 0;
+  st.lastTo = to;
+  st.lastMigrationNs = nowNs;
+  if (st.chain >= threshold) {
+    st.thrashing = true;
+    st.lastThrashNs = nowNs;
+  }
+}
+
+/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
+function hiveOf(gpus, id) {
+  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].hiveId;
+  return 0;
+}
+
+/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
+function isAppApu(gpus, id) {
+  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].appApu;
+  return false;
+}
+
+/** @param {number} mask @param {number} index */
+function hasBit(mask, index) {
+  return Math.floor(mask / 2 ** index) % 2 === 1;
+}
+
+/**
+ * svm_range_best_restore_location (kfd-svm §4), as in kernel-default.js.
+ * @param {import("../types").PolicyGpu[]} gpus
+ * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
+ * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ */
+function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
+  if (isAppApu(gpus, gpuId)) return SYSMEM;
+  if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
+  const hive = hiveOf(gpus, gpuId);
+  if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(gpus, preferredLoc) === hive) return preferredLoc;
+  if (hasBit(accessMask, gpuIndex)) return gpuId;
+  if (hasBit(aipMask, gpuIndex)) {
+    if (actualLoc === SYSMEM) return SYSMEM;
+    if (actualLoc === gpuId || (hive !== 0 && hiveOf(gpus, actualLoc) === hive)) return actualLoc;
+    return SYSMEM;
+  }
+  return DENY;
+}
+
+/**
+ * Where a GPU maps a block without migrating it to itself: the data's current location when
+ * the GPU can reach it (system memory, itself, a hive peer), else system memory.
+ * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} actualLoc
+ */
+function remoteLocation(gpus, gpuId, actualLoc) {
+  if (actualLoc === SYSMEM || actualLoc === gpuId) return actualLoc;
+  const hive = hiveOf(gpus, gpuId);
+  if (hive !== 0 && hiveOf(gpus, actualLoc) === hive) return actualLoc;
+  return SYSMEM;
+}
+
+/**
+ * One fault: the kernel's answer unless the block thrashes (throttled or pinned: map remotely).
+ * @param {import("../types").MigrationContext} ctx
+ * @param {number} gpuId @param {number} gpuIndex @param {number} addr @param {number} preferredLoc
+ * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ */
+function thrashRestoreLocation(ctx, gpuId, gpuIndex, addr, preferredLoc, actualLoc, accessMask, aipMask) {
+  const best = bestRestoreLocation(ctx.gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+  // Nothing moves: a denied fault, or data already where the kernel wants it.
+  if (best === DENY || best === actualLoc) return best;
+  const p = ctx.params;
+  const nowNs = ctx.nowNs;
+  const st = /** @type {BlockState} */ (blockTouch(Math.floor(addr / BLOCK_PAGES), /** @type {number} */ (p.blocks_max), true));
+  blockExpire(st, nowNs, p);
+  if (st.pinnedUntilNs === 0 && st.thrashing) {
+    st.lastThrashNs = nowNs;
+    if (nowNs >= st.throttleEndNs) {
+      // A new throttle period; enough of them pin the block.
+      st.throttles++;
+      if (st.throttles >= /** @type {number} */ (p.pin_threshold)) {
+        st.pinnedUntilNs = nowNs + /** @type {number} */ (p.pin_ms) * 1e6;
+        st.throttles = 0;
+        st.throttleEndNs = 0;
+      } else {
+        st.throttleEndNs = nowNs + /** @type {number} */ (p.nap_us) * 1e3;
+      }
+    }
+  }
+  if (st.pinnedUntilNs > 0 || st.thrashing) {
+    const loc = remoteLocation(ctx.gpus, gpuId, actualLoc);
+    // Pulling VRAM of a non-peer GPU back to system memory is a move, not a thrashing event.
+    if (loc !== actualLoc) st.lastTo = loc;
+    return loc;
+  }
+  blockMigrated(st, nowNs, best, p);
+  return best;
+}
+
+/** @type {import("../types").MigrationHooks["restoreLocation"]} */
+export function restoreLocation(f, ctx) {
+  return thrashRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
+}
+
+/** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
+export function restoreLocationBatch(b, ctx) {
+  const { faults, n, stride, F, decisions } = b;
+  for (let i = 0, o = 0; i < n; i++, o += stride) {
+    decisions[i * 3] = thrashRestoreLocation(
+      ctx,
+      faults[o + F.gpuId],
+      faults[o + F.gpuIndex],
+      faults[o + F.addr],
+      faults[o + F.preferredLoc],
+      faults[o + F.actualLoc],
+      faults[o + F.accessMask],
+      faults[o + F.aipMask],
+    );
+  }
+}
+
+/** @type {import("../types").MigrationHooks["observe"]} */
+export function observe(input, ctx) {
+  const p = ctx.params;
+  const blocksMax = /** @type {number} */ (p.blocks_max);
+  const events = input.events;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i];
+    if ((ev.kind !== "migrate" && ev.kind !== "evict") || ev.npages < 1) continue;
+    // Counted: moves this plugin did not decide. Others only tell where the data went.
+    const counted = ev.kind === "migrate" && ev.trigger !== TRIGGER_PAGEFAULT_GPU;
+    const first = Math.floor(ev.start / BLOCK_PAGES);
+    const last = Math.min(Math.floor((ev.start + ev.npages - 1) / BLOCK_PAGES), first + EVENT_BLOCKS_MAX - 1);
+    for (let block = first; block <= last; block++) {
+      const st = blockTouch(block, blocksMax, counted);
+      if (st === undefined) continue;
+      blockExpire(st, ev.nowNs, p);
+      if (counted) blockMigrated(st, ev.nowNs, ev.to, p);
+      else st.lastTo = ev.to;
+    }
+  }
+  return null;
+}
