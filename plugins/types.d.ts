@@ -124,14 +124,14 @@ export interface MigrationHooks {
   restoreLocation(fault: Fault, ctx: MigrationContext): number;
   /** Pages to migrate; must hold the faulting page and stay inside the range. */
   migrationWindow(fault: Fault, ctx: MigrationContext): PageWindow;
-  /** Extra ranges to move after a batch of faults (at most 64). */
-  prefetch(
-    input: { faults: Fault[]; decisions: { loc: number; start: number; last: number }[] },
-    ctx: MigrationContext,
-  ): PrefetchRequest[];
+  /**
+   * Extra ranges to move after a batch of faults (at most 64). The batch arrives as raw
+   * records with its decisions filled in (location, window start, window last).
+   */
+  prefetch(batch: FaultBatch, ctx: MigrationContext): PrefetchRequest[];
   /** Index of the buffer to evict. */
   evictionVictim(input: { gpuId: number; neededPages: number; candidates: EvictionCandidate[] }, ctx: MigrationContext): number;
-  /** Events since the last call, in order; the answer is ignored. */
+  /** Events since the last call, in order; the answer is ignored (return nothing). */
   observe(input: { events: ObservedEvent[] }, ctx: MigrationContext): unknown;
 }
 

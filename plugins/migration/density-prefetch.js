@@ -259,28 +259,29 @@ export function prefetch(input, ctx) {
   const blocksMax = /** @type {number} */ (p.blocks_max);
   const requestsMax = /** @type {number} */ (p.requests_max);
   const thresholdPct = /** @type {number} */ (p.threshold_pct);
-  const { faults, decisions } = input;
-  const n = Math.min(faults.length, decisions.length);
+  // The batch arrives as raw records (FaultBatch): field k of fault i is
+  // faults[i * stride + F[k]]; decisions[3i..3i+2] are location, window start, window last.
+  const { faults, n, stride, F, decisions } = input;
   // The batch's windows are about to move: they count as populated.
   for (let i = 0; i < n; i++) {
-    const d = decisions[i];
-    if (d.loc >= 0) pagesMoved(d.start, d.last, d.loc, blocksMax);
+    const loc = decisions[3 * i];
+    if (loc >= 0) pagesMoved(decisions[3 * i + 1], decisions[3 * i + 2], loc, blocksMax);
   }
   /** @type {import("../types").PrefetchRequest[]} */
   const out = [];
   /** @type {Set<number>} blocks already handled in this batch */
   const done = new Set();
-  for (let i = 0; i < n && out.length < requestsMax; i++) {
-    const f = faults[i];
-    const loc = decisions[i].loc;
+  for (let i = 0, o = 0; i < n && out.length < requestsMax; i++, o += stride) {
+    const loc = decisions[3 * i];
     if (loc <= 0) continue;
-    const block = Math.floor(f.addr / BLOCK_PAGES);
+    const addr = faults[o + F.addr];
+    const block = Math.floor(addr / BLOCK_PAGES);
     if (done.has(block)) continue;
     if (done.size >= BATCH_BLOCKS_MAX) break;
     done.add(block);
     const st = blocks.get(block);
     if (st === undefined || st.gpu !== loc) continue;
-    blockPrefetch(st, block, f.addr, f.rangeStart, f.rangeLast, thresholdPct, out, requestsMax);
+    blockPrefetch(st, block, addr, faults[o + F.rangeStart], faults[o + F.rangeLast], thresholdPct, out, requestsMax);
   }
   return out;
 }

@@ -31,8 +31,11 @@ export interface HookSpec {
   /** Normalise a user-given input (fill defaults) before the call. */
   prepare?(input: unknown): unknown;
   sampleInput: unknown;
-  /** Called through this batch adapter (hot path) rather than as JSON. */
-  batchAdapter?: string;
+  /**
+   * Called through a binary batch adapter rather than as JSON: `faults` for the per-fault
+   * hooks (migration.faults), `prefetch` for prefetch (migration.prefetch).
+   */
+  binary?: "faults" | "prefetch";
   /** One line for docs and `policy eval --help`. */
   summary: string;
 }
@@ -75,6 +78,25 @@ function prepareFault(input: unknown): Fault {
   const f = emptyFault();
   if (isObj(input)) for (const k of Object.keys(f) as (keyof Fault)[]) if (typeof input[k] === "number") f[k] = input[k] as number;
   return f;
+}
+
+export interface PrefetchInput {
+  faults: Fault[];
+  decisions: { loc: number; start: number; last: number }[];
+}
+
+/** Fill a user's prefetch input: faults get defaults, decisions default to the kernel's. */
+function preparePrefetch(input: unknown): PrefetchInput {
+  const o = isObj(input) ? input : {};
+  const faults = (Array.isArray(o.faults) ? o.faults : []).slice(0, MIGRATION_BOUNDS.fault_batch_max).map(prepareFault);
+  const given = Array.isArray(o.decisions) ? o.decisions : [];
+  const decisions = faults.map((f, i) => {
+    const d = given[i];
+    const w = kernelMigrationWindow(f);
+    const num = (k: string, dflt: number) => (isObj(d) && typeof d[k] === "number" ? (d[k] as number) : dflt);
+    return { loc: num("loc", f.gpuId), start: num("start", w.start), last: num("last", w.last) };
+  });
+  return { faults, decisions };
 }
 
 const migrationCtx = (ctx: Record<string, unknown>) => ctx as unknown as PolicyContext;
@@ -122,7 +144,7 @@ export const MIGRATION_KIND: KindSpec = {
   hooks: {
     restoreLocation: {
       summary: "per GPU fault: where the range should live (gpu_id, 0 = system memory, -1 = deny)",
-      batchAdapter: "migration.faults",
+      binary: "faults",
       prepare: prepareFault,
       sampleInput: SAMPLE_FAULT,
       check(out, input, ctx) {
@@ -136,7 +158,7 @@ export const MIGRATION_KIND: KindSpec = {
     },
     migrationWindow: {
       summary: "per GPU fault: the pages [start, last] to migrate around the faulting page",
-      batchAdapter: "migration.faults",
+      binary: "faults",
       prepare: prepareFault,
       sampleInput: SAMPLE_FAULT,
       check(out, input, ctx) {
@@ -149,6 +171,8 @@ export const MIGRATION_KIND: KindSpec = {
     },
     prefetch: {
       summary: "after a batch of faults: extra ranges to move [{ start, npages, loc }]",
+      binary: "prefetch",
+      prepare: preparePrefetch,
       sampleInput: { faults: [SAMPLE_FAULT], decisions: [{ loc: 0x3fe1, start: 0x7f12a200, last: 0x7f12a3ff }] },
       check: (out, _input, ctx) => checkPrefetch(out, migrationCtx(ctx)),
       fallback: () => [],

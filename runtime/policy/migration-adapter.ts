@@ -1,22 +1,29 @@
 /**
- * Guest code of the hot migration path: the `migration.faults` batch adapter decodes a
- * Float64Array of fault records (contracts/migration.ts) into objects, calls the plugin's
- * restoreLocation and migrationWindow on each, and writes DECISION_STRIDE numbers per
- * fault. One boundary crossing per batch, not per fault (reference/sandbox.md).
+ * Guest code of the hot migration path. One boundary crossing per batch, not per fault
+ * (reference/sandbox.md).
  *
- * Input layout: [nowNs, record 0, record 1, ...]. A hook the plugin does not export
- * leaves NaN in its slots; the host fills those with the kernel's rule. A hook that
- * returns a non-number (or NaN) fails the batch as invalid-output.
+ * `migration.faults`: input [nowNs, hookMask, perFault, record 0, record 1, ...]
+ *   (FAULT_HEADER numbers, then FAULT_STRIDE per fault). Writes DECISION_STRIDE numbers per
+ *   fault: location, window start, window last. hookMask says which hooks to run
+ *   (HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW), so evaluating one hook never runs the
+ *   other. The batch forms `restoreLocationBatch` / `migrationWindowBatch` read the records
+ *   straight from the typed array (no object per fault: ~10x cheaper in QuickJS); they are
+ *   used unless `perFault` is 1 and the per-fault form exists (single evaluations, tests).
+ *   A slot no hook wrote stays NaN: the host then applies the kernel's rule when the plugin
+ *   lacks the hook, or rejects the slot when its batch form left it empty.
  *
- * A plugin may also export the batch forms `restoreLocationBatch(batch, ctx)` and
- * `migrationWindowBatch(batch, ctx)`, which read the records straight from the typed array
- * and write `batch.decisions` (no object per fault: measured ~10x cheaper in QuickJS).
- * They take precedence over the per-fault forms; a slot they leave unwritten stays NaN,
- * which the host reports as invalid-output (it knows which hooks the plugin exports).
+ * `migration.prefetch`: input [nowNs, n, records (n x FAULT_STRIDE)..., decisions
+ *   (n x DECISION_STRIDE)...]. Calls `prefetch(batch, ctx)` with the same FaultBatch shape
+ *   (decisions filled) and answers its result as data.
  */
 import { DECISION_STRIDE, FAULT_FIELDS, FAULT_STRIDE } from "./contracts/migration.ts";
 
 export const MIGRATION_FAULTS_ADAPTER = "migration.faults";
+export const MIGRATION_PREFETCH_ADAPTER = "migration.prefetch";
+/** Numbers before the records of a `migration.faults` batch. */
+export const FAULT_HEADER = 3;
+export const HOOK_RESTORE_LOCATION = 1;
+export const HOOK_MIGRATION_WINDOW = 2;
 
 const objectLiteral = FAULT_FIELDS.map((k, i) => `${k}: b[o + ${i}]`).join(", ");
 
@@ -34,25 +41,24 @@ export const MIGRATION_ADAPTER_SOURCE = `
     return d !== undefined && "value" in d && typeof d.value === "number" ? d.value : undefined;
   };
   const FIELDS = Object.freeze(${JSON.stringify(Object.fromEntries(FAULT_FIELDS.map((k, i) => [k, i])))});
-  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, b, n, ctx) {
-    let rl = fn(ns, "restoreLocation"), mw = fn(ns, "migrationWindow");
-    const rlb = fn(ns, "restoreLocationBatch"), mwb = fn(ns, "migrationWindowBatch");
-    ctx.nowNs = b[0];
+
+  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, input, n, ctx) {
+    ctx.nowNs = input[0];
+    const mask = input[1], perFault = input[2] === 1;
+    let rl = mask & ${HOOK_RESTORE_LOCATION} ? fn(ns, "restoreLocation") : null;
+    let mw = mask & ${HOOK_MIGRATION_WINDOW} ? fn(ns, "migrationWindow") : null;
+    const rlb = mask & ${HOOK_RESTORE_LOCATION} && !(perFault && rl !== null) ? fn(ns, "restoreLocationBatch") : null;
+    const mwb = mask & ${HOOK_MIGRATION_WINDOW} && !(perFault && mw !== null) ? fn(ns, "migrationWindowBatch") : null;
+    const b = input.subarray(${FAULT_HEADER});
     const out = new F64(n * ${DECISION_STRIDE}).fill(NaN);
     if (rlb !== null || mwb !== null) {
-      const batch = { faults: b.subarray(1), n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: out };
-      if (rlb !== null) {
-        rlb(batch, ctx);
-        rl = null;
-      }
-      if (mwb !== null) {
-        mwb(batch, ctx);
-        mw = null;
-      }
+      const batch = { faults: b, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: out };
+      if (rlb !== null) { rlb(batch, ctx); rl = null; }
+      if (mwb !== null) { mwb(batch, ctx); mw = null; }
       if (rl === null && mw === null) return out;
     }
     for (let i = 0; i < n; i++) {
-      const o = 1 + i * ${FAULT_STRIDE};
+      const o = i * ${FAULT_STRIDE};
       const base = i * ${DECISION_STRIDE};
       if (rl !== null) {
         const v = rl({ ${objectLiteral} }, ctx);
@@ -70,6 +76,15 @@ export const MIGRATION_ADAPTER_SOURCE = `
       }
     }
     return out;
+  });
+
+  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_PREFETCH_ADAPTER)}, function (ns, input, n, ctx, tools) {
+    ctx.nowNs = input[0];
+    const p = fn(ns, "prefetch");
+    if (p === null) return "Rnull";
+    const faults = input.subarray(2, 2 + n * ${FAULT_STRIDE});
+    const decisions = input.subarray(2 + n * ${FAULT_STRIDE}, 2 + n * ${FAULT_STRIDE + DECISION_STRIDE});
+    return tools.serialize(p({ faults: faults, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: decisions }, ctx));
   });
 })();
 `;

@@ -32,9 +32,16 @@ import {
   type Fault,
 } from "./contracts/migration.ts";
 import { DecisionLog, type DecisionRecord, batchDigestOf, digestOf } from "./decision-log.ts";
-import { type HookSpec, KINDS, type KindSpec } from "./kinds.ts";
+import { type HookSpec, KINDS, type KindSpec, type PrefetchInput } from "./kinds.ts";
 import { type LoadOptions, type PolicySpec, readPolicySpec, shippedPluginsDir } from "./loader.ts";
-import { MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "./migration-adapter.ts";
+import {
+  FAULT_HEADER,
+  HOOK_MIGRATION_WINDOW,
+  HOOK_RESTORE_LOCATION,
+  MIGRATION_ADAPTER_SOURCE,
+  MIGRATION_FAULTS_ADAPTER,
+  MIGRATION_PREFETCH_ADAPTER,
+} from "./migration-adapter.ts";
 import { type ParamDecl, type ParamValues, parseParamDecls, resolveParams } from "./params.ts";
 
 export interface Decision<T = unknown> {
@@ -57,6 +64,16 @@ export interface PolicyLoadOptions extends LoadOptions {
   sandbox?: Partial<Pick<SandboxOptions, "variant" | "wrapModule" | "deterministic">>;
 }
 
+/** The binary input of migration.prefetch: [nowNs, n, records..., decisions...]. */
+function prefetchInput(nowNs: number, faults: Float64Array, n: number, decisions: Float64Array): Float64Array {
+  const input = new Float64Array(2 + n * (FAULT_STRIDE + DECISION_STRIDE));
+  input[0] = nowNs;
+  input[1] = n;
+  input.set(faults.subarray(0, n * FAULT_STRIDE), 2);
+  input.set(decisions.subarray(0, n * DECISION_STRIDE), 2 + n * FAULT_STRIDE);
+  return input;
+}
+
 let kernelLibrarySource: string | undefined;
 
 /**
@@ -73,7 +90,7 @@ async function kernelLibrary() {
 /** Hooks of a kind a plugin provides, directly or in batch form (`<hook>Batch`). */
 function exportedHooks(kind: KindSpec, functions: string[]): Set<string> {
   const names = new Set(functions);
-  return new Set(Object.keys(kind.hooks).filter((h) => names.has(h) || (kind.hooks[h]!.batchAdapter && names.has(`${h}Batch`))));
+  return new Set(Object.keys(kind.hooks).filter((h) => names.has(h) || (kind.hooks[h]!.binary === "faults" && names.has(`${h}Batch`))));
 }
 
 export class Policy implements Disposable {
@@ -163,7 +180,8 @@ export class Policy implements Disposable {
       return { hook, value, by: "builtin", logs: [] };
     }
     let result: CallResult<unknown>;
-    if (spec.batchAdapter) result = await this.callFaultHookOnce(hook, prepared as Fault, fullCtx);
+    if (spec.binary === "faults") result = await this.callFaultHookOnce(hook, prepared as Fault, fullCtx);
+    else if (spec.binary === "prefetch") result = await this.callPrefetchOnce(prepared as PrefetchInput, fullCtx);
     else result = await this.sandbox.call(hook, prepared, JSON.stringify(fullCtx));
     let failure: { reason: PolicyFailureReason; message: string } | undefined;
     let value: unknown;
@@ -182,17 +200,38 @@ export class Policy implements Disposable {
     return { hook, value: value as T, by: "plugin", logs: result.logs };
   }
 
-  /** restoreLocation / migrationWindow for one fault, through the same batch adapter as the hot path. */
+  /**
+   * restoreLocation / migrationWindow for one fault, through the same adapter as the hot
+   * path, running only that hook and preferring its per-fault form.
+   */
   private async callFaultHookOnce(hook: string, f: Fault, ctx: Record<string, unknown>): Promise<CallResult<unknown>> {
-    const input = new Float64Array(1 + FAULT_STRIDE);
+    const input = new Float64Array(FAULT_HEADER + FAULT_STRIDE);
     input[0] = typeof ctx.nowNs === "number" ? ctx.nowNs : 0;
-    writeFault(input.subarray(1), 0, f);
+    input[1] = hook === "restoreLocation" ? HOOK_RESTORE_LOCATION : HOOK_MIGRATION_WINDOW;
+    input[2] = 1;
+    writeFault(input.subarray(FAULT_HEADER), 0, f);
     const out = new Float64Array(DECISION_STRIDE);
     const { nowNs: _drop, ...stable } = ctx;
     const r = await this.sandbox.batch(MIGRATION_FAULTS_ADAPTER, input, 1, JSON.stringify(stable), out);
     if (!r.ok) return r;
-    if (hook === "restoreLocation") return { ok: true, value: out[0], logs: r.logs };
+    if (hook === "restoreLocation") return { ok: true, value: Number.isNaN(out[0]!) ? null : out[0], logs: r.logs };
     return { ok: true, value: { start: out[1], last: out[2] }, logs: r.logs };
+  }
+
+  /** prefetch for a JSON input (eval, tests), through the binary prefetch adapter. */
+  private async callPrefetchOnce(p: PrefetchInput, ctx: Record<string, unknown>): Promise<CallResult<unknown>> {
+    const decisions = new Float64Array(p.decisions.length * DECISION_STRIDE);
+    p.decisions.forEach((d, i) => decisions.set([d.loc, d.start, d.last], i * DECISION_STRIDE));
+    const faults = new Float64Array(p.faults.length * FAULT_STRIDE);
+    p.faults.forEach((f, i) => writeFault(faults, i, f));
+    const { nowNs: _drop, ...stable } = ctx;
+    return this.sandbox.batch<unknown>(
+      MIGRATION_PREFETCH_ADAPTER,
+      prefetchInput(typeof ctx.nowNs === "number" ? ctx.nowNs : 0, faults, p.faults.length, decisions),
+      p.faults.length,
+      JSON.stringify(stable),
+      null,
+    );
   }
 
   /** This policy as the SVM model's MigrationDecider (MigrationPolicy only). */
@@ -225,7 +264,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
   private ctxKey: PolicyContext["gpus"] | undefined;
   private ctxXnack = false;
   private ctxJson = "";
-  private input = new Float64Array(1 + FAULT_STRIDE * 64);
+  private input = new Float64Array(FAULT_HEADER + FAULT_STRIDE * 64);
   private out = new Float64Array(DECISION_STRIDE * 64);
 
   private readonly hasRestoreLocation: boolean;
@@ -298,13 +337,15 @@ export class SandboxMigrationDecider implements MigrationDecider {
         this.failBatch(faults, from, m, ctx, out, p.sandbox.stats.quarantined ? "quarantined" : "exception", "sandbox not ready (call prepare() first)");
         continue;
       }
-      if (this.input.length < 1 + m * FAULT_STRIDE) {
-        this.input = new Float64Array(1 + m * FAULT_STRIDE);
+      if (this.input.length < FAULT_HEADER + m * FAULT_STRIDE) {
+        this.input = new Float64Array(FAULT_HEADER + m * FAULT_STRIDE);
         this.out = new Float64Array(m * DECISION_STRIDE);
       }
-      const input = this.input.subarray(0, 1 + m * FAULT_STRIDE);
+      const input = this.input.subarray(0, FAULT_HEADER + m * FAULT_STRIDE);
       input[0] = ctx.nowNs;
-      input.set(faults.subarray(from * FAULT_STRIDE, (from + m) * FAULT_STRIDE), 1);
+      input[1] = HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW;
+      input[2] = 0;
+      input.set(faults.subarray(from * FAULT_STRIDE, (from + m) * FAULT_STRIDE), FAULT_HEADER);
       const got = this.out.subarray(0, m * DECISION_STRIDE);
       const r = p.sandbox.batchSync(inst, MIGRATION_FAULTS_ADAPTER, input, m, this.stableCtxJson(ctx), got);
       if (!r.ok) {
@@ -385,14 +426,26 @@ export class SandboxMigrationDecider implements MigrationDecider {
   }
 
   prefetch(faults: Float64Array, n: number, decisions: Float64Array, ctx: PolicyContext): PrefetchRequest[] {
-    if (!this.policy.hooks.has("prefetch")) return [];
-    const fs: Fault[] = [];
-    const ds: { loc: number; start: number; last: number }[] = [];
-    for (let i = 0; i < n; i++) {
-      fs.push({ ...readFault(faults, i, emptyFault()) });
-      ds.push({ loc: decisions[i * DECISION_STRIDE]!, start: decisions[i * DECISION_STRIDE + 1]!, last: decisions[i * DECISION_STRIDE + 2]! });
+    const p = this.policy;
+    if (!p.hooks.has("prefetch") || n === 0) return [];
+    const spec = p.kindSpec.hooks.prefetch!;
+    const m = Math.min(n, MIGRATION_BOUNDS.fault_batch_max);
+    const input = prefetchInput(ctx.nowNs, faults, m, decisions);
+    const inst = p.sandbox.live;
+    let failure: { reason: PolicyFailureReason; message: string };
+    if (!inst) failure = { reason: p.sandbox.stats.quarantined ? "quarantined" : "exception", message: "sandbox not ready" };
+    else {
+      const r = p.sandbox.batchSync<unknown>(inst, MIGRATION_PREFETCH_ADAPTER, input, m, this.stableCtxJson(ctx), null);
+      if (r.ok) {
+        const c = spec.check(r.value, null, { gpus: ctx.gpus });
+        if (c.ok) return c.value as PrefetchRequest[];
+        failure = { reason: "invalid-output", message: c.message };
+      } else failure = { reason: r.reason, message: r.message };
     }
-    return this.coldSync<PrefetchRequest[]>("prefetch", { faults: fs, decisions: ds }, ctx, () => []);
+    p.log.add({ policy: p.name, revision: p.spec.revision, hook: "prefetch", inputDigest: batchDigestOf(input), output: null, fallback: failure, count: 1 });
+    if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "prefetch", failure.reason, failure.message);
+    this.fallbacks++;
+    return [];
   }
 
   evictionVictim(req: EvictionRequest, ctx: PolicyContext): number {

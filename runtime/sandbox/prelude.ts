@@ -6,7 +6,8 @@
  * plugin code runs, so a plugin that patches globals can only corrupt its own answers,
  * and the host re-validates those anyway.
  *
- * Wire protocol of `call` / `batch` / `settled` (all strings unless an ArrayBuffer):
+ * Wire protocol of `call` / `batch` / `settled` (all strings, except that `batch` may answer
+ * an ArrayBuffer: the adapter's Float64Array):
  *   "R" + json                      a result
  *   "E" + reason + "\n" + message   the plugin failed (reason: exception, invalid-output, ...)
  *   "P"                             a promise is pending: drain jobs, then call settled()
@@ -141,7 +142,10 @@ export const PRELUDE_SOURCE = String.raw`
     ancestors.length = ancestors.length - 1;
     return out;
   };
+  // A hook that returns nothing answers null (JSON has no undefined); inside data,
+  // undefined is an error, since it would silently drop a field.
   const serialize = function (v) {
+    if (v === undefined) return "Rnull";
     failReason = ""; failMsg = "";
     const s = ser(v, "result", 0, [], { left: outCap });
     if (failReason) return "E" + failReason + "\n" + failMsg;
@@ -171,6 +175,9 @@ export const PRELUDE_SOURCE = String.raw`
   };
 
   let exportsNs = null, adapters = {}, pending = null;
+  // What adapters may use besides the plugin's exports: the strict serializer, so an adapter
+  // can answer data (a wire string) instead of a Float64Array.
+  const tools = freeze({ serialize: function (v) { return serialize(v); } });
   const lastCtx = { json: "", value: undefined };
   const parseCtx = function (json) {
     if (json !== lastCtx.json) { lastCtx.json = json; lastCtx.value = jsonParse(json); }
@@ -228,7 +235,7 @@ export const PRELUDE_SOURCE = String.raw`
       const a = adapters[adapter];
       if (typeof a !== "function") return "Eload\nno batch adapter '" + adapter + "'";
       let out;
-      try { out = a(exportsNs, new F64(buf), n, parseCtx(ctxJson)); } catch (e) { return thrown(e); }
+      try { out = a(exportsNs, new F64(buf), n, parseCtx(ctxJson), tools); } catch (e) { return thrown(e); }
       if (typeof out === "string") return out;
       return out.buffer;
     },

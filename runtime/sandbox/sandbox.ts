@@ -528,13 +528,14 @@ export class Sandbox implements Disposable {
   }
 
   /**
-   * Hot path: hand `n` records of `input` to the registered guest adapter and copy its
-   * Float64Array answer into `out` (exactly `out.length` values expected).
+   * Hot path: hand `n` records of `input` to the registered guest adapter. An adapter
+   * answers either a Float64Array, copied into `out` (exactly `out.length` values
+   * expected), or data through the strict serializer, returned as the result's value.
    */
-  async batch(adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array): Promise<CallResult<null>> {
+  async batch<T = null>(adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array | null): Promise<CallResult<T | null>> {
     const got = await this.ensureInstance();
     if ("ok" in got) return got;
-    return this.batchSync(got, adapter, input, n, ctxJson, out);
+    return this.batchSync<T>(got, adapter, input, n, ctxJson, out);
   }
 
   /** Build the instance if a crash or recycle dropped it; false when quarantined. */
@@ -548,13 +549,13 @@ export class Sandbox implements Disposable {
     return this.stats.quarantined ? undefined : this.inst;
   }
 
-  batchSync(inst: Instance, adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array): CallResult<null> {
-    const r = this.batchInner(inst, adapter, input, n, ctxJson, out);
+  batchSync<T = null>(inst: Instance, adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array | null): CallResult<T | null> {
+    const r = this.batchInner<T>(inst, adapter, input, n, ctxJson, out);
     this.recycleIfBloated();
     return r;
   }
 
-  private batchInner(inst: Instance, adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array): CallResult<null> {
+  private batchInner<T>(inst: Instance, adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array | null): CallResult<T | null> {
     this.stats.calls++;
     const bytes = input.byteLength + ctxJson.length;
     if (bytes > this.opts.limits.input_bytes) {
@@ -571,7 +572,11 @@ export class Sandbox implements Disposable {
       if (context.typeof(r.value) === "string") {
         const wire = context.getString(r.value);
         r.value.dispose();
-        return this.decodeWire<null>(wire, this.takeLogs(inst));
+        return this.decodeWire<T>(wire, this.takeLogs(inst));
+      }
+      if (out === null || context.typeof(r.value) !== "object") {
+        r.value.dispose();
+        return this.failure("invalid-output", `adapter ${adapter} returned no data`);
       }
       const lifetime = context.getArrayBuffer(r.value);
       r.value.dispose();

@@ -27,6 +27,10 @@ describe("sandbox: a healthy plugin", () => {
     expect(ra).toEqual(rb);
     if (ra.ok) expect(ra.value[2] as unknown).toBe("undefined");
   });
+  test("a hook that returns nothing answers null", async () => {
+    using sb = await load("export function hook() { }");
+    expect(await sb.call("hook", null)).toMatchObject({ ok: true, value: null });
+  });
   test("async hooks that settle are answered", async () => {
     using sb = await load("export async function h(x) { await null; return x + 1 }");
     expect(await sb.call("h", 1)).toMatchObject({ ok: true, value: 2 });
@@ -56,7 +60,7 @@ const HOSTILE: [string, string, string, Partial<SandboxLimits>?][] = [
   ["proxy output", "export function hook() { return new Proxy({}, { ownKeys() { for(;;){} } }) }", "invalid-output"],
   ["class instance", "class A { constructor() { this.x = 1 } }\nexport function hook() { return new A() }", "invalid-output"],
   ["NaN output", "export function hook() { return { loc: NaN } }", "invalid-output"],
-  ["undefined output", "export function hook() { }", "invalid-output"],
+  ["undefined inside data", "export function hook() { return { loc: undefined } }", "invalid-output"],
   ["bigint output", "export function hook() { return 1n }", "invalid-output"],
   ["throws a string", "export function hook() { throw 'nope' }", "exception"],
   ["throws null", "export function hook() { throw null }", "exception"],
