@@ -221,9 +221,9 @@ export class Policy implements Disposable {
   /** prefetch for a JSON input (eval, tests), through the binary prefetch adapter. */
   private async callPrefetchOnce(p: PrefetchInput, ctx: Record<string, unknown>): Promise<CallResult<unknown>> {
     const decisions = new Float64Array(p.decisions.length * DECISION_STRIDE);
-    p.decisions.forEach((d, i) => decisions.set([d.loc, d.start, d.last], i * DECISION_STRIDE));
+    for (const [i, d] of p.decisions.entries()) decisions.set([d.loc, d.start, d.last], i * DECISION_STRIDE);
     const faults = new Float64Array(p.faults.length * FAULT_STRIDE);
-    p.faults.forEach((f, i) => writeFault(faults, i, f));
+    for (const [i, f] of p.faults.entries()) writeFault(faults, i, f);
     const { nowNs: _drop, ...stable } = ctx;
     return this.sandbox.batch<unknown>(
       MIGRATION_PREFETCH_ADAPTER,
