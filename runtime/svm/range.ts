@@ -1,0 +1,225 @@
+/**
+ * svm_range and svm_range_list (kfd-svm.md §1): one range list per process, shared by its
+ * GPUs, holding non-overlapping ranges in an interval tree keyed by start (a treap: ranges
+ * never overlap, so the tree orders by start alone) plus an ordered doubly-linked list.
+ */
+import { LOC_UNDEFINED, SVM_FLAG } from "../policy/contracts/migration.ts";
+import { assert } from "../errors.ts";
+import { GRANULARITY_DEFAULT } from "./constants.ts";
+import type { Runs } from "./runs.ts";
+
+/** A range's flags when created: HOST_ACCESS | COHERENT (§1). */
+export const RANGE_FLAGS_DEFAULT = SVM_FLAG.HOST_ACCESS | SVM_FLAG.COHERENT;
+/** "Never" for a timestamp, ns: far enough in the past that no window covers it. */
+export const NEVER_NS = -1e18;
+
+export class SvmRange {
+  start: number;
+  last: number;
+  preferredLoc = LOC_UNDEFINED;
+  prefetchLoc = LOC_UNDEFINED;
+  /** gpu_id holding the range's VRAM pages, 0 when none is in VRAM. */
+  actualLoc = 0;
+  granularity = GRANULARITY_DEFAULT;
+  flags = RANGE_FLAGS_DEFAULT;
+  /** Bit i: GPU of index i has ACCESS / ACCESS_IN_PLACE. */
+  accessMask = 0;
+  aipMask = 0;
+  validateTimestampNs = NEVER_NS;
+  /** Pages of this range in VRAM of actualLoc (runs), and their count. */
+  vramRuns: Runs = null;
+  vramPages = 0;
+  /** gpu_id whose VRAM holds this range's buffer (reserved for the whole range), 0 = none. */
+  bufferGpu = 0;
+  /** Per GPU index: pages with a valid GPU mapping (runs); null entries = nothing mapped. */
+  mapped: Runs[];
+  /** Deferred work pending (munmap in progress): faults on it are dropped (§2). */
+  pendingRemove = false;
+  migrations = 0;
+  lastMigrationNs = -1;
+  lastMigrationFrom = 0;
+  lastMigrationTo = 0;
+  lastUseNs = 0;
+  /** Interval tree (treap) links and priority. */
+  left: SvmRange | null = null;
+  right: SvmRange | null = null;
+  priority = 0;
+  /** Ordered list links. */
+  prev: SvmRange | null = null;
+  next: SvmRange | null = null;
+  /** False once unlinked from its list: a stale reference must not be used. */
+  linked = false;
+
+  constructor(start: number, last: number, gpuCount: number) {
+    assert(start <= last && start >= 0, `range [${start}, ${last}] is empty or negative`);
+    this.start = start;
+    this.last = last;
+    this.mapped = new Array<Runs>(gpuCount).fill(null);
+  }
+
+  get npages(): number {
+    return this.last - this.start + 1;
+  }
+
+  /** Copy every attribute (not placement) from `o`: split pieces keep the old attributes. */
+  copyAttributes(o: SvmRange): void {
+    this.preferredLoc = o.preferredLoc;
+    this.prefetchLoc = o.prefetchLoc;
+    this.granularity = o.granularity;
+    this.flags = o.flags;
+    this.accessMask = o.accessMask;
+    this.aipMask = o.aipMask;
+    this.validateTimestampNs = o.validateTimestampNs;
+    this.migrations = o.migrations;
+    this.lastMigrationNs = o.lastMigrationNs;
+    this.lastMigrationFrom = o.lastMigrationFrom;
+    this.lastMigrationTo = o.lastMigrationTo;
+    this.lastUseNs = o.lastUseNs;
+  }
+}
+
+function split(t: SvmRange | null, key: number): [SvmRange | null, SvmRange | null] {
+  // Left: starts < key; right: starts >= key.
+  if (t === null) return [null, null];
+  if (t.start < key) {
+    const [a, b] = split(t.right, key);
+    t.right = a;
+    return [t, b];
+  }
+  const [a, b] = split(t.left, key);
+  t.left = b;
+  return [a, t];
+}
+
+function merge(a: SvmRange | null, b: SvmRange | null): SvmRange | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  if (a.priority > b.priority) {
+    a.right = merge(a.right, b);
+    return a;
+  }
+  b.left = merge(a, b.left);
+  return b;
+}
+
+/** The range list of one process: tree for lookup, list for ordered walks. */
+export class SvmRangeList {
+  private root: SvmRange | null = null;
+  head: SvmRange | null = null;
+  tail: SvmRange | null = null;
+  count = 0;
+  /** Deterministic treap priorities (xorshift32). */
+  private prioState = 0x9e3779b9;
+
+  private nextPriority(): number {
+    let x = this.prioState;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.prioState = x >>> 0;
+    return this.prioState;
+  }
+
+  /** The range holding page `addr`, or null. */
+  lookup(addr: number): SvmRange | null {
+    const r = this.floor(addr);
+    return r !== null && r.last >= addr ? r : null;
+  }
+
+  /** The range with the largest start <= addr, or null. */
+  floor(addr: number): SvmRange | null {
+    let t = this.root;
+    let best: SvmRange | null = null;
+    while (t !== null) {
+      if (t.start <= addr) {
+        best = t;
+        t = t.right;
+      } else t = t.left;
+    }
+    return best;
+  }
+
+  /** First range overlapping [s, l], or null (interval_tree_iter_first). */
+  firstOverlap(s: number, l: number): SvmRange | null {
+    const f = this.floor(s);
+    if (f !== null && f.last >= s) return f;
+    const n = f === null ? this.head : f.next;
+    return n !== null && n.start <= l ? n : null;
+  }
+
+  /**
+   * Link `r` into tree and list.
+   * @throws InvariantError if it would overlap an existing range.
+   */
+  insert(r: SvmRange): void {
+    assert(!r.linked, `range [${r.start}, ${r.last}] inserted twice`);
+    const pred = this.floor(r.start);
+    const succ = pred === null ? this.head : pred.next;
+    assert(pred === null || pred.last < r.start, `range [${r.start}, ${r.last}] overlaps [${pred?.start}, ${pred?.last}]`);
+    assert(succ === null || succ.start > r.last, `range [${r.start}, ${r.last}] overlaps [${succ?.start}, ${succ?.last}]`);
+    r.priority = this.nextPriority();
+    r.left = null;
+    r.right = null;
+    const [a, b] = split(this.root, r.start);
+    this.root = merge(merge(a, r), b);
+    r.prev = pred;
+    r.next = succ;
+    if (pred === null) this.head = r;
+    else pred.next = r;
+    if (succ === null) this.tail = r;
+    else succ.prev = r;
+    r.linked = true;
+    this.count++;
+  }
+
+  /** Unlink `r` from tree and list. */
+  remove(r: SvmRange): void {
+    assert(r.linked, `range [${r.start}, ${r.last}] removed but not linked`);
+    const [a, b] = split(this.root, r.start);
+    const [m, c] = split(b, r.start + 1);
+    assert(m === r && r.left === null && r.right === null, `tree lost range [${r.start}, ${r.last}]`);
+    this.root = merge(a, c);
+    if (r.prev === null) this.head = r.next;
+    else r.prev.next = r.next;
+    if (r.next === null) this.tail = r.prev;
+    else r.next.prev = r.prev;
+    r.prev = null;
+    r.next = null;
+    r.linked = false;
+    this.count--;
+  }
+
+  /**
+   * Full check: in-order tree walk equals the list, ranges ordered and never overlapping,
+   * counts agree. Returns an error text or null. O(n).
+   */
+  check(): string | null {
+    const inorder: SvmRange[] = [];
+    const stack: SvmRange[] = [];
+    let t = this.root;
+    while (t !== null || stack.length > 0) {
+      while (t !== null) {
+        stack.push(t);
+        t = t.left;
+      }
+      t = stack.pop()!;
+      inorder.push(t);
+      t = t.right;
+    }
+    if (inorder.length !== this.count) return `tree holds ${inorder.length} ranges, count says ${this.count}`;
+    let r = this.head;
+    let prev: SvmRange | null = null;
+    for (let i = 0; i < inorder.length; i++) {
+      if (r !== inorder[i]) return `list and tree disagree at position ${i}`;
+      if (r.prev !== prev) return `list back link broken at [${r.start}, ${r.last}]`;
+      if (prev !== null && prev.last >= r.start) {
+        return `ranges overlap: [${prev.start}, ${prev.last}] and [${r.start}, ${r.last}]`;
+      }
+      prev = r;
+      r = r.next;
+    }
+    if (r !== null) return "list is longer than the tree";
+    if (this.tail !== prev) return "list tail is wrong";
+    return null;
+  }
+}
