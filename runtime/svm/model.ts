@@ -847,6 +847,11 @@ export class SvmModel {
     }
     const gaps = runsGaps(r.vramRuns, s, l);
     const pages = runsTotal(gaps.length > 0 ? gaps : null);
+    // Nothing to collect: the kernel's migrate_vma_setup finds no page and no migration happens.
+    if (pages === 0) {
+      this.lruTouch(r, t);
+      return t;
+    }
     const n = l - s + 1;
     this.openMigrations++;
     if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, 0, best, r.prefetchLoc, r.preferredLoc, trigger));
@@ -863,7 +868,7 @@ export class SvmModel {
     r.vramPages += pages;
     if (r.vramPages !== runsTotal(r.vramRuns)) this.fail(`range [${r.start}, ${r.last}] VRAM pages out of step`);
     this.lruTouch(r, end);
-    if (pages > 0) this.rangeInvalidate(p, r, s, l, end, false);
+    this.rangeInvalidate(p, r, s, l, end, false);
     return end;
   }
 
@@ -877,6 +882,7 @@ export class SvmModel {
     if (from === 0) return t;
     const gi = this.gpuById.get(from)!.index;
     const pages = runsOverlap(r.vramRuns, s, l);
+    if (pages === 0) return t;
     const n = l - s + 1;
     this.openMigrations++;
     if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger));
@@ -889,7 +895,7 @@ export class SvmModel {
     r.vramRuns = runsRemove(r.vramRuns, s, l);
     r.vramPages -= pages;
     if (r.vramPages === 0) this.bufferFree(r);
-    if (pages > 0) this.rangeInvalidate(p, r, s, l, end, external);
+    this.rangeInvalidate(p, r, s, l, end, external);
     return end;
   }
 
