@@ -1,0 +1,69 @@
+/** `svmrt sim` through the CLI entry: JSON, events, determinism, exit codes. */
+import { describe, expect, test } from "bun:test";
+import { readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { main } from "../../runtime/cli.ts";
+import type { CliIO } from "../../runtime/cli/command.ts";
+import { EXIT } from "../../runtime/cli/exit.ts";
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const io: CliIO = { out: (t) => (out += t), err: (t) => (err += t), interactive: false };
+  const code = await main(argv, io);
+  return { code, out, err };
+}
+
+describe("svmrt sim", () => {
+  test("--json has the documented fields; same seed, byte-identical output", async () => {
+    const a = await run(["sim", "--workload", "pingpong", "--json", "--seed", "9"]);
+    const b = await run(["sim", "--workload", "pingpong", "--json", "--seed", "9"]);
+    expect(a.code).toBe(EXIT.ok);
+    expect(a.out).toBe(b.out);
+    const j = JSON.parse(a.out);
+    for (const k of ["simTimeNs", "gpuFaults", "gpuFaultsDropped", "cpuFaults", "migrations", "bytesMigrated", "evictions", "queueEvictions", "thrashEvents", "policyFallbacks", "seed"]) {
+      expect(j).toHaveProperty(k);
+    }
+    expect(j.seed).toBe(9);
+    expect(Object.keys(j.migrations.byTrigger)).toEqual(["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"]);
+  });
+
+  test("--events writes the SMI stream in the kernel's text format", async () => {
+    const f = join(tmpdir(), `svmrt-events-${process.pid}.txt`);
+    const r = await run(["sim", "--workload", "stream", "--events", f, "--json"]);
+    const lines = readFileSync(f, "utf8").trimEnd().split("\n");
+    rmSync(f);
+    expect(JSON.parse(r.out).eventLines).toBe(lines.length);
+    expect(lines.length).toBe(2 + 4 * 512);
+    expect(lines[0]).toBe("c 1092 stream");
+    expect(lines[1]).toMatch(/^7 \d+ -4242 @100000\(3fe1\) R$/);
+    expect(lines[2]).toMatch(/^5 \d+ -4242 @100000\(200\) 0->3fe1 ffffffff:ffffffff 1$/);
+    expect(lines[3]).toMatch(/^6 \d+ -4242 @100000\(200\) 0->3fe1 1 0$/);
+    expect(lines[4]).toMatch(/^8 \d+ -4242 @100000\(3fe1\) M$/);
+    expect(lines.at(-1)).toBe("d 1092 stream");
+  });
+
+  test("a recorded event stream replays as a trace", async () => {
+    const f = join(tmpdir(), `svmrt-replay-${process.pid}.txt`);
+    await run(["sim", "--workload", "stream", "--events", f]);
+    const r = await run(["sim", "--trace", f, "--json"]);
+    rmSync(f);
+    const j = JSON.parse(r.out);
+    expect(j.gpuFaults).toBe(512);
+    expect(j.bytesMigrated.h2d).toBe(2 ** 30);
+    expect(j.badTraceLines).toBe(0);
+  });
+
+  test("usage errors, config errors and the missing policy loader", async () => {
+    expect((await run(["sim", "--workload", "nope"])).code).toBe(EXIT.usage);
+    expect((await run(["sim"])).code).toBe(EXIT.usage);
+    expect((await run(["sim", "--workload", "stream", "--on-bad-line", "maybe"])).code).toBe(EXIT.usage);
+    const p = await run(["sim", "--workload", "stream", "--policy", "p.yaml"]);
+    expect(p.code).toBe(EXIT.usage);
+    expect(p.err).toContain("no MigrationPolicy loader");
+    expect((await run(["sim", "--workload", "stream", "--profile", "missing.yaml"])).code).toBe(EXIT.config);
+    const l = await run(["sim", "--list-workloads"]);
+    expect(l.out.split("\n").filter(Boolean).length).toBe(9);
+  });
+});
