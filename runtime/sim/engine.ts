@@ -434,14 +434,17 @@ export class Simulation {
   private workerRun(gi: number, t: number): void {
     this.workerScheduled[gi] = false;
     const pend = this.pending[gi]!;
-    const take = pend.splice(0, Math.min(pend.length, MIGRATION_BOUNDS.fault_batch_max));
+    let take = pend.splice(0, Math.min(pend.length, MIGRATION_BOUNDS.fault_batch_max));
     while (take.length > 0) {
+      // One batch per process, in order of first arrival.
       const pid = this.agents[take[0]!]!.pid;
-      const group: number[] = [];
-      for (let i = 0; i < take.length; ) {
-        if (this.agents[take[i]!]!.pid === pid) group.push(take.splice(i, 1)[0]!);
-        else i++;
+      let group = take;
+      let rest: number[] = [];
+      if (!take.every((a) => this.agents[a]!.pid === pid)) {
+        group = take.filter((a) => this.agents[a]!.pid === pid);
+        rest = take.filter((a) => this.agents[a]!.pid !== pid);
       }
+      take = rest;
       for (let i = 0; i < group.length; i++) {
         const ag = this.agents[group[i]!]!;
         this.addrs[i] = ag.addr;

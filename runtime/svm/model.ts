@@ -189,6 +189,8 @@ export const DEFERRED_DELAY_NS_DEFAULT = 4_000;
 /** Most eviction candidates handed to the policy per request (TTM LRU head). */
 export const EVICTION_CANDIDATES_MAX = 64;
 
+const NO_WORK: SvmWork[] = [];
+
 /** Aggregated GET_ATTR answer for an access query (§5). */
 export type AttrPair = [type: number, value: number];
 
@@ -207,9 +209,6 @@ export class SvmModel {
   /** Per GPU index: LRU list of ranges holding a VRAM buffer there (head = least recent). */
   private readonly lruHead: (SvmRange | null)[];
   private readonly lruTail: (SvmRange | null)[];
-  private readonly lruPrev = new WeakMap<SvmRange, SvmRange | null>();
-  private readonly lruNext = new WeakMap<SvmRange, SvmRange | null>();
-  private readonly rangeOwner = new WeakMap<SvmRange, SvmProcess>();
   private readonly work: SvmWork[] = [];
   private readonly sink: ((line: string) => void) | null;
   private readonly fullCheckEvery: number;
@@ -288,8 +287,8 @@ export class SvmModel {
         if (!runsWellFormed(r.vramRuns, r.start, r.last)) this.fail(`${where}: VRAM runs malformed`);
         if (runsTotal(r.vramRuns) !== r.vramPages) this.fail(`${where}: vramPages ${r.vramPages} != runs`);
         if ((r.actualLoc !== 0) !== (r.vramPages > 0)) this.fail(`${where}: actual_loc ${r.actualLoc} with ${r.vramPages} VRAM pages`);
-        for (let g = 0; g < r.mapped.length; g++) {
-          if (!runsWellFormed(r.mapped[g]!, r.start, r.last)) this.fail(`${where}: mapping runs of GPU ${g} malformed`);
+        for (let g = 0; g < this.gpus.length; g++) {
+          if (!runsWellFormed(r.mappedOn(g), r.start, r.last)) this.fail(`${where}: mapping runs of GPU ${g} malformed`);
         }
         if (r.actualLoc !== 0) {
           const g = this.gpuById.get(r.actualLoc);
@@ -402,11 +401,11 @@ export class SvmModel {
     for (const r of this.rangesCovering(p, start, last, false)) {
       r.pendingRemove = true;
       for (let g = 0; g < r.mapped.length; g++) {
-        if (r.mapped[g] !== null) {
+        if (r.mappedOn(g) !== null) {
           if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(now, pid, r.start, r.npages, this.gpus[g]!.id, UNMAP_TRIGGER.UNMAP_FROM_CPU));
           this.observe("unmap", now, this.gpus[g]!.id, r.start, r.npages, 0, 0, UNMAP_TRIGGER.UNMAP_FROM_CPU);
           this.stats.unmaps++;
-          r.mapped[g] = null;
+          r.setMapped(g, null);
         }
       }
       p.deferred.push(r);
@@ -430,7 +429,7 @@ export class SvmModel {
 
   /** Work items the model scheduled since the last call (restore_work, deferred_list). */
   takeWork(): SvmWork[] {
-    return this.work.splice(0, this.work.length);
+    return this.work.length === 0 ? NO_WORK : this.work.splice(0, this.work.length);
   }
 
   // ---- attributes (§5) ---------------------------------------------------------------
@@ -638,7 +637,7 @@ export class SvmModel {
   private rangeNew(p: SvmProcess, start: number, last: number): SvmRange {
     const r = new SvmRange(start, last, this.gpus.length);
     if (p.xnack) for (const g of this.gpus) if (g.svmSupported) r.accessMask |= 1 << g.index;
-    this.rangeOwner.set(r, p);
+    r.ownerPid = p.pid;
     p.ranges.insert(r);
     return r;
   }
@@ -667,10 +666,10 @@ export class SvmModel {
     tail.vramPages = runsTotal(tail.vramRuns);
     r.vramPages -= tail.vramPages;
     for (let g = 0; g < r.mapped.length; g++) {
-      tail.mapped[g] = runsClip(r.mapped[g]!, at, tail.last);
-      r.mapped[g] = runsClip(r.mapped[g]!, r.start, r.last);
+      tail.setMapped(g, runsClip(r.mappedOn(g), at, tail.last));
+      r.setMapped(g, runsClip(r.mappedOn(g), r.start, r.last));
     }
-    this.rangeOwner.set(tail, p);
+    tail.ownerPid = p.pid;
     p.ranges.insert(tail);
     const loc = r.actualLoc;
     if (loc !== 0) {
@@ -692,7 +691,7 @@ export class SvmModel {
       r.vramPages = 0;
       this.bufferFree(r);
     }
-    for (let g = 0; g < r.mapped.length; g++) r.mapped[g] = null;
+    for (let g = 0; g < r.mapped.length; g++) r.setMapped(g, null);
     p.ranges.remove(r);
     for (let i = 0; i < p.cache.length; i++) if (p.cache[i] === r) p.cache[i] = null;
   }
@@ -700,32 +699,32 @@ export class SvmModel {
   // ---- VRAM buffers and the TTM LRU (§1, §8) -----------------------------------------
 
   private lruInsertTail(gi: number, r: SvmRange): void {
-    const t = this.lruTail[gi]!;
-    this.lruPrev.set(r, t);
-    this.lruNext.set(r, null);
+    const t = this.lruTail[gi] ?? null;
+    r.lruPrev = t;
+    r.lruNext = null;
     if (t === null) this.lruHead[gi] = r;
-    else this.lruNext.set(t, r);
+    else t.lruNext = r;
     this.lruTail[gi] = r;
   }
 
   private lruInsertAfter(gi: number, a: SvmRange, r: SvmRange): void {
-    const n = this.lruNext.get(a) ?? null;
-    this.lruPrev.set(r, a);
-    this.lruNext.set(r, n);
-    this.lruNext.set(a, r);
+    const n = a.lruNext;
+    r.lruPrev = a;
+    r.lruNext = n;
+    a.lruNext = r;
     if (n === null) this.lruTail[gi] = r;
-    else this.lruPrev.set(n, r);
+    else n.lruPrev = r;
   }
 
   private lruUnlink(gi: number, r: SvmRange): void {
-    const pr = this.lruPrev.get(r) ?? null;
-    const nx = this.lruNext.get(r) ?? null;
+    const pr = r.lruPrev;
+    const nx = r.lruNext;
     if (pr === null) this.lruHead[gi] = nx;
-    else this.lruNext.set(pr, nx);
+    else pr.lruNext = nx;
     if (nx === null) this.lruTail[gi] = pr;
-    else this.lruPrev.set(nx, pr);
-    this.lruPrev.delete(r);
-    this.lruNext.delete(r);
+    else nx.lruPrev = pr;
+    r.lruPrev = null;
+    r.lruNext = null;
   }
 
   /** The buffer was used: move it to the LRU tail. */
@@ -761,11 +760,11 @@ export class SvmModel {
     // Bounded: each round evicts one buffer, and there are finitely many.
     while (this.vramUsedPages[gi]! + need > cap) {
       const cands: SvmRange[] = [];
-      for (let c: SvmRange | null = this.lruHead[gi] ?? null; c !== null && cands.length < EVICTION_CANDIDATES_MAX; c = this.lruNext.get(c) ?? null) {
+      for (let c: SvmRange | null = this.lruHead[gi] ?? null; c !== null && cands.length < EVICTION_CANDIDATES_MAX; c = c.lruNext) {
         if (c !== r) cands.push(c);
       }
       if (cands.length === 0) return -1;
-      const owner = this.rangeOwner.get(r)!;
+      const owner = this.processes.get(r.ownerPid)!;
       owner.ctx.nowNs = t;
       const victim = this.decider.evictionVictim(
         {
@@ -784,7 +783,7 @@ export class SvmModel {
       // A policy that names no candidate evicts nothing: the allocation fails.
       if (!Number.isInteger(victim) || victim < 0 || victim >= cands.length) return -1;
       const v = cands[victim]!;
-      const vp = this.rangeOwner.get(v)!;
+      const vp = this.processes.get(v.ownerPid)!;
       t = this.migrateToRam(vp, v, v.start, v.last, MIGRATE_TRIGGER.TTM_EVICTION, t, true);
       this.stats.evictions++;
       this.observe("evict", t, this.gpus[gi]!.id, v.start, v.npages, this.gpus[gi]!.id, 0, MIGRATE_TRIGGER.TTM_EVICTION);
@@ -910,14 +909,14 @@ export class SvmModel {
     const alwaysMapped = !p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0;
     if (alwaysMapped) {
       if (!external) return;
-      for (let g = 0; g < r.mapped.length; g++) r.mapped[g] = runsRemove(r.mapped[g]!, s, l);
+      for (let g = 0; g < r.mapped.length; g++) r.setMapped(g, runsRemove(r.mappedOn(g), s, l));
       this.queuesEvict(p, r, t, QUEUE_EVICTION_TRIGGER.SVM);
       return;
     }
     for (let g = 0; g < r.mapped.length; g++) {
-      const m = r.mapped[g]!;
+      const m = r.mappedOn(g);
       if (m === null || runsOverlap(m, s, l) === 0) continue;
-      r.mapped[g] = runsRemove(m, s, l);
+      r.setMapped(g, runsRemove(m, s, l));
       this.stats.unmaps++;
       if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(t, p.pid, s, l - s + 1, this.gpus[g]!.id, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE));
       this.observe("unmap", t, this.gpus[g]!.id, s, l - s + 1, 0, 0, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE);
@@ -968,10 +967,10 @@ export class SvmModel {
     const mask = r.accessMask | r.aipMask;
     for (let g = 0; g < this.gpus.length; g++) {
       if ((mask & (1 << g)) === 0) continue;
-      const m = r.mapped[g]!;
+      const m = r.mappedOn(g);
       if (m !== null && m.length === 2 && m[0] === r.start && m[1] === r.last) continue;
       t += this.costs.mapNs(g, r.npages);
-      r.mapped[g] = [r.start, r.last];
+      r.setMapped(g, [r.start, r.last]);
     }
     void p;
     return t;
@@ -1173,7 +1172,7 @@ export class SvmModel {
     }
     // Map the window on the faulting GPU only.
     t += this.costs.mapNs(gi, l - s + 1);
-    r.mapped[gi] = runsAdd(r.mapped[gi]!, s, l);
+    r.setMapped(gi, runsAdd(r.mappedOn(gi), s, l));
     r.validateTimestampNs = t;
     this.lruTouch(r, t);
     if (this.sink !== null) this.sink(ev.fmtPageFaultEnd(t, p.pid, addr, gpu.id, migrated));
@@ -1257,7 +1256,7 @@ export class SvmModel {
       p.cache[gi] = r;
       if (r === null) return this.probeMiss();
     }
-    const m = r.mapped[gi]!;
+    const m = r.mappedOn(gi);
     if (m === null) return this.probeMiss();
     let ml = -1;
     for (let i = 0; i < m.length; i += 2) {

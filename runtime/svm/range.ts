@@ -13,6 +13,9 @@ export const RANGE_FLAGS_DEFAULT = SVM_FLAG.HOST_ACCESS | SVM_FLAG.COHERENT;
 /** "Never" for a timestamp, ns: far enough in the past that no window covers it. */
 export const NEVER_NS = -1e18;
 
+/** The shared "nothing mapped anywhere" value; never written (setMapped copies first). */
+const NO_MAPPINGS: Runs[] = Object.freeze([]) as unknown as Runs[];
+
 export class SvmRange {
   start: number;
   last: number;
@@ -31,8 +34,16 @@ export class SvmRange {
   vramPages = 0;
   /** gpu_id whose VRAM holds this range's buffer (reserved for the whole range), 0 = none. */
   bufferGpu = 0;
-  /** Per GPU index: pages with a valid GPU mapping (runs); null entries = nothing mapped. */
-  mapped: Runs[];
+  /**
+   * Per GPU index: pages with a valid GPU mapping (runs). Allocated on the first mapping
+   * (most ranges of a large process are never mapped); read through mappedOn().
+   */
+  mapped: Runs[] = NO_MAPPINGS;
+  /** pid of the process owning the range. */
+  ownerPid = 0;
+  /** TTM LRU links of the range's VRAM buffer on GPU actualLoc (model-maintained). */
+  lruPrev: SvmRange | null = null;
+  lruNext: SvmRange | null = null;
   /** Deferred work pending (munmap in progress): faults on it are dropped (§2). */
   pendingRemove = false;
   migrations = 0;
@@ -54,7 +65,21 @@ export class SvmRange {
     assert(start <= last && start >= 0, `range [${start}, ${last}] is empty or negative`);
     this.start = start;
     this.last = last;
-    this.mapped = new Array<Runs>(gpuCount).fill(null);
+    void gpuCount;
+  }
+
+  /** Pages mapped on GPU index g. */
+  mappedOn(g: number): Runs {
+    return this.mapped[g] ?? null;
+  }
+
+  /** Set the pages mapped on GPU index g. */
+  setMapped(g: number, runs: Runs): void {
+    if (this.mapped === NO_MAPPINGS) {
+      if (runs === null) return;
+      this.mapped = [];
+    }
+    this.mapped[g] = runs;
   }
 
   get npages(): number {
@@ -120,10 +145,26 @@ export class SvmRangeList {
     return this.prioState;
   }
 
+  /** Last range a lookup found: sequential access finds its range or the next in O(1). */
+  private finger: SvmRange | null = null;
+
   /** The range holding page `addr`, or null. */
   lookup(addr: number): SvmRange | null {
+    const f = this.finger;
+    if (f !== null && f.linked) {
+      if (addr >= f.start && addr <= f.last) return f;
+      const n = f.next;
+      if (n !== null && addr >= n.start && addr <= n.last) {
+        this.finger = n;
+        return n;
+      }
+    }
     const r = this.floor(addr);
-    return r !== null && r.last >= addr ? r : null;
+    if (r !== null && r.last >= addr) {
+      this.finger = r;
+      return r;
+    }
+    return null;
   }
 
   /** The range with the largest start <= addr, or null. */

@@ -156,23 +156,51 @@ export function gpusInSameHive(gpus: readonly PolicyGpu[], a: number, b: number)
   return hiveA !== 0 && hiveA === hiveB;
 }
 
+/** XGMI hive id of GPU `id`, 0 when none or unknown. */
+function hiveOf(gpus: readonly PolicyGpu[], id: number): number {
+  for (let i = 0; i < gpus.length; i++) if (gpus[i]!.id === id) return gpus[i]!.hiveId;
+  return 0;
+}
+
+/**
+ * best_restore_location on scalar fields (kfd-svm.md §4): the one implementation behind
+ * kernelRestoreLocation and the native decider's batch loop.
+ */
+export function kernelRestoreLocationOf(
+  gpuId: number,
+  gpuIndex: number,
+  preferredLoc: number,
+  actualLoc: number,
+  accessMask: number,
+  aipMask: number,
+  gpus: readonly PolicyGpu[],
+): number {
+  let hive = 0;
+  for (let i = 0; i < gpus.length; i++) {
+    const g = gpus[i]!;
+    if (g.id !== gpuId) continue;
+    if (g.appApu) return LOC_SYSMEM;
+    hive = g.hiveId;
+    break;
+  }
+  if (preferredLoc === gpuId || preferredLoc === LOC_SYSMEM) return preferredLoc;
+  if (preferredLoc !== LOC_UNDEFINED && hive !== 0 && hiveOf(gpus, preferredLoc) === hive) return preferredLoc;
+  const bit = 2 ** gpuIndex;
+  if (Math.floor(accessMask / bit) % 2 === 1) return gpuId;
+  if (Math.floor(aipMask / bit) % 2 === 1) {
+    if (actualLoc === LOC_SYSMEM) return LOC_SYSMEM;
+    if (actualLoc === gpuId || (hive !== 0 && hiveOf(gpus, actualLoc) === hive)) return actualLoc;
+    return LOC_SYSMEM;
+  }
+  return LOC_DENY;
+}
+
 /**
  * The kernel's best_restore_location (kfd-svm.md §4), natively. The sandboxed
  * plugins/migration/kernel-default.js must agree with it on every input (a test).
  */
 export function kernelRestoreLocation(f: Fault, ctx: PolicyContext): number {
-  const gpu = ctx.gpus.find((g) => g.id === f.gpuId);
-  if (gpu?.appApu) return LOC_SYSMEM;
-  if (f.preferredLoc === f.gpuId || f.preferredLoc === LOC_SYSMEM) return f.preferredLoc;
-  if (f.preferredLoc !== LOC_UNDEFINED && gpusInSameHive(ctx.gpus, f.preferredLoc, f.gpuId)) return f.preferredLoc;
-  const bit = 2 ** f.gpuIndex;
-  if (Math.floor(f.accessMask / bit) % 2 === 1) return f.gpuId;
-  if (Math.floor(f.aipMask / bit) % 2 === 1) {
-    if (f.actualLoc === LOC_SYSMEM) return LOC_SYSMEM;
-    if (gpusInSameHive(ctx.gpus, f.actualLoc, f.gpuId)) return f.actualLoc;
-    return LOC_SYSMEM;
-  }
-  return LOC_DENY;
+  return kernelRestoreLocationOf(f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask, ctx.gpus);
 }
 
 /**
@@ -261,19 +289,33 @@ export function lruVictim(req: EvictionRequest): number {
   return best;
 }
 
-/** The kernel's behaviour, natively: the fallback of every MigrationPolicy. */
+/**
+ * The kernel's behaviour, natively: the fallback of every MigrationPolicy. Its batch loop
+ * reads the records in place and allocates nothing (the simulator's hot path); it computes
+ * exactly kernelRestoreLocation and kernelMigrationWindow.
+ */
 export function nativeKernelDefault(): MigrationDecider {
-  const f = emptyFault();
   return {
     name: "kernel-default (native)",
     fallbacks: 0,
     decideFaults(faults, n, ctx, out) {
+      const gpus = ctx.gpus;
       for (let i = 0; i < n; i++) {
-        readFault(faults, i, f);
-        const w = kernelMigrationWindow(f);
-        out[i * DECISION_STRIDE] = kernelRestoreLocation(f, ctx);
-        out[i * DECISION_STRIDE + 1] = w.start;
-        out[i * DECISION_STRIDE + 2] = w.last;
+        const b = i * FAULT_STRIDE;
+        const o = i * DECISION_STRIDE;
+        out[o] = kernelRestoreLocationOf(
+          faults[b + F.gpuId]!,
+          faults[b + F.gpuIndex]!,
+          faults[b + F.preferredLoc]!,
+          faults[b + F.actualLoc]!,
+          faults[b + F.accessMask]!,
+          faults[b + F.aipMask]!,
+          gpus,
+        );
+        const g = 2 ** faults[b + F.granularity]!;
+        const blockStart = Math.floor(faults[b + F.addr]! / g) * g;
+        out[o + 1] = Math.max(blockStart, faults[b + F.rangeStart]!);
+        out[o + 2] = Math.min(blockStart + g - 1, faults[b + F.rangeLast]!);
       }
     },
     prefetch: () => [],
