@@ -151,7 +151,7 @@ export class SvmRangeList {
   /** The range holding page `addr`, or null. */
   lookup(addr: number): SvmRange | null {
     const f = this.finger;
-    if (f !== null && f.linked) {
+    if (f?.linked) {
       if (addr >= f.start && addr <= f.last) return f;
       const n = f.next;
       if (n !== null && addr >= n.start && addr <= n.last) {
