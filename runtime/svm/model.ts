@@ -162,8 +162,6 @@ function newStats(): SvmStats {
   };
 }
 
-const TRIGGER_KEYS = ["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"] as const;
-
 export interface SvmModelOptions {
   gpus: SvmGpu[];
   decider: MigrationDecider;
@@ -227,6 +225,8 @@ export class SvmModel {
   private decisions = new Float64Array(64 * DECISION_STRIDE);
   private batchRanges: (SvmRange | null)[] = [];
   private readonly observed: ObservedEvent[] = [];
+  /** The decider wants observe() batches (MigrationDecider.observes !== false). */
+  private readonly observing: boolean;
   private observedCount = 0;
   /** Set by probe(): location of the probed page, and last page of the same mapped run. */
   probeLoc = -1;
@@ -238,6 +238,7 @@ export class SvmModel {
     }
     this.gpus = opts.gpus;
     this.decider = opts.decider;
+    this.observing = opts.decider.observes !== false;
     this.costs = opts.costs;
     this.seed = opts.seed;
     this.sink = opts.sink ?? null;
@@ -795,20 +796,35 @@ export class SvmModel {
 
   // ---- migration (§6) ----------------------------------------------------------------
 
-  private countMigration(p: SvmProcess, r: SvmRange, from: number, to: number, pages: number, trigger: number, t: number): void {
+  /** Count one migration leg of `pages` pages on GPU index `gi` (the VRAM side). */
+  private countMigration(p: SvmProcess, r: SvmRange, gi: number, from: number, to: number, pages: number, trigger: number, t: number): void {
     const bytes = pages * PAGE_BYTES;
+    const s = this.stats;
     if (to === 0) {
-      this.stats.migrations.d2h++;
-      this.stats.bytesMigrated.d2h += bytes;
-      p.pageOut[this.gpuById.get(from)!.index]! += pages;
+      s.migrations.d2h++;
+      s.bytesMigrated.d2h += bytes;
+      p.pageOut[gi]! += pages;
     } else {
-      this.stats.migrations.h2d++;
-      this.stats.bytesMigrated.h2d += bytes;
-      p.pageIn[this.gpuById.get(to)!.index]! += pages;
+      s.migrations.h2d++;
+      s.bytesMigrated.h2d += bytes;
+      p.pageIn[gi]! += pages;
     }
-    this.stats.migrationsByTrigger[TRIGGER_KEYS[trigger]!]++;
+    const bt = s.migrationsByTrigger;
+    switch (trigger) {
+      case MIGRATE_TRIGGER.PREFETCH:
+        bt.prefetch++;
+        break;
+      case MIGRATE_TRIGGER.PAGEFAULT_GPU:
+        bt.pagefault_gpu++;
+        break;
+      case MIGRATE_TRIGGER.PAGEFAULT_CPU:
+        bt.pagefault_cpu++;
+        break;
+      default:
+        bt.ttm_eviction++;
+    }
     if (r.lastMigrationNs >= 0 && t - r.lastMigrationNs <= this.thrashWindowNs && r.lastMigrationFrom === to && r.lastMigrationTo === from) {
-      this.stats.thrashEvents++;
+      s.thrashEvents++;
     }
     r.migrations++;
     r.lastMigrationNs = t;
@@ -857,7 +873,7 @@ export class SvmModel {
     const end = this.sdmaCopy(gi, 0, best, gaps, t);
     if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, 0, best, trigger, 0));
     this.openMigrations--;
-    this.countMigration(p, r, 0, best, pages, trigger, end);
+    this.countMigration(p, r, gi, 0, best, pages, trigger, end);
     if (bounced) {
       this.stats.migrations.d2d++;
       this.stats.bytesMigrated.d2d += pages * PAGE_BYTES;
@@ -889,7 +905,7 @@ export class SvmModel {
     const end = this.sdmaCopy(gi, from, 0, moved ?? [], t);
     if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, from, 0, trigger, 0));
     this.openMigrations--;
-    this.countMigration(p, r, from, 0, pages, trigger, end);
+    this.countMigration(p, r, gi, from, 0, pages, trigger, end);
     this.observe("migrate", end, from, s, n, from, 0, trigger);
     r.vramRuns = runsRemove(r.vramRuns, s, l);
     r.vramPages -= pages;
@@ -1332,6 +1348,7 @@ export class SvmModel {
   }
 
   private observe(kind: ObservedKind, nowNs: number, gpuId: number, start: number, npages: number, from: number, to: number, trigger: number): void {
+    if (!this.observing) return;
     let e = this.observed[this.observedCount];
     if (e === undefined) {
       e = { kind, nowNs, gpuId, start, npages, from, to, trigger };

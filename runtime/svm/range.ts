@@ -8,6 +8,9 @@ import { assert } from "../errors.ts";
 import { GRANULARITY_DEFAULT } from "./constants.ts";
 import type { Runs } from "./runs.ts";
 
+/** The lookup index is rebuilt once lookups since the last change reach count / this. */
+export const INDEX_REBUILD_RATIO = 8;
+
 /** A range's flags when created: HOST_ACCESS | COHERENT (§1). */
 export const RANGE_FLAGS_DEFAULT = SVM_FLAG.HOST_ACCESS | SVM_FLAG.COHERENT;
 /** "Never" for a timestamp, ns: far enough in the past that no window covers it. */
@@ -17,8 +20,9 @@ export const NEVER_NS = -1e18;
 const NO_MAPPINGS: Runs[] = Object.freeze([]) as unknown as Runs[];
 
 export class SvmRange {
-  start: number;
-  last: number;
+  /** First and last page (inclusive); first in the object, the hottest fields. */
+  start = 0;
+  last = 0;
   preferredLoc = LOC_UNDEFINED;
   prefetchLoc = LOC_UNDEFINED;
   /** gpu_id holding the range's VRAM pages, 0 when none is in VRAM. */
@@ -32,8 +36,6 @@ export class SvmRange {
   /** Pages of this range in VRAM of actualLoc (runs), and their count. */
   vramRuns: Runs = null;
   vramPages = 0;
-  /** gpu_id whose VRAM holds this range's buffer (reserved for the whole range), 0 = none. */
-  bufferGpu = 0;
   /**
    * Per GPU index: pages with a valid GPU mapping (runs). Allocated on the first mapping
    * (most ranges of a large process are never mapped); read through mappedOn().
@@ -70,16 +72,21 @@ export class SvmRange {
 
   /** Pages mapped on GPU index g. */
   mappedOn(g: number): Runs {
-    return this.mapped[g] ?? null;
+    // In-bounds reads only: an out-of-bounds or hole read walks the prototype chain.
+    const m = this.mapped;
+    return g < m.length ? m[g]! : null;
   }
 
   /** Set the pages mapped on GPU index g. */
   setMapped(g: number, runs: Runs): void {
-    if (this.mapped === NO_MAPPINGS) {
+    let m = this.mapped;
+    if (g >= m.length) {
       if (runs === null) return;
-      this.mapped = [];
+      m = m === NO_MAPPINGS ? [] : m;
+      while (m.length <= g) m.push(null);
+      this.mapped = m;
     }
-    this.mapped[g] = runs;
+    m[g] = runs;
   }
 
   get npages(): number {
@@ -159,12 +166,59 @@ export class SvmRangeList {
         return n;
       }
     }
-    const r = this.floor(addr);
+    const r = this.floorIndexed(addr);
     if (r !== null && r.last >= addr) {
       this.finger = r;
       return r;
     }
     return null;
+  }
+
+  /**
+   * Lookup index: the starts of all ranges in a flat sorted array, rebuilt lazily. A binary
+   * search over contiguous memory beats a pointer walk down a tree of a million ranges; the
+   * index is rebuilt only once the lookups since the last insert or remove pay for it
+   * (amortised O(INDEX_REBUILD_RATIO) per lookup), else the tree answers.
+   */
+  private idxStarts = new Float64Array(0);
+  private idxRanges: SvmRange[] = [];
+  private idxValid = false;
+  private lookupsSinceChange = 0;
+
+  private floorIndexed(addr: number): SvmRange | null {
+    if (!this.idxValid) {
+      if (++this.lookupsSinceChange * INDEX_REBUILD_RATIO < this.count) return this.floor(addr);
+      this.indexRebuild();
+    }
+    const starts = this.idxStarts;
+    let lo = 0;
+    let hi = this.count - 1;
+    let best = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (starts[mid]! <= addr) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return best < 0 ? null : this.idxRanges[best]!;
+  }
+
+  private indexRebuild(): void {
+    if (this.idxStarts.length < this.count) this.idxStarts = new Float64Array(Math.max(16, this.count * 2));
+    this.idxRanges.length = this.count;
+    let i = 0;
+    for (let r = this.head; r !== null; r = r.next) {
+      this.idxStarts[i] = r.start;
+      this.idxRanges[i] = r;
+      i++;
+    }
+    this.idxValid = true;
+  }
+
+  private indexInvalidate(): void {
+    this.idxValid = false;
+    this.lookupsSinceChange = 0;
   }
 
   /** The range with the largest start <= addr, or null. */
@@ -211,6 +265,7 @@ export class SvmRangeList {
     else succ.prev = r;
     r.linked = true;
     this.count++;
+    this.indexInvalidate();
   }
 
   /** Unlink `r` from tree and list. */
@@ -228,6 +283,7 @@ export class SvmRangeList {
     r.next = null;
     r.linked = false;
     this.count--;
+    this.indexInvalidate();
   }
 
   /**
@@ -261,6 +317,11 @@ export class SvmRangeList {
     }
     if (r !== null) return "list is longer than the tree";
     if (this.tail !== prev) return "list tail is wrong";
+    if (this.idxValid) {
+      for (let i = 0; i < inorder.length; i++) {
+        if (this.idxRanges[i] !== inorder[i] || this.idxStarts[i] !== inorder[i]!.start) return `lookup index disagrees at ${i}`;
+      }
+    }
     return null;
   }
 }

@@ -278,6 +278,11 @@ export interface MigrationDecider {
   observe(events: ObservedEvent[], ctx: PolicyContext): void;
   /** Number of decisions made by the fallback because the policy failed. */
   readonly fallbacks: number;
+  /**
+   * False when `observe` ignores its events: the host may then skip building them (the
+   * native default's hot path). Absent or true: every event is delivered.
+   */
+  readonly observes?: boolean;
 }
 
 /** Least recently used candidate: the memory manager's default victim (kfd-svm.md §8). */
@@ -298,6 +303,7 @@ export function nativeKernelDefault(): MigrationDecider {
   return {
     name: "kernel-default (native)",
     fallbacks: 0,
+    observes: false,
     decideFaults(faults, n, ctx, out) {
       const gpus = ctx.gpus;
       for (let i = 0; i < n; i++) {
@@ -312,7 +318,8 @@ export function nativeKernelDefault(): MigrationDecider {
           faults[b + F.aipMask]!,
           gpus,
         );
-        const g = 2 ** faults[b + F.granularity]!;
+        const gran = faults[b + F.granularity]!;
+        const g = gran < 31 ? 1 << gran : 2 ** gran;
         const blockStart = Math.floor(faults[b + F.addr]! / g) * g;
         out[o + 1] = Math.max(blockStart, faults[b + F.rangeStart]!);
         out[o + 2] = Math.min(blockStart + g - 1, faults[b + F.rangeLast]!);
