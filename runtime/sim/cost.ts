@@ -148,7 +148,7 @@ export class CostModel implements SvmCosts {
     });
   }
 
-  copyNs(fromLoc: number, toLoc: number, pages: number, engineGpu: number): number {
+  copyNs(fromLoc: number, _toLoc: number, pages: number, engineGpu: number): number {
     const l = this.links[engineGpu]!;
     const h2d = fromLoc === 0;
     const gbps = h2d ? l.pcieH2dGbps : l.pcieD2hGbps;
@@ -156,12 +156,10 @@ export class CostModel implements SvmCosts {
     const rest = pages - full * SDMA_CHUNK_PAGES;
     let t = full * (h2d ? this.fullChunkH2d[engineGpu]! : this.fullChunkD2h[engineGpu]!);
     if (rest > 0) t += chunkNs(this.params, rest * PAGE_BYTES, gbps);
-    void toLoc;
     return t;
   }
 
-  mapNs(gpu: number, pages: number): number {
-    void gpu;
+  mapNs(_gpu: number, pages: number): number {
     return this.params.map_base_ns + pages * this.params.map_per_page_ns;
   }
 

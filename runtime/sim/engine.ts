@@ -396,7 +396,7 @@ export class Simulation {
           a.t = t;
           return;
         }
-        const loc = model.probe(a.proc, a.gi, a.addr);
+        const loc = model.probe(a.proc, a.gi, a.addr, a.write);
         if (loc < 0) {
           a.state = ST_FAULT;
           a.t = t;

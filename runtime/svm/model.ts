@@ -29,7 +29,6 @@ import {
 import {
   DUPLICATE_FAULT_WINDOW_NS,
   ERRNO,
-  type ErrnoName,
   GPUS_PER_PROCESS_MAX,
   GRANULARITY_MAX,
   largestRangePages,
@@ -419,13 +418,12 @@ export class SvmModel {
   }
 
   /** The deferred_list worker: free ranges whose CPU mapping went away. */
-  deferredWork(pid: number, now: number, inDestroy = false): void {
+  deferredWork(pid: number, _now: number, inDestroy = false): void {
     const p = this.proc(pid);
     for (const r of p.deferred) if (r.linked) this.rangeFree(p, r);
     p.deferred.length = 0;
     p.deferredScheduled = false;
     if (!inDestroy) this.endOp();
-    void now;
   }
 
   /** Work items the model scheduled since the last call (restore_work, deferred_list). */
@@ -479,7 +477,7 @@ export class SvmModel {
     let t = now;
     if (prefetch) for (const r of update) t = this.rangeTriggerMigration(p, r, t);
     for (const r of update) {
-      if (!p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) t = this.rangeValidateAndMap(p, r, t);
+      if (!p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) t = this.rangeValidateAndMap(r, t);
     }
     p.ctx.nowNs = t;
     this.endOp();
@@ -512,7 +510,7 @@ export class SvmModel {
     let first = true;
     let r = p.ranges.firstOverlap(start, last);
     if (r === null) {
-      const d = new SvmRange(0, 0, 0);
+      const d = new SvmRange(0, 0);
       preferred = d.preferredLoc;
       prefetch = d.prefetchLoc;
       granularity = d.granularity;
@@ -636,7 +634,7 @@ export class SvmModel {
   }
 
   private rangeNew(p: SvmProcess, start: number, last: number): SvmRange {
-    const r = new SvmRange(start, last, this.gpus.length);
+    const r = new SvmRange(start, last);
     if (p.xnack) for (const g of this.gpus) if (g.svmSupported) r.accessMask |= 1 << g.index;
     r.ownerPid = p.pid;
     p.ranges.insert(r);
@@ -658,7 +656,7 @@ export class SvmModel {
    */
   private rangeSplit(p: SvmProcess, r: SvmRange, at: number): SvmRange {
     if (!(at > r.start && at <= r.last)) this.fail(`split of [${r.start}, ${r.last}] at ${at}`);
-    const tail = new SvmRange(at, r.last, this.gpus.length);
+    const tail = new SvmRange(at, r.last);
     tail.copyAttributes(r);
     tail.pendingRemove = r.pendingRemove;
     r.last = at - 1;
@@ -965,7 +963,7 @@ export class SvmModel {
     if (p === undefined || !p.restoreScheduled) return now;
     p.restoreScheduled = false;
     let t = now;
-    for (const r of p.evictedList) if (r.linked) t = this.rangeValidateAndMap(p, r, t);
+    for (const r of p.evictedList) if (r.linked) t = this.rangeValidateAndMap(r, t);
     p.evictedList.length = 0;
     p.evictedRanges = 0;
     p.queuesEvicted = false;
@@ -979,7 +977,7 @@ export class SvmModel {
   }
 
   /** svm_range_validate_and_map: map the whole range on every access|aip GPU. */
-  private rangeValidateAndMap(p: SvmProcess, r: SvmRange, t: number): number {
+  private rangeValidateAndMap(r: SvmRange, t: number): number {
     const mask = r.accessMask | r.aipMask;
     for (let g = 0; g < this.gpus.length; g++) {
       if ((mask & (1 << g)) === 0) continue;
@@ -988,7 +986,6 @@ export class SvmModel {
       t += this.costs.mapNs(g, r.npages);
       r.setMapped(g, [r.start, r.last]);
     }
-    void p;
     return t;
   }
 
@@ -1055,7 +1052,7 @@ export class SvmModel {
       ranges[i] = null;
       const addr = addrs[i]!;
       if (!gpu.svmSupported) {
-        results[i] = this.faultFatal(p, "EFAULT");
+        results[i] = this.faultFatal(p);
         continue;
       }
       if (p.drainPagefaults) {
@@ -1063,14 +1060,14 @@ export class SvmModel {
         continue;
       }
       if (!p.xnack) {
-        results[i] = this.faultFatal(p, "EFAULT");
+        results[i] = this.faultFatal(p);
         continue;
       }
       let r = p.ranges.lookup(addr);
       if (r === null) {
         r = this.rangeCreateUnregistered(p, addr);
         if (r === null) {
-          results[i] = this.faultFatal(p, "EFAULT");
+          results[i] = this.faultFatal(p);
           continue;
         }
       }
@@ -1083,8 +1080,10 @@ export class SvmModel {
         results[i] = FAULT_RESULT.DROPPED;
         continue;
       }
-      if (!vma.read || (writes[i] === 1 && !vma.write)) {
-        results[i] = this.faultFatal(p, "EPERM");
+      // A write to a read-only CPU mapping, or to a GPU_RO range (mapped read-only on the
+      // GPU), cannot be satisfied by mapping: a protection fault, fatal.
+      if (!vma.read || (writes[i] === 1 && (!vma.write || (r.flags & SVM_FLAG.GPU_RO) !== 0))) {
+        results[i] = this.faultFatal(p);
         continue;
       }
       ranges[i] = r;
@@ -1142,10 +1141,9 @@ export class SvmModel {
     return t;
   }
 
-  private faultFatal(p: SvmProcess, errno: ErrnoName): number {
+  private faultFatal(p: SvmProcess): number {
     this.stats.gpuFaultsFatal++;
     if (this.sink !== null) this.sink(ev.fmtVmFault(p.pid, p.name));
-    void errno;
     return FAULT_RESULT.FATAL;
   }
 
@@ -1164,7 +1162,7 @@ export class SvmModel {
   ): number {
     const gpu = this.gpus[gi]!;
     if (best === LOC_DENY) {
-      results[i] = this.faultFatal(p, "EACCES");
+      results[i] = this.faultFatal(p);
       return t;
     }
     t += this.costs.faultServiceNs;
@@ -1243,12 +1241,12 @@ export class SvmModel {
 
   /**
    * A CPU access: on a VRAM page it is a CPU fault, migrating the granularity window
-   * holding it back to RAM (PAGEFAULT_CPU). Returns the completion time.
+   * holding it back to RAM (PAGEFAULT_CPU); reads and writes fault alike. Returns the
+   * completion time.
    */
-  cpuAccess(pid: number, addr: number, write: boolean, now: number): number {
+  cpuAccess(pid: number, addr: number, _write: boolean, now: number): number {
     const p = this.proc(pid);
     const r = p.ranges.lookup(addr);
-    void write;
     if (r === null || r.actualLoc === 0 || !runsContains(r.vramRuns, addr)) return now;
     const g = 2 ** r.granularity;
     const block = Math.floor(addr / g) * g;
@@ -1261,17 +1259,19 @@ export class SvmModel {
   }
 
   /**
-   * Hot path for the simulator: is `addr` mapped on GPU `gi`? Sets probeLoc (-1 unmapped,
+   * Hot path for the simulator: is `addr` mapped on GPU `gi` (for a write, when `write`)? Sets probeLoc (-1 unmapped,
    * else where the page lives: gpu_id or 0) and probeLast (last page of the same mapped run
    * at the same location). Allocates nothing.
    */
-  probe(p: SvmProcess, gi: number, addr: number): number {
+  probe(p: SvmProcess, gi: number, addr: number, write = false): number {
     let r: SvmRange | null = p.cache[gi] ?? null;
     if (r === null || !r.linked || addr < r.start || addr > r.last) {
       r = p.ranges.lookup(addr);
       p.cache[gi] = r;
       if (r === null) return this.probeMiss();
     }
+    // GPU_RO ranges are mapped read-only: a write faults.
+    if (write && (r.flags & SVM_FLAG.GPU_RO) !== 0) return this.probeMiss();
     const m = r.mappedOn(gi);
     if (m === null) return this.probeMiss();
     let ml = -1;

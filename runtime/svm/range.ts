@@ -63,11 +63,10 @@ export class SvmRange {
   /** False once unlinked from its list: a stale reference must not be used. */
   linked = false;
 
-  constructor(start: number, last: number, gpuCount: number) {
+  constructor(start: number, last: number) {
     assert(start <= last && start >= 0, `range [${start}, ${last}] is empty or negative`);
     this.start = start;
     this.last = last;
-    void gpuCount;
   }
 
   /** Pages mapped on GPU index g. */

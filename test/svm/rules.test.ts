@@ -590,3 +590,16 @@ describe("§9 process lifecycle", () => {
     expect(f.fault(0, BASE + 600, 20 * MS)[0]).toBe(FAULT_RESULT.FATAL);
   });
 });
+
+describe("flags that change driver behaviour", () => {
+  test("GPU_RO: reads map, a GPU write is a fatal protection fault", () => {
+    const f = fixture(gpus(1));
+    f.m.setAttr(PID, BASE, 1024, [[A.SET_FLAGS, SVM_FLAG.GPU_RO]], 0);
+    expect(f.fault(0, BASE, 0)[0]).toBe(FAULT_RESULT.MIGRATED);
+    const p = f.m.proc(PID);
+    expect(f.m.probe(p, 0, BASE, false)).toBe(G0);
+    expect(f.m.probe(p, 0, BASE, true)).toBe(-1);
+    expect(f.fault(0, BASE, 5 * MS, true)[0]).toBe(FAULT_RESULT.FATAL);
+    expect(f.events.at(-1)).toBe("1 1092:test");
+  });
+});
