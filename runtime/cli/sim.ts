@@ -5,6 +5,7 @@
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { ConfigError, UsageError } from "../errors.ts";
 import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
+import { COST_PARAMS, type CostParamName } from "../sim/cost.ts";
 import { runSim, type SimResult } from "../sim/engine.ts";
 import { resolveMigrationPolicy } from "../sim/policy.ts";
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
@@ -32,6 +33,8 @@ Options:
   --seed N             PRNG seed (default ${SEED_DEFAULT}); same inputs and seed, same bytes out
   --json               print one JSON object instead of the summary
   --events FILE        write the SMI event stream (kernel text format) to FILE
+  --cost NAME=VALUE    override a cost parameter of the profile (repeatable), e.g.
+                       --cost fault_service_ns=12000 (names, units, sources: docs/workloads.md)
   --debug              check every invariant after every operation (slow)
   --list-workloads     list the built-in workloads and exit
 `;
@@ -68,6 +71,7 @@ export const simCommand: Command = {
       json: { type: "boolean" },
       events: { type: "string" },
       debug: { type: "boolean" },
+      cost: { type: "string", multiple: true },
       "list-workloads": { type: "boolean" },
     });
     if (p.help) {
@@ -88,6 +92,16 @@ export const simCommand: Command = {
     if (onBad !== "skip" && onBad !== "stop") throw new UsageError(`--on-bad-line: expected skip or stop, got '${onBad}'`);
     const decider = await resolveMigrationPolicy(flagString(p, "policy"));
     const profile = loadProfile(flagString(p, "profile") ?? PROFILE_DEFAULT);
+    for (const kv of (p.values.cost as string[] | undefined) ?? []) {
+      const m = /^([a-z0-9_]+)=(.+)$/.exec(kv);
+      const spec = m === null ? undefined : COST_PARAMS[m[1] as CostParamName];
+      if (m === null || spec === undefined) {
+        throw new UsageError(`--cost ${kv}: expected NAME=VALUE with NAME one of ${Object.keys(COST_PARAMS).join(", ")}`);
+      }
+      const v = Number(m[2]);
+      if (!Number.isFinite(v) || v < spec.min || v > spec.max) throw new UsageError(`--cost ${kv}: ${m[1]} must be a number from ${spec.min} to ${spec.max}`);
+      profile.cost[m[1] as CostParamName] = v;
+    }
     let workload: ReturnType<typeof builtinWorkload>;
     let badLines: number | undefined;
     if (traceArg !== undefined) {

@@ -149,8 +149,8 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
       const g = profile.gpus[Number(raw.slice(3))];
       if (g !== undefined) return g.id;
     }
-    if (typeof raw === "number" && Number.isInteger(raw) && raw >= 0) return raw;
-    throw y.error(node, f, `gpu0..gpu${profile.gpus.length - 1}, sysmem, undefined or an integer gpu_id`, `got ${String(raw)}`);
+    if (raw === LOC_SYSMEM || raw === LOC_UNDEFINED || profile.gpus.some((g) => g.id === raw)) return raw as number;
+    throw y.error(node, f, `gpu0..gpu${profile.gpus.length - 1}, sysmem, undefined or a gpu_id of profile ${profile.name}`, `got ${String(raw)}`);
   };
   const attrsOf = (node: Node | undefined, f: string): AttrPair[] => {
     if (node === undefined) return [];

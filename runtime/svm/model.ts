@@ -419,7 +419,10 @@ export class SvmModel {
 
   /** The deferred_list worker: free ranges whose CPU mapping went away. */
   deferredWork(pid: number, _now: number, inDestroy = false): void {
-    const p = this.proc(pid);
+    // Work scheduled before an exit finds no process: the exit already flushed it (§9).
+    const p = this.processes.get(pid);
+    if (p === undefined) return;
+    this.opCtx = p.ctx;
     for (const r of p.deferred) if (r.linked) this.rangeFree(p, r);
     p.deferred.length = 0;
     p.deferredScheduled = false;

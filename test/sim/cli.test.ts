@@ -67,3 +67,15 @@ describe("svmrt sim", () => {
     expect(l.out.split("\n").filter(Boolean).length).toBe(9);
   });
 });
+
+describe("svmrt sim --cost", () => {
+  test("a cost override changes simulated time, never the counts; bad names are usage errors", async () => {
+    const a = JSON.parse((await run(["sim", "--workload", "pingpong", "--json"])).out);
+    const b = JSON.parse((await run(["sim", "--workload", "pingpong", "--json", "--cost", "fault_service_ns=1000", "--cost", "fault_retry_ns=50000"])).out);
+    expect(b.gpuFaults).toBe(a.gpuFaults);
+    expect(b.bytesMigrated).toEqual(a.bytesMigrated);
+    expect(b.simTimeNs).not.toBe(a.simTimeNs);
+    expect((await run(["sim", "--workload", "stream", "--cost", "warp_speed=9"])).code).toBe(EXIT.usage);
+    expect((await run(["sim", "--workload", "stream", "--cost", "fault_service_ns=-5"])).code).toBe(EXIT.usage);
+  });
+});
