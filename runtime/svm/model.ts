@@ -1168,6 +1168,8 @@ export class SvmModel {
       results[i] = this.faultFatal(p);
       return t;
     }
+    // Deciders are validated by their adaptor; a location that is no GPU is a host bug.
+    if (best !== LOC_SYSMEM && !this.gpuById.has(best)) this.fail(`policy ${this.decider.name} chose location ${best}, which is no GPU`);
     t += this.costs.faultServiceNs;
     if (this.sink !== null) this.sink(ev.fmtPageFaultStart(t, p.pid, addr, gpu.id, write));
     this.observe("fault", t, gpu.id, addr, 1, r.actualLoc, best, MIGRATE_TRIGGER.PAGEFAULT_GPU);

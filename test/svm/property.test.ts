@@ -22,7 +22,19 @@ function runSeed(seed: number): SvmModel {
   const rng = new Prng(seed);
   const hive = rng.nextInt(2) === 1 ? 5 : 0;
   const g = gpus(2 + rng.nextInt(2), { vramBytes: 64 * 2 ** 30, vramReservedBytes: 64 * 2 ** 30 - (4 + rng.nextInt(8)) * 2 ** 20, hiveId: hive });
-  const m = new SvmModel({ gpus: g, decider: nativeKernelDefault(), costs: TEST_COSTS, seed, fullCheckEvery: 1 });
+  // Every MIGRATE_START is followed by its END for the same window before anything else.
+  let open: string | null = null;
+  const sink = (line: string): void => {
+    const f = line.split(" ");
+    if (f[0] === "5") {
+      expect(open).toBeNull();
+      open = `${f[2]} ${f[3]} ${f[4]}`;
+    } else if (f[0] === "6") {
+      expect(`${f[2]} ${f[3]} ${f[4]}`).toBe(open!);
+      open = null;
+    } else expect(open).toBeNull();
+  };
+  const m = new SvmModel({ gpus: g, decider: nativeKernelDefault(), costs: TEST_COSTS, seed, fullCheckEvery: 1, sink });
   const pids = [100, 200];
   for (const pid of pids) {
     m.processCreate(pid, { xnack: rng.nextInt(3) !== 0 });
