@@ -272,7 +272,10 @@ export interface MigrationDecider {
   decideFaults(faults: Float64Array, n: number, ctx: PolicyContext, out: Float64Array): void;
   /** Extra ranges to move after a batch (already validated). */
   prefetch(faults: Float64Array, n: number, decisions: Float64Array, ctx: PolicyContext): PrefetchRequest[];
-  /** Index into req.candidates of the buffer to evict. */
+  /**
+   * Index into req.candidates of the buffer to evict. The SVM model treats any other value
+   * (e.g. -1) as "evict nothing": the allocation fails and the fault maps system memory.
+   */
   evictionVictim(req: EvictionRequest, ctx: PolicyContext): number;
   /** Events since the last call, in order. */
   observe(events: ObservedEvent[], ctx: PolicyContext): void;
