@@ -8,7 +8,16 @@
 import { InvariantError } from "../errors.ts";
 import { MIGRATION_BOUNDS, type MigrationDecider } from "../policy/contracts/migration.ts";
 import { SVM_ATTR } from "../svm/constants.ts";
-import { type AttrPair, FAULT_RESULT, SvmModel, type SvmProcess } from "../svm/model.ts";
+import {
+  type AttrPair,
+  type DirectionCounts,
+  FAULT_RESULT,
+  type ProcessGpuCounters,
+  SvmModel,
+  type SvmProcess,
+  type SvmStats,
+  type TriggerCounts,
+} from "../svm/model.ts";
 import { CostModel } from "./cost.ts";
 import type { MachineProfile } from "./profile.ts";
 import { Prng } from "./prng.ts";
@@ -143,33 +152,18 @@ export interface SimOptions {
   fullCheckEvery?: number;
 }
 
-export interface SimResult {
+/** One simulation's results: the model's counters plus the run's identity and time. */
+export interface SimResult extends Omit<SvmStats, "migrations" | "migrationsByTrigger"> {
   seed: number;
   profile: string;
   workload: string;
   policy: string;
   simTimeNs: number;
   accesses: number;
-  gpuFaults: number;
-  gpuFaultsDropped: number;
-  gpuFaultsFatal: number;
-  cpuFaults: number;
-  migrations: {
-    h2d: number;
-    d2h: number;
-    d2d: number;
-    byTrigger: { prefetch: number; pagefault_gpu: number; pagefault_cpu: number; ttm_eviction: number };
-  };
-  bytesMigrated: { h2d: number; d2h: number; d2d: number };
-  evictions: number;
-  queueEvictions: number;
-  queueRestores: number;
-  unmaps: number;
-  thrashEvents: number;
-  vramFallbacks: number;
+  migrations: DirectionCounts & { byTrigger: TriggerCounts };
   policyFallbacks: number;
-  /** sysfs counters per process and GPU. */
-  counters: { pid: number; gpuId: number; faults: number; pageIn: number; pageOut: number }[];
+  /** sysfs counters per process and GPU, at each process's exit. */
+  counters: ProcessGpuCounters[];
 }
 
 /** Run a workload on a machine with a policy; a pure function of its options. */

@@ -127,14 +127,38 @@ export class SvmProcess {
   }
 }
 
+/** Counts by direction: host-to-device, device-to-host, VRAM-to-VRAM (bounced through RAM). */
+export interface DirectionCounts {
+  h2d: number;
+  d2h: number;
+  d2d: number;
+}
+
+/** Migration counts by KFD trigger. */
+export interface TriggerCounts {
+  prefetch: number;
+  pagefault_gpu: number;
+  pagefault_cpu: number;
+  ttm_eviction: number;
+}
+
+/** sysfs counters_<gpuid> of one process on one GPU. */
+export interface ProcessGpuCounters {
+  pid: number;
+  gpuId: number;
+  faults: number;
+  pageIn: number;
+  pageOut: number;
+}
+
 export interface SvmStats {
   gpuFaults: number;
   gpuFaultsDropped: number;
   gpuFaultsFatal: number;
   cpuFaults: number;
-  migrations: { h2d: number; d2h: number; d2d: number };
-  migrationsByTrigger: { prefetch: number; pagefault_gpu: number; pagefault_cpu: number; ttm_eviction: number };
-  bytesMigrated: { h2d: number; d2h: number; d2d: number };
+  migrations: DirectionCounts;
+  migrationsByTrigger: TriggerCounts;
+  bytesMigrated: DirectionCounts;
   evictions: number;
   queueEvictions: number;
   queueRestores: number;
@@ -212,7 +236,7 @@ export class SvmModel {
   private readonly thrashWindowNs: number;
   private readonly deferredDelayNs: number;
   /** sysfs counters of exited processes, per GPU, in exit order. */
-  readonly exitCounters: { pid: number; gpuId: number; faults: number; pageIn: number; pageOut: number }[] = [];
+  readonly exitCounters: ProcessGpuCounters[] = [];
   /** Operations so far: the step an invariant failure names. */
   step = 0;
   private openMigrations = 0;
