@@ -79,3 +79,18 @@ describe("svmrt sim --cost", () => {
     expect((await run(["sim", "--workload", "stream", "--cost", "fault_service_ns=-5"])).code).toBe(EXIT.usage);
   });
 });
+
+describe("the documented example workload", () => {
+  test("docs/examples/prefetch-hints.yaml: split buffer, table in RAM, a timed prefetch", async () => {
+    const file = join(import.meta.dir, "..", "..", "docs", "examples", "prefetch-hints.yaml");
+    const r = await run(["sim", "--workload", file, "--json"]);
+    expect(r.code).toBe(EXIT.ok);
+    const j = JSON.parse(r.out);
+    // 128 windows per half; the table's 2 x 32 windows map RAM in place; gpu1 had faulted 3
+    // windows before the prefetch at 5 ms moved the rest of its half in one migration.
+    expect(j.bytesMigrated).toEqual({ h2d: 512 * 2 ** 20, d2h: 0, d2d: 0 });
+    expect(j.migrations.byTrigger.prefetch).toBe(1);
+    expect(j.migrations.h2d).toBe(128 + 3 + 1);
+    expect(j.gpuFaults).toBe(128 + 128 + 64 + 3);
+  });
+});
