@@ -86,8 +86,10 @@ describe("the documented example workload", () => {
     const r = await run(["sim", "--workload", file, "--json"]);
     expect(r.code).toBe(EXIT.ok);
     const j = JSON.parse(r.out);
-    // 128 windows per half; the table's 2 x 32 windows map RAM in place; gpu1 had faulted 3
-    // windows before the prefetch at 5 ms moved the rest of its half in one migration.
+    // 128 windows per half; the table's 2 x 32 windows map RAM in place. gpu1 had faulted 3
+    // windows (2 ms duplicate window each) before the prefetch at 5 ms moved the rest of its
+    // half in one migration; the prefetch's invalidation covers its whole range, so gpu1
+    // faults all 128 windows again, moving nothing: 3 + 128.
     expect(j.bytesMigrated).toEqual({ h2d: 512 * 2 ** 20, d2h: 0, d2d: 0 });
     expect(j.migrations.byTrigger.prefetch).toBe(1);
     expect(j.migrations.h2d).toBe(128 + 3 + 1);
