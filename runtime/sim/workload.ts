@@ -89,6 +89,8 @@ export const WORKLOAD_BOUNDS = {
   streams_max: 1024,
   /** Deepest nesting of `repeat`. */
   repeat_depth_max: 4,
+  /** Most concurrent waves one GPU stream may be split into. */
+  waves_max: 256,
 } as const;
 export const PID_DEFAULT = 4242;
 
@@ -279,14 +281,20 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
   y.seq(y.need(top, "streams", "streams"), "streams").items.forEach((n, i) => {
     const f = `streams[${i}]`;
     if (i >= WORKLOAD_BOUNDS.streams_max) throw y.error(n, f, `at most ${WORKLOAD_BOUNDS.streams_max} streams`);
-    const m = y.map(n, f, ["agent", "pid", "ops"]);
+    const m = y.map(n, f, ["agent", "pid", "ops", "waves"]);
     const an = y.need(m, "agent", `${f}.agent`);
     const agentName = y.str(an, `${f}.agent`);
     let agent: number;
     if (agentName === "cpu") agent = AGENT_CPU;
     else if (/^gpu\d+$/.test(agentName) && Number(agentName.slice(3)) < profile.gpus.length) agent = Number(agentName.slice(3));
     else throw y.error(an, `${f}.agent`, `cpu or gpu0..gpu${profile.gpus.length - 1} (profile ${profile.name})`, `got ${agentName}`);
-    w.streams.push({ agent, pid: pidOf(y.get(m, "pid"), `${f}.pid`), ops: opsOf(y.need(m, "ops", `${f}.ops`), `${f}.ops`, 0) });
+    const pid = pidOf(y.get(m, "pid"), `${f}.pid`);
+    const ops = opsOf(y.need(m, "ops", `${f}.ops`), `${f}.ops`, 0);
+    const wn = y.get(m, "waves");
+    const waves = y.num(wn, `${f}.waves`, 1, WORKLOAD_BOUNDS.waves_max, 1, true);
+    if (agent === AGENT_CPU && waves > 1) throw y.error(wn, `${f}.waves`, "1 for the CPU agent");
+    if (w.streams.length + waves > WORKLOAD_BOUNDS.streams_max) throw y.error(n, f, `at most ${WORKLOAD_BOUNDS.streams_max} streams, waves included`);
+    for (let k = 0; k < waves; k++) w.streams.push({ agent, pid, ops: waves === 1 ? ops : opsOfWave(ops, k, waves) });
   });
   const hintNode = y.get(top, "hints");
   if (hintNode !== undefined) {
@@ -301,6 +309,32 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
     });
   }
   return w;
+}
+
+/**
+ * The share of `ops` that wave `k` of `waves` runs: every wave keeps the barriers and
+ * sleeps; wave 0 alone makes the set_attr calls; seq and strided accesses are split into
+ * contiguous chunks of the region, random and zipf accesses split their count. Waves fault
+ * independently, so a GPU's fault worker sees batches of up to `waves` faults.
+ */
+export function opsOfWave(ops: OpSpec[], k: number, waves: number): OpSpec[] {
+  const out: OpSpec[] = [];
+  for (const op of ops) {
+    if (op.op === "set_attr") {
+      if (k === 0) out.push(op);
+    } else if (op.op !== "access") out.push(op);
+    else if (op.pattern === "seq" || op.pattern === "strided") {
+      const chunk = Math.ceil(op.pages / waves);
+      const pages = Math.min(chunk, op.pages - k * chunk);
+      if (pages <= 0) continue;
+      const count = Math.floor((op.count * pages) / op.pages);
+      if (count > 0) out.push({ ...op, offset: op.offset + k * chunk, pages, count });
+    } else {
+      const count = Math.floor(op.count / waves) + (k < op.count % waves ? 1 : 0);
+      if (count > 0) out.push({ ...op, count });
+    }
+  }
+  return out;
 }
 
 /** Read and parse a workload file. @throws ConfigError. */

@@ -177,3 +177,31 @@ describe("determinism and the PRNG", () => {
     expect(head).toBeGreaterThan(5000);
   });
 });
+
+describe("waves", () => {
+  test("a stream split into 16 waves makes the same accesses and hands the policy batches", () => {
+    const p = loadProfile("dev-2gpu");
+    const yaml = (waves: number) =>
+      `kind: Workload\nname: w\nallocations:\n  - { name: a, size: 1GiB, register: false }\nstreams:\n  - agent: gpu0\n    waves: ${waves}\n    ops:\n      - access: { alloc: a }\n`;
+    let maxBatch = 0;
+    const base = nativeKernelDefault();
+    const counting = {
+      ...base,
+      name: "counting",
+      decideFaults(f: Float64Array, n: number, ctx: Parameters<typeof base.decideFaults>[2], out: Float64Array) {
+        maxBatch = Math.max(maxBatch, n);
+        base.decideFaults(f, n, ctx, out);
+      },
+    };
+    const w16 = parseWorkload("w.yaml", yaml(16), p);
+    expect(w16.streams.length).toBe(16);
+    const r = runSim({ profile: p, workload: w16, decider: counting, seed: 1 });
+    expect(r.accesses).toBe(262_144);
+    expect(r.gpuFaults).toBe(512);
+    expect(r.bytesMigrated.h2d).toBe(GIB);
+    expect(maxBatch).toBe(16);
+    maxBatch = 0;
+    runSim({ profile: p, workload: parseWorkload("w.yaml", yaml(1), p), decider: counting, seed: 1 });
+    expect(maxBatch).toBe(1);
+  });
+});
