@@ -160,55 +160,51 @@ export function gpusInSameHive(gpus: readonly PolicyGpu[], a: number, b: number)
   return hiveA !== 0 && hiveA === hiveB;
 }
 
-/** Has GPU index `i` its bit set in `mask` (masks are exact integers below 2^53). */
-function maskHas(mask: number, i: number): boolean {
-  return i < 31 ? ((mask % 2 ** 31) >>> i) % 2 === 1 : Math.floor(mask / 2 ** i) % 2 === 1;
+/** XGMI hive id of GPU `id`, 0 when none or unknown. */
+function hiveOf(gpus: readonly PolicyGpu[], id: number): number {
+  for (let i = 0; i < gpus.length; i++) if (gpus[i]!.id === id) return gpus[i]!.hiveId;
+  return 0;
 }
 
 /**
- * GPU lookups of a context, built once per GPU list: hive and app-APU mode by gpu_id.
- * Cached on the list's identity (contexts keep their `gpus` array for a whole run).
+ * best_restore_location on scalar fields (kfd-svm.md §4): the one implementation behind
+ * kernelRestoreLocation and the native decider's batch loop.
  */
-const gpuTables = new WeakMap<readonly PolicyGpu[], { hive: Map<number, number>; apu: Set<number> }>();
-function tablesOf(gpus: readonly PolicyGpu[]) {
-  let t = gpuTables.get(gpus);
-  if (!t) {
-    t = { hive: new Map(gpus.map((g) => [g.id, g.hiveId])), apu: new Set(gpus.filter((g) => g.appApu).map((g) => g.id)) };
-    gpuTables.set(gpus, t);
-  }
-  return t;
-}
-
-/**
- * The kernel's best_restore_location (kfd-svm.md §4) on plain numbers. The sandboxed
- * plugins/migration/kernel-default.js must agree with it on every input (a test).
- */
-export function bestRestoreLocation(
-  gpus: readonly PolicyGpu[],
+export function kernelRestoreLocationOf(
   gpuId: number,
   gpuIndex: number,
   preferredLoc: number,
   actualLoc: number,
   accessMask: number,
   aipMask: number,
+  gpus: readonly PolicyGpu[],
 ): number {
-  const t = tablesOf(gpus);
-  if (t.apu.has(gpuId)) return LOC_SYSMEM;
+  let hive = 0;
+  for (let i = 0; i < gpus.length; i++) {
+    const g = gpus[i]!;
+    if (g.id !== gpuId) continue;
+    if (g.appApu) return LOC_SYSMEM;
+    hive = g.hiveId;
+    break;
+  }
   if (preferredLoc === gpuId || preferredLoc === LOC_SYSMEM) return preferredLoc;
-  const hive = t.hive.get(gpuId) ?? 0;
-  if (preferredLoc !== LOC_UNDEFINED && hive !== 0 && t.hive.get(preferredLoc) === hive) return preferredLoc;
-  if (maskHas(accessMask, gpuIndex)) return gpuId;
-  if (maskHas(aipMask, gpuIndex)) {
+  if (preferredLoc !== LOC_UNDEFINED && hive !== 0 && hiveOf(gpus, preferredLoc) === hive) return preferredLoc;
+  const bit = 2 ** gpuIndex;
+  if (Math.floor(accessMask / bit) % 2 === 1) return gpuId;
+  if (Math.floor(aipMask / bit) % 2 === 1) {
     if (actualLoc === LOC_SYSMEM) return LOC_SYSMEM;
-    if (actualLoc === gpuId || (hive !== 0 && t.hive.get(actualLoc) === hive)) return actualLoc;
+    if (actualLoc === gpuId || (hive !== 0 && hiveOf(gpus, actualLoc) === hive)) return actualLoc;
     return LOC_SYSMEM;
   }
   return LOC_DENY;
 }
 
-/** best_restore_location for a fault record object. */
+/**
+ * The kernel's best_restore_location (kfd-svm.md §4) on plain numbers. The sandboxed
+ * plugins/migration/kernel-default.js must agree with it on every input (a test).
+ */
 export function kernelRestoreLocation(f: Fault, ctx: PolicyContext): number {
-  return bestRestoreLocation(ctx.gpus, f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
+  return kernelRestoreLocationOf(f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask, ctx.gpus);
 }
 
 /**
@@ -282,12 +278,20 @@ export interface MigrationDecider {
   decideFaults(faults: Float64Array, n: number, ctx: PolicyContext, out: Float64Array): void;
   /** Extra ranges to move after a batch (already validated). */
   prefetch(faults: Float64Array, n: number, decisions: Float64Array, ctx: PolicyContext): PrefetchRequest[];
-  /** Index into req.candidates of the buffer to evict. */
+  /**
+   * Index into req.candidates of the buffer to evict. The SVM model treats any other value
+   * (e.g. -1) as "evict nothing": the allocation fails and the fault maps system memory.
+   */
   evictionVictim(req: EvictionRequest, ctx: PolicyContext): number;
   /** Events since the last call, in order. */
   observe(events: ObservedEvent[], ctx: PolicyContext): void;
   /** Number of decisions made by the fallback because the policy failed. */
   readonly fallbacks: number;
+  /**
+   * False when `observe` ignores its events: the host may then skip building them (the
+   * native default's hot path). Absent or true: every event is delivered.
+   */
+  readonly observes?: boolean;
 }
 
 /** Least recently used candidate: the memory manager's default victim (kfd-svm.md §8). */
@@ -299,27 +303,35 @@ export function lruVictim(req: EvictionRequest): number {
   return best;
 }
 
-/** The kernel's behaviour, natively, straight on the records: the fallback of every MigrationPolicy. */
+/**
+ * The kernel's behaviour, natively: the fallback of every MigrationPolicy. Its batch loop
+ * reads the records in place and allocates nothing (the simulator's hot path); it computes
+ * exactly kernelRestoreLocation and kernelMigrationWindow.
+ */
 export function nativeKernelDefault(): MigrationDecider {
   return {
     name: "kernel-default (native)",
     fallbacks: 0,
+    observes: false,
     decideFaults(faults, n, ctx, out) {
       const gpus = ctx.gpus;
-      for (let i = 0, r = 0, o = 0; i < n; i++, r += FAULT_STRIDE, o += DECISION_STRIDE) {
-        out[o] = bestRestoreLocation(
+      for (let i = 0; i < n; i++) {
+        const b = i * FAULT_STRIDE;
+        const o = i * DECISION_STRIDE;
+        out[o] = kernelRestoreLocationOf(
+          faults[b + F.gpuId]!,
+          faults[b + F.gpuIndex]!,
+          faults[b + F.preferredLoc]!,
+          faults[b + F.actualLoc]!,
+          faults[b + F.accessMask]!,
+          faults[b + F.aipMask]!,
           gpus,
-          faults[r + F.gpuId]!,
-          faults[r + F.gpuIndex]!,
-          faults[r + F.preferredLoc]!,
-          faults[r + F.actualLoc]!,
-          faults[r + F.accessMask]!,
-          faults[r + F.aipMask]!,
         );
-        const g = 2 ** faults[r + F.granularity]!;
-        const blockStart = Math.floor(faults[r + F.addr]! / g) * g;
-        out[o + 1] = Math.max(blockStart, faults[r + F.rangeStart]!);
-        out[o + 2] = Math.min(blockStart + g - 1, faults[r + F.rangeLast]!);
+        const gran = faults[b + F.granularity]!;
+        const g = gran < 31 ? 1 << gran : 2 ** gran;
+        const blockStart = Math.floor(faults[b + F.addr]! / g) * g;
+        out[o + 1] = Math.max(blockStart, faults[b + F.rangeStart]!);
+        out[o + 2] = Math.min(blockStart + g - 1, faults[b + F.rangeLast]!);
       }
     },
     prefetch: () => [],

@@ -1,0 +1,172 @@
+/**
+ * `svmrt sim`: run a workload (built-in, YAML file or trace) on a machine profile through
+ * the SVM model with a migration policy, and print a summary (or one JSON object).
+ */
+import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
+import { ConfigError, UsageError } from "../errors.ts";
+import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
+import { COST_PARAMS, type CostParamName } from "../sim/cost.ts";
+import { runSim, type SimResult } from "../sim/engine.ts";
+import { resolveMigrationPolicy } from "../sim/policy.ts";
+import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
+import { type OnBadLine, parseTrace } from "../sim/trace.ts";
+import { loadWorkloadFile } from "../sim/workload.ts";
+import { FULL_CHECK_EVERY_DEFAULT } from "../svm/model.ts";
+import { type CliIO, type Command, flagInt, flagString, parseFlags } from "./command.ts";
+import { EXIT } from "./exit.ts";
+
+/** Default seed. */
+export const SEED_DEFAULT = 1;
+/** Event lines buffered before a write to the --events file. */
+const EVENTS_FLUSH_LINES = 65_536;
+
+const HELP = `Usage: svmrt sim [--profile P] (--workload W | --trace FILE) [options]
+
+Simulate the Linux kernel's SVM (kfd_svm.c) on a machine profile.
+
+Options:
+  --profile P          machine profile: ${shippedProfiles().join(", ")} or a YAML path (default ${PROFILE_DEFAULT})
+  --workload W         a built-in workload (see --list-workloads) or a workload YAML file
+  --trace FILE         replay a KFD SMI event text trace or a JSONL access trace instead
+  --on-bad-line M      skip | stop: what a malformed trace line does (default stop)
+  --policy FILE        a MigrationPolicy YAML (sandboxed); default: the native kernel behaviour
+  --seed N             PRNG seed (default ${SEED_DEFAULT}); same inputs and seed, same bytes out
+  --json               print one JSON object instead of the summary
+  --events FILE        write the SMI event stream (kernel text format) to FILE
+  --cost NAME=VALUE    override a cost parameter of the profile (repeatable), e.g.
+                       --cost fault_service_ns=12000 (names, units, sources: docs/workloads.md)
+  --debug              check every invariant after every operation (slow)
+  --list-workloads     list the built-in workloads and exit
+`;
+
+function summary(r: SimResult, badLines: number | undefined): string {
+  const gib = (b: number): string => `${(b / 2 ** 30).toFixed(3)} GiB`;
+  const m = r.migrations;
+  return `${r.workload} on ${r.profile}, policy ${r.policy}, seed ${r.seed}
+  simulated time      ${(r.simTimeNs / 1e6).toFixed(3)} ms
+  accesses            ${r.accesses}
+  GPU faults          ${r.gpuFaults} handled, ${r.gpuFaultsDropped} dropped (duplicate window), ${r.gpuFaultsFatal} fatal
+  CPU faults          ${r.cpuFaults}
+  migrations          ${m.h2d} h2d, ${m.d2h} d2h, ${m.d2d} d2d (prefetch ${m.byTrigger.prefetch}, gpu fault ${m.byTrigger.pagefault_gpu}, cpu fault ${m.byTrigger.pagefault_cpu}, eviction ${m.byTrigger.ttm_eviction})
+  bytes migrated      ${gib(r.bytesMigrated.h2d)} h2d, ${gib(r.bytesMigrated.d2h)} d2h, ${gib(r.bytesMigrated.d2d)} d2d
+  evictions           ${r.evictions} buffers, ${r.queueEvictions} queue evictions
+  thrash events       ${r.thrashEvents}
+  VRAM fallbacks      ${r.vramFallbacks}
+  policy fallbacks    ${r.policyFallbacks}${badLines !== undefined ? `\n  bad trace lines     ${badLines} skipped` : ""}
+`;
+}
+
+export const simCommand: Command = {
+  name: "sim",
+  summary: "simulate KFD SVM migration for a workload or trace on a machine profile",
+  help: HELP,
+  async run(argv: string[], io: CliIO): Promise<number> {
+    const p = parseFlags(argv, {
+      profile: { type: "string" },
+      workload: { type: "string" },
+      trace: { type: "string" },
+      "on-bad-line": { type: "string" },
+      policy: { type: "string" },
+      seed: { type: "string" },
+      json: { type: "boolean" },
+      events: { type: "string" },
+      debug: { type: "boolean" },
+      cost: { type: "string", multiple: true },
+      "list-workloads": { type: "boolean" },
+    });
+    if (p.help) {
+      io.out(HELP);
+      return EXIT.ok;
+    }
+    if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
+    if (p.values["list-workloads"] === true) {
+      const w = Math.max(...Object.keys(BUILTINS).map((k) => k.length));
+      io.out(`${Object.entries(BUILTINS).map(([k, b]) => `${k.padEnd(w)}  ${b.summary}`).join("\n")}\n`);
+      return EXIT.ok;
+    }
+    const seed = flagInt(p, "seed", SEED_DEFAULT, 0, 2 ** 32 - 1);
+    const workloadArg = flagString(p, "workload");
+    const traceArg = flagString(p, "trace");
+    if ((workloadArg === undefined) === (traceArg === undefined)) throw new UsageError("give exactly one of --workload W or --trace FILE");
+    const onBad = flagString(p, "on-bad-line") ?? "stop";
+    if (onBad !== "skip" && onBad !== "stop") throw new UsageError(`--on-bad-line: expected skip or stop, got '${onBad}'`);
+    const decider = await resolveMigrationPolicy(flagString(p, "policy"));
+    const profile = loadProfile(flagString(p, "profile") ?? PROFILE_DEFAULT);
+    for (const kv of (p.values.cost as string[] | undefined) ?? []) {
+      const m = /^([a-z0-9_]+)=(.+)$/.exec(kv);
+      const spec = m === null ? undefined : COST_PARAMS[m[1] as CostParamName];
+      if (m === null || spec === undefined) {
+        throw new UsageError(`--cost ${kv}: expected NAME=VALUE with NAME one of ${Object.keys(COST_PARAMS).join(", ")}`);
+      }
+      const v = Number(m[2]);
+      if (!Number.isFinite(v) || v < spec.min || v > spec.max) throw new UsageError(`--cost ${kv}: ${m[1]} must be a number from ${spec.min} to ${spec.max}`);
+      profile.cost[m[1] as CostParamName] = v;
+    }
+    let workload: ReturnType<typeof builtinWorkload>;
+    let badLines: number | undefined;
+    if (traceArg !== undefined) {
+      let text: string;
+      try {
+        text = readFileSync(traceArg, "utf8");
+      } catch (e) {
+        throw new ConfigError({ file: traceArg, line: 1, col: 1 }, "", "a readable trace file", (e as Error).message);
+      }
+      const tw = parseTrace(traceArg, text, profile, { onBadLine: onBad as OnBadLine, warn: (t) => io.err(`${t}\n`) });
+      badLines = tw.badLines;
+      workload = tw;
+    } else {
+      const name = workloadArg!;
+      workload = builtinWorkload(name, profile);
+      if (workload === undefined) {
+        if (!/[/\\]|\.ya?ml$/.test(name)) throw new UsageError(`--workload ${name}: no such built-in (svmrt sim --list-workloads) and not a .yaml path`);
+        workload = loadWorkloadFile(name, profile);
+      }
+    }
+    const eventsFile = flagString(p, "events");
+    let fd = -1;
+    let buf: string[] = [];
+    let eventLines = 0;
+    if (eventsFile !== undefined) {
+      try {
+        fd = openSync(eventsFile, "w");
+      } catch (e) {
+        throw new UsageError(`--events ${eventsFile}: cannot write: ${(e as Error).message}`);
+      }
+    }
+    const flush = (): void => {
+      if (fd >= 0 && buf.length > 0) writeSync(fd, `${buf.join("\n")}\n`);
+      buf = [];
+    };
+    let result: SimResult;
+    try {
+      result = runSim({
+        profile,
+        workload,
+        decider,
+        seed,
+        fullCheckEvery: p.values.debug === true ? 1 : FULL_CHECK_EVERY_DEFAULT,
+        sink:
+          fd < 0
+            ? null
+            : (line) => {
+                eventLines++;
+                buf.push(line);
+                if (buf.length >= EVENTS_FLUSH_LINES) flush();
+              },
+      });
+    } finally {
+      flush();
+      if (fd >= 0) closeSync(fd);
+    }
+    if (p.values.json === true) {
+      const out: Record<string, unknown> = { ...result };
+      if (badLines !== undefined) out.badTraceLines = badLines;
+      if (eventsFile !== undefined) out.eventLines = eventLines;
+      io.out(`${JSON.stringify(out)}\n`);
+    } else {
+      io.out(summary(result, badLines));
+      if (eventsFile !== undefined) io.out(`  SMI events          ${eventLines} lines in ${eventsFile}\n`);
+    }
+    return EXIT.ok;
+  },
+};

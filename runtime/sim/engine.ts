@@ -1,0 +1,532 @@
+/**
+ * The discrete-event engine: agents (one per workload stream, on a GPU or the CPU) walk
+ * their operations in simulated time; a GPU access to a page its GPU has not mapped raises
+ * a fault that the GPU's fault worker hands to the SVM model in batches; timed work of the
+ * model (XNACK-off restore, deferred frees) and the workload's timed hints are events too.
+ * Ties break by insertion order, so a run is a pure function of its inputs and seed.
+ */
+import { InvariantError } from "../errors.ts";
+import { MIGRATION_BOUNDS, type MigrationDecider } from "../policy/contracts/migration.ts";
+import { SVM_ATTR } from "../svm/constants.ts";
+import {
+  type AttrPair,
+  type DirectionCounts,
+  FAULT_RESULT,
+  type ProcessGpuCounters,
+  SvmModel,
+  type SvmProcess,
+  type SvmStats,
+  type TriggerCounts,
+} from "../svm/model.ts";
+import { CostModel } from "./cost.ts";
+import type { MachineProfile } from "./profile.ts";
+import { Prng } from "./prng.ts";
+import { AGENT_CPU, type OpSpec, type Workload } from "./workload.ts";
+
+/** First page of the first allocation (4 GiB), and the alignment of allocations (1 GiB), pages. */
+export const VA_BASE_PAGES = 0x100000;
+export const ALLOC_ALIGN_PAGES = 262_144;
+/** Most events one simulation may process. */
+export const SIM_EVENTS_MAX = 2_000_000_000;
+/** Most accesses an agent makes before yielding to the event queue. */
+export const AGENT_SLICE_ACCESSES = 65_536;
+
+const EV_AGENT = 0;
+const EV_WORKER = 1;
+const EV_RESTORE = 2;
+const EV_DEFERRED = 3;
+const EV_HINT = 4;
+
+const ST_RUN = 0;
+const ST_FAULT = 1;
+const ST_BARRIER = 2;
+const ST_QUEUE = 3;
+const ST_DONE = 4;
+const ST_DEAD = 5;
+
+/** Binary min-heap of events ordered by (time, insertion sequence). */
+class EventQueue {
+  private time = new Float64Array(1024);
+  private seq = new Float64Array(1024);
+  private kind = new Int32Array(1024);
+  private arg = new Int32Array(1024);
+  size = 0;
+  private nextSeq = 0;
+
+  push(t: number, kind: number, arg: number): void {
+    if (this.size === this.time.length) this.grow();
+    let i = this.size++;
+    const s = this.nextSeq++;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.time[p]! < t || (this.time[p] === t && this.seq[p]! < s)) break;
+      this.time[i] = this.time[p]!;
+      this.seq[i] = this.seq[p]!;
+      this.kind[i] = this.kind[p]!;
+      this.arg[i] = this.arg[p]!;
+      i = p;
+    }
+    this.time[i] = t;
+    this.seq[i] = s;
+    this.kind[i] = kind;
+    this.arg[i] = arg;
+  }
+
+  peekTime(): number {
+    return this.size === 0 ? Number.POSITIVE_INFINITY : this.time[0]!;
+  }
+
+  /** Pop the first event into popTime/popKind/popArg. */
+  popTime = 0;
+  popKind = 0;
+  popArg = 0;
+  pop(): void {
+    this.popTime = this.time[0]!;
+    this.popKind = this.kind[0]!;
+    this.popArg = this.arg[0]!;
+    const n = --this.size;
+    if (n === 0) return;
+    const t = this.time[n]!;
+    const s = this.seq[n]!;
+    const k = this.kind[n]!;
+    const a = this.arg[n]!;
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && (this.time[c + 1]! < this.time[c]! || (this.time[c + 1] === this.time[c] && this.seq[c + 1]! < this.seq[c]!))) c++;
+      if (t < this.time[c]! || (t === this.time[c] && s < this.seq[c]!)) break;
+      this.time[i] = this.time[c]!;
+      this.seq[i] = this.seq[c]!;
+      this.kind[i] = this.kind[c]!;
+      this.arg[i] = this.arg[c]!;
+      i = c;
+    }
+    this.time[i] = t;
+    this.seq[i] = s;
+    this.kind[i] = k;
+    this.arg[i] = a;
+  }
+
+  private grow(): void {
+    const n = this.time.length * 2;
+    const t = new Float64Array(n);
+    t.set(this.time);
+    this.time = t;
+    const s = new Float64Array(n);
+    s.set(this.seq);
+    this.seq = s;
+    const k = new Int32Array(n);
+    k.set(this.kind);
+    this.kind = k;
+    const a = new Int32Array(n);
+    a.set(this.arg);
+    this.arg = a;
+  }
+}
+
+interface Agent {
+  idx: number;
+  gi: number;
+  pid: number;
+  proc: SvmProcess;
+  ops: OpSpec[];
+  opIdx: number;
+  iter: number;
+  t: number;
+  state: number;
+  rng: Prng;
+  /** The access in hand (kept across a fault so a retry replays the same page). */
+  addr: number;
+  write: boolean;
+  have: boolean;
+}
+
+export interface SimOptions {
+  profile: MachineProfile;
+  workload: Workload;
+  decider: MigrationDecider;
+  seed: number;
+  /** SMI event text sink (`--events`); null = none. */
+  sink?: ((line: string) => void) | null;
+  fullCheckEvery?: number;
+}
+
+/** One simulation's results: the model's counters plus the run's identity and time. */
+export interface SimResult extends Omit<SvmStats, "migrations" | "migrationsByTrigger"> {
+  seed: number;
+  profile: string;
+  workload: string;
+  policy: string;
+  simTimeNs: number;
+  accesses: number;
+  migrations: DirectionCounts & { byTrigger: TriggerCounts };
+  policyFallbacks: number;
+  /** sysfs counters per process and GPU, at each process's exit. */
+  counters: ProcessGpuCounters[];
+}
+
+/** Run a workload on a machine with a policy; a pure function of its options. */
+export function runSim(opts: SimOptions): SimResult {
+  return new Simulation(opts).run();
+}
+
+export class Simulation {
+  readonly model: SvmModel;
+  readonly costs: CostModel;
+  private readonly q = new EventQueue();
+  private readonly agents: Agent[] = [];
+  private readonly pending: number[][];
+  private readonly workerScheduled: boolean[];
+  private readonly workerBusyNs: Float64Array;
+  private readonly addrs = new Float64Array(MIGRATION_BOUNDS.fault_batch_max);
+  private readonly writes = new Uint8Array(MIGRATION_BOUNDS.fault_batch_max);
+  private readonly results = new Uint8Array(MIGRATION_BOUNDS.fault_batch_max);
+  private readonly doneNs = new Float64Array(MIGRATION_BOUNDS.fault_batch_max);
+  private readonly retryNs: number;
+  private readonly cpuAccessNs: number;
+  private accesses = 0;
+  private endNs = 0;
+  private barrierWaiting = 0;
+
+  constructor(readonly opts: SimOptions) {
+    const p = opts.profile;
+    this.costs = new CostModel(p.cost, p.gpus);
+    this.model = new SvmModel({
+      gpus: p.gpus,
+      decider: opts.decider,
+      costs: this.costs,
+      seed: opts.seed,
+      fullCheckEvery: opts.fullCheckEvery,
+      sink: opts.sink ?? null,
+    });
+    this.pending = p.gpus.map(() => []);
+    this.workerScheduled = p.gpus.map(() => false);
+    this.workerBusyNs = new Float64Array(p.gpus.length);
+    this.retryNs = p.cost.fault_retry_ns;
+    this.cpuAccessNs = p.cost.cpu_access_ns;
+  }
+
+  run(): SimResult {
+    const { workload: w, profile } = this.opts;
+    const rng = new Prng(this.opts.seed);
+    // Processes (§9 create), their CPU mappings and registered allocations.
+    for (const ps of w.processes) {
+      const xnack = ps.xnack ?? profile.xnack;
+      this.model.processCreate(ps.pid, { xnack, name: ps.name });
+    }
+    let cursor = VA_BASE_PAGES;
+    for (const a of w.allocs) {
+      if (a.start < 0) {
+        a.start = cursor;
+        cursor = Math.ceil((cursor + a.pages + 1) / ALLOC_ALIGN_PAGES) * ALLOC_ALIGN_PAGES;
+      }
+      this.model.vmaAdd(a.pid, a.start, a.pages, a.kind);
+      if (!a.register) continue;
+      const proc = this.model.proc(a.pid);
+      let attrs: AttrPair[] = a.attrs;
+      const hasAccess = attrs.some(([t]) => t === SVM_ATTR.ACCESS || t === SVM_ATTR.ACCESS_IN_PLACE || t === SVM_ATTR.NO_ACCESS);
+      if (!proc.xnack && !hasAccess) {
+        // Like ROCr with XNACK off: the GPUs that use the memory get ACCESS, so it is mapped ahead.
+        const used = new Set(w.streams.filter((s) => s.pid === a.pid && s.agent !== AGENT_CPU).map((s) => s.agent));
+        attrs = [...attrs, ...[...used].sort((x, y) => x - y).map((g): AttrPair => [SVM_ATTR.ACCESS, profile.gpus[g]!.id])];
+      }
+      this.model.setAttr(a.pid, a.start, a.pages, attrs, 0);
+    }
+    this.drainWork();
+    w.streams.forEach((s, i) => {
+      const proc = this.model.proc(s.pid);
+      if (s.agent !== AGENT_CPU) proc.userQueues++;
+      this.agents.push({ idx: i, gi: s.agent, pid: s.pid, proc, ops: s.ops, opIdx: 0, iter: 0, t: 0, state: ST_RUN, rng: rng.fork(i), addr: 0, write: false, have: false });
+      this.q.push(0, EV_AGENT, i);
+    });
+    for (let i = 0; i < w.hints.length; i++) this.q.push(w.hints[i]!.atNs, EV_HINT, i);
+    let n = 0;
+    while (this.q.size > 0) {
+      if (++n > SIM_EVENTS_MAX) throw new InvariantError(`simulation exceeded ${SIM_EVENTS_MAX} events (seed ${this.opts.seed})`);
+      this.q.pop();
+      const t = this.q.popTime;
+      const a = this.q.popArg;
+      switch (this.q.popKind) {
+        case EV_AGENT:
+          this.agentRun(this.agents[a]!, t);
+          break;
+        case EV_WORKER:
+          this.workerRun(a, t);
+          break;
+        case EV_RESTORE: {
+          const pid = a;
+          const done = this.model.restoreWork(pid, t);
+          this.note(done);
+          for (let i = 0; i < this.agents.length; i++) {
+            const ag = this.agents[i]!;
+            if (ag.pid === pid && ag.state === ST_QUEUE) {
+              ag.state = ST_RUN;
+              this.q.push(Math.max(done, ag.t), EV_AGENT, i);
+            }
+          }
+          break;
+        }
+        case EV_DEFERRED:
+          this.model.deferredWork(a, t);
+          break;
+        case EV_HINT: {
+          const h = w.hints[a]!;
+          const al = w.allocs[h.alloc]!;
+          this.note(this.model.setAttr(h.pid, al.start + h.offset, h.pages, h.attrs.map((x): AttrPair => [x[0], x[1]]), t));
+          break;
+        }
+      }
+      this.drainWork();
+    }
+    for (const ag of this.agents) {
+      if (ag.state !== ST_DONE && ag.state !== ST_DEAD) {
+        throw new InvariantError(`agent on ${ag.gi < 0 ? "cpu" : `gpu${ag.gi}`} stuck in state ${ag.state} with no event left (seed ${this.opts.seed})`);
+      }
+    }
+    // Process exit, §9 order; the model asserts nothing is left behind.
+    for (const ps of w.processes) this.model.processDestroy(ps.pid, this.endNs);
+    return this.result();
+  }
+
+  private note(t: number): void {
+    if (t > this.endNs) this.endNs = t;
+  }
+
+  private drainWork(): void {
+    for (const wk of this.model.takeWork()) this.q.push(wk.dueNs, wk.kind === "restore" ? EV_RESTORE : EV_DEFERRED, wk.pid);
+  }
+
+  /** Run agent `a` from time t until it blocks, finishes or passes the next event. */
+  private agentRun(a: Agent, t: number): void {
+    if (a.state !== ST_RUN) return;
+    const model = this.model;
+    const costs = this.costs;
+    let budget = AGENT_SLICE_ACCESSES;
+    const idx = a.idx;
+    for (;;) {
+      const op = a.ops[a.opIdx];
+      if (op === undefined) {
+        a.state = ST_DONE;
+        a.t = t;
+        this.note(t);
+        this.barrierCheck();
+        return;
+      }
+      if (!a.have) {
+        switch (op.op) {
+          case "barrier":
+            a.state = ST_BARRIER;
+            a.t = t;
+            this.barrierWaiting++;
+            this.barrierCheck();
+            return;
+          case "sleep":
+            a.opIdx++;
+            this.q.push(t + op.ns, EV_AGENT, idx);
+            return;
+          case "set_attr": {
+            const al = this.opts.workload.allocs[op.alloc]!;
+            t = model.setAttr(a.pid, al.start + op.offset, op.pages, op.attrs.map((x): AttrPair => [x[0], x[1]]), t);
+            this.drainWork();
+            a.opIdx++;
+            this.note(t);
+            this.q.push(t, EV_AGENT, idx);
+            return;
+          }
+          case "timed":
+            if (a.iter >= op.n) {
+              a.opIdx++;
+              a.iter = 0;
+              continue;
+            }
+            if (t < op.times[a.iter]!) {
+              this.q.push(op.times[a.iter]!, EV_AGENT, idx);
+              return;
+            }
+            a.addr = op.pages[a.iter]!;
+            a.write = op.writes[a.iter] === 1;
+            a.have = true;
+            break;
+          case "access": {
+            if (a.iter >= op.count) {
+              a.opIdx++;
+              a.iter = 0;
+              continue;
+            }
+            const base = this.opts.workload.allocs[op.alloc]!.start + op.offset;
+            let off: number;
+            switch (op.pattern) {
+              case "seq":
+                off = a.iter % op.pages;
+                break;
+              case "strided":
+                off = (a.iter * op.stride) % op.pages;
+                break;
+              case "random":
+                off = a.rng.nextInt(op.pages);
+                break;
+              case "zipf":
+                off = zipfRank(a.rng.nextFloat(), op.pages, op.zipfS);
+                break;
+            }
+            a.addr = base + off;
+            a.write = op.write >= 1 ? true : op.write <= 0 ? false : a.rng.nextFloat() < op.write;
+            a.have = true;
+            break;
+          }
+        }
+      }
+      // One access (or a run of sequential ones) at a.addr.
+      if (a.gi === AGENT_CPU) {
+        t = model.cpuAccess(a.pid, a.addr, a.write, t) + this.cpuAccessNs;
+        this.drainWork();
+        this.accesses++;
+        a.iter++;
+        a.have = false;
+      } else {
+        if (a.proc.queuesEvicted) {
+          a.state = ST_QUEUE;
+          a.t = t;
+          return;
+        }
+        const loc = model.probe(a.proc, a.gi, a.addr, a.write);
+        if (loc < 0) {
+          a.state = ST_FAULT;
+          a.t = t;
+          this.faultRaise(a.gi, idx, t);
+          return;
+        }
+        const c = costs.accessNs(a.gi, loc);
+        let k = 1;
+        if (op.op === "access" && op.pattern === "seq") {
+          k = Math.min(op.count - a.iter, model.probeLast - a.addr + 1, op.pages - (a.iter % op.pages));
+          const room = Math.floor((this.q.peekTime() - t) / c);
+          if (room < k) k = Math.max(1, room);
+        }
+        t += k * c;
+        this.accesses += k;
+        a.iter += k;
+        a.have = false;
+      }
+      if (t > this.q.peekTime() || --budget === 0) {
+        this.q.push(t, EV_AGENT, idx);
+        return;
+      }
+    }
+  }
+
+  private faultRaise(gi: number, agent: number, t: number): void {
+    this.pending[gi]!.push(agent);
+    if (!this.workerScheduled[gi]) {
+      this.workerScheduled[gi] = true;
+      this.q.push(Math.max(t, this.workerBusyNs[gi]!), EV_WORKER, gi);
+    }
+  }
+
+  /** The GPU's fault worker: one batch per process, in order of arrival. */
+  private workerRun(gi: number, t: number): void {
+    this.workerScheduled[gi] = false;
+    const pend = this.pending[gi]!;
+    let take = pend.splice(0, Math.min(pend.length, MIGRATION_BOUNDS.fault_batch_max));
+    while (take.length > 0) {
+      // One batch per process, in order of first arrival.
+      const pid = this.agents[take[0]!]!.pid;
+      let group = take;
+      let rest: number[] = [];
+      if (!take.every((a) => this.agents[a]!.pid === pid)) {
+        group = take.filter((a) => this.agents[a]!.pid === pid);
+        rest = take.filter((a) => this.agents[a]!.pid !== pid);
+      }
+      take = rest;
+      for (let i = 0; i < group.length; i++) {
+        const ag = this.agents[group[i]!]!;
+        this.addrs[i] = ag.addr;
+        this.writes[i] = ag.write ? 1 : 0;
+      }
+      t = this.model.restorePages(pid, gi, group.length, this.addrs, this.writes, t, this.results, this.doneNs);
+      for (let i = 0; i < group.length; i++) {
+        const ai = group[i]!;
+        const ag = this.agents[ai]!;
+        const r = this.results[i]!;
+        if (r === FAULT_RESULT.FATAL) {
+          ag.state = ST_DEAD;
+          ag.t = this.doneNs[i]!;
+          this.note(ag.t);
+          this.barrierCheck();
+          continue;
+        }
+        ag.state = ST_RUN;
+        this.q.push(r === FAULT_RESULT.DROPPED ? this.doneNs[i]! + this.retryNs : this.doneNs[i]!, EV_AGENT, ai);
+      }
+    }
+    this.workerBusyNs[gi] = t;
+    this.note(t);
+    if (pend.length > 0) {
+      this.workerScheduled[gi] = true;
+      this.q.push(t, EV_WORKER, gi);
+    }
+  }
+
+  /** Release a barrier once every live agent waits at it. */
+  private barrierCheck(): void {
+    if (this.barrierWaiting === 0) return;
+    let live = 0;
+    let tMax = 0;
+    for (const a of this.agents) {
+      if (a.state === ST_DONE || a.state === ST_DEAD) continue;
+      if (a.state !== ST_BARRIER) return;
+      live++;
+      tMax = Math.max(tMax, a.t);
+    }
+    if (live === 0) return;
+    this.barrierWaiting = 0;
+    this.agents.forEach((a, i) => {
+      if (a.state !== ST_BARRIER) return;
+      a.state = ST_RUN;
+      a.opIdx++;
+      this.q.push(tMax, EV_AGENT, i);
+    });
+  }
+
+  private result(): SimResult {
+    const s = this.model.stats;
+    return {
+      seed: this.opts.seed,
+      profile: this.opts.profile.name,
+      workload: this.opts.workload.name,
+      policy: this.opts.decider.name,
+      simTimeNs: Math.round(this.endNs),
+      accesses: this.accesses,
+      gpuFaults: s.gpuFaults,
+      gpuFaultsDropped: s.gpuFaultsDropped,
+      gpuFaultsFatal: s.gpuFaultsFatal,
+      cpuFaults: s.cpuFaults,
+      migrations: { h2d: s.migrations.h2d, d2h: s.migrations.d2h, d2d: s.migrations.d2d, byTrigger: { ...s.migrationsByTrigger } },
+      bytesMigrated: { ...s.bytesMigrated },
+      evictions: s.evictions,
+      queueEvictions: s.queueEvictions,
+      queueRestores: s.queueRestores,
+      unmaps: s.unmaps,
+      thrashEvents: s.thrashEvents,
+      vramFallbacks: s.vramFallbacks,
+      policyFallbacks: this.opts.decider.fallbacks,
+      counters: this.model.exitCounters.slice(),
+    };
+  }
+}
+
+/**
+ * Zipf(s) rank in [0, n) from a uniform u, by inverting the continuous power law
+ * (an approximation of the discrete distribution, O(1) and table-free).
+ */
+export function zipfRank(u: number, n: number, s: number): number {
+  let x: number;
+  if (Math.abs(s - 1) < 1e-9) x = n ** u;
+  else {
+    const e = 1 - s;
+    x = ((n ** e - 1) * u + 1) ** (1 / e);
+  }
+  const r = Math.floor(x) - 1;
+  return r < 0 ? 0 : r >= n ? n - 1 : r;
+}

@@ -1,0 +1,349 @@
+/**
+ * Workloads (docs/workloads.md): processes, allocations, per-agent streams of operations
+ * (accesses, set_attr hints, barriers, sleeps) and timed hints. YAML files, the built-ins
+ * (written in the same YAML, see builtins.ts) and traces (trace.ts) all become a Workload.
+ */
+import type { Node } from "yaml";
+import { readFileSync } from "node:fs";
+import { ConfigError } from "../errors.ts";
+import { LOC_SYSMEM, LOC_UNDEFINED, SVM_FLAG } from "../policy/contracts/migration.ts";
+import { PAGE_BYTES, SVM_ATTR, type SvmAttrName } from "../svm/constants.ts";
+import type { AttrPair } from "../svm/model.ts";
+import type { MachineProfile } from "./profile.ts";
+import { YamlReader, parseSize } from "./yaml-read.ts";
+
+export type Pattern = "seq" | "random" | "zipf" | "strided";
+export const PATTERNS: readonly Pattern[] = ["seq", "random", "zipf", "strided"];
+
+export interface AllocSpec {
+  name: string;
+  pid: number;
+  pages: number;
+  /** Registered with SET_ATTR (hipMallocManaged) or plain memory (faults create ranges, §3). */
+  register: boolean;
+  kind: "anon" | "heap" | "stack";
+  attrs: AttrPair[];
+  /** First page; assigned by the engine unless fixed (traces). */
+  start: number;
+}
+
+export type OpSpec =
+  | {
+      op: "access";
+      alloc: number;
+      offset: number;
+      pages: number;
+      pattern: Pattern;
+      count: number;
+      write: number;
+      stride: number;
+      zipfS: number;
+    }
+  | { op: "set_attr"; alloc: number; offset: number; pages: number; attrs: AttrPair[] }
+  | { op: "barrier" }
+  | { op: "sleep"; ns: number }
+  /** Accesses at absolute times and pages (traces). */
+  | { op: "timed"; times: Float64Array; pages: Float64Array; writes: Uint8Array; n: number };
+
+export interface StreamSpec {
+  /** GPU index, or AGENT_CPU. */
+  agent: number;
+  pid: number;
+  ops: OpSpec[];
+}
+export const AGENT_CPU = -1;
+
+export interface HintSpec {
+  atNs: number;
+  pid: number;
+  alloc: number;
+  offset: number;
+  pages: number;
+  attrs: AttrPair[];
+}
+
+export interface ProcessSpec {
+  pid: number;
+  name: string;
+  /** null: the profile's XNACK mode. */
+  xnack: boolean | null;
+}
+
+export interface Workload {
+  name: string;
+  description: string;
+  processes: ProcessSpec[];
+  allocs: AllocSpec[];
+  streams: StreamSpec[];
+  hints: HintSpec[];
+}
+
+/** Bounds on a workload file. */
+export const WORKLOAD_BOUNDS = {
+  /** Most operations after `repeat` expansion, over all streams. */
+  ops_max: 1_000_000,
+  /** Most accesses one access op may make. */
+  access_count_max: 1e10,
+  /** Largest allocation, bytes (16 TiB). */
+  alloc_bytes_max: 2 ** 44,
+  streams_max: 1024,
+  /** Deepest nesting of `repeat`. */
+  repeat_depth_max: 4,
+  /** Most concurrent waves one GPU stream may be split into. */
+  waves_max: 256,
+} as const;
+export const PID_DEFAULT = 4242;
+
+const TOP = ["kind", "name", "description", "processes", "allocations", "streams", "hints"] as const;
+
+/** Parse a workload YAML against a machine profile. @throws ConfigError. */
+export function parseWorkload(file: string, text: string, profile: MachineProfile): Workload {
+  const y = new YamlReader(file, text);
+  const top = y.map(y.root, "", TOP);
+  const kind = y.str(y.need(top, "kind", "kind"), "kind");
+  if (kind !== "Workload") throw y.error(y.get(top, "kind"), "kind", "Workload", `got ${kind}`);
+  const w: Workload = {
+    name: y.str(y.need(top, "name", "name"), "name"),
+    description: y.str(y.get(top, "description"), "description", ""),
+    processes: [],
+    allocs: [],
+    streams: [],
+    hints: [],
+  };
+  const procNode = y.get(top, "processes");
+  if (procNode === undefined) w.processes.push({ pid: PID_DEFAULT, name: w.name.slice(0, 15), xnack: null });
+  else {
+    y.seq(procNode, "processes").items.forEach((n, i) => {
+      const f = `processes[${i}]`;
+      const m = y.map(n, f, ["pid", "name", "xnack"]);
+      const pid = y.num(y.need(m, "pid", `${f}.pid`), `${f}.pid`, 1, 2 ** 22, undefined, true);
+      if (w.processes.some((p) => p.pid === pid)) throw y.error(n, `${f}.pid`, "a pid not used before");
+      const xn = y.get(m, "xnack");
+      w.processes.push({ pid, name: y.str(y.get(m, "name"), `${f}.name`, `pid${pid}`), xnack: xn === undefined ? null : y.bool(xn, `${f}.xnack`, true) });
+    });
+  }
+  const pidOf = (node: Node | undefined, f: string): number => {
+    if (node === undefined) return w.processes[0]!.pid;
+    const pid = y.num(node, f, 1, 2 ** 22, undefined, true);
+    if (!w.processes.some((p) => p.pid === pid)) throw y.error(node, f, `a pid listed under processes`);
+    return pid;
+  };
+  const vramRef = profile.gpus[0]!.vramBytes - profile.gpus[0]!.vramReservedBytes;
+  /** A size in pages; `fallbackBytes` when absent. */
+  const sizeOf = (node: Node | undefined, f: string, fallbackBytes?: number): number => {
+    if (node === undefined && fallbackBytes !== undefined) return fallbackBytes / PAGE_BYTES;
+    const raw = node !== undefined && "value" in node ? (node as { value: unknown }).value : undefined;
+    let bytes: number;
+    if (typeof raw === "string" && /%vram$/.test(raw)) {
+      const pct = Number(raw.slice(0, -5));
+      bytes = Math.floor(((Number.isFinite(pct) ? pct : Number.NaN) * vramRef) / 100 / PAGE_BYTES) * PAGE_BYTES;
+    } else bytes = typeof raw === "number" ? raw : typeof raw === "string" ? parseSize(raw) : Number.NaN;
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > WORKLOAD_BOUNDS.alloc_bytes_max || bytes % PAGE_BYTES !== 0) {
+      throw y.error(node, f, "a size in bytes, a multiple of 4096 (e.g. 2MiB, 1GiB, 125%vram)", `got ${String(raw)}`);
+    }
+    return bytes / PAGE_BYTES;
+  };
+  const locOf = (node: Node | undefined, f: string): number => {
+    const raw = node !== undefined && "value" in node ? (node as { value: unknown }).value : undefined;
+    if (raw === "sysmem") return LOC_SYSMEM;
+    if (raw === "undefined") return LOC_UNDEFINED;
+    if (typeof raw === "string" && /^gpu\d+$/.test(raw)) {
+      const g = profile.gpus[Number(raw.slice(3))];
+      if (g !== undefined) return g.id;
+    }
+    if (raw === LOC_SYSMEM || raw === LOC_UNDEFINED || profile.gpus.some((g) => g.id === raw)) return raw as number;
+    throw y.error(node, f, `gpu0..gpu${profile.gpus.length - 1}, sysmem, undefined or a gpu_id of profile ${profile.name}`, `got ${String(raw)}`);
+  };
+  const attrsOf = (node: Node | undefined, f: string): AttrPair[] => {
+    if (node === undefined) return [];
+    return y.seq(node, f).items.map((n, i) => {
+      const af = `${f}[${i}]`;
+      const m = y.map(n, af, ["type", "value"]);
+      const tn = y.need(m, "type", `${af}.type`);
+      const tname = y.str(tn, `${af}.type`) as SvmAttrName;
+      // An unknown type is passed through as -1 would hide it: reject here with a position.
+      if (!(tname in SVM_ATTR)) throw y.error(tn, `${af}.type`, `one of ${Object.keys(SVM_ATTR).join(", ")}`, `got ${tname}`);
+      const type = SVM_ATTR[tname];
+      const vn = y.need(m, "value", `${af}.value`);
+      let value: number;
+      if (type === SVM_ATTR.SET_FLAGS || type === SVM_ATTR.CLR_FLAGS) {
+        const raw = "value" in vn ? (vn as { value: unknown }).value : undefined;
+        if (typeof raw === "number") value = y.num(vn, `${af}.value`, 0, 0xffffffff, undefined, true);
+        else {
+          value = 0;
+          for (const [j, fnode] of y.seq(vn, `${af}.value`).items.entries()) {
+            const fname = y.str(fnode, `${af}.value[${j}]`);
+            const bit = (SVM_FLAG as Record<string, number>)[fname];
+            if (bit === undefined) throw y.error(fnode, `${af}.value[${j}]`, `one of ${Object.keys(SVM_FLAG).join(", ")}`, `got ${fname}`);
+            value |= bit;
+          }
+        }
+      } else if (type === SVM_ATTR.GRANULARITY) value = y.num(vn, `${af}.value`, 0, 0xffffffff, undefined, true);
+      else value = locOf(vn, `${af}.value`);
+      return [type, value] as AttrPair;
+    });
+  };
+  const allocNode = y.get(top, "allocations");
+  if (allocNode !== undefined) {
+    y.seq(allocNode, "allocations").items.forEach((n, i) => {
+      const f = `allocations[${i}]`;
+      const m = y.map(n, f, ["name", "size", "register", "kind", "pid", "attrs"]);
+      const name = y.str(y.need(m, "name", `${f}.name`), `${f}.name`);
+      if (w.allocs.some((a) => a.name === name)) throw y.error(n, `${f}.name`, "a name not used before");
+      const pages = sizeOf(y.need(m, "size", `${f}.size`), `${f}.size`);
+      if (pages === 0) throw y.error(y.get(m, "size"), `${f}.size`, "a size above 0");
+      const kindNode = y.get(m, "kind");
+      const kindV = y.str(kindNode, `${f}.kind`, "anon");
+      if (kindV !== "anon" && kindV !== "heap" && kindV !== "stack") throw y.error(kindNode, `${f}.kind`, "anon, heap or stack");
+      w.allocs.push({
+        name,
+        pid: pidOf(y.get(m, "pid"), `${f}.pid`),
+        pages,
+        register: y.bool(y.get(m, "register"), `${f}.register`, true),
+        kind: kindV,
+        attrs: attrsOf(y.get(m, "attrs"), `${f}.attrs`),
+        start: -1,
+      });
+    });
+  }
+  const allocOf = (node: Node | undefined, f: string): number => {
+    const name = y.str(node, f);
+    const i = w.allocs.findIndex((a) => a.name === name);
+    if (i < 0) throw y.error(node, f, `an allocation name (${w.allocs.map((a) => a.name).join(", ")})`, `got ${name}`);
+    return i;
+  };
+  let opCount = 0;
+  const setAttrOf = (node: Node, f: string) => {
+    const m = y.map(node, f, ["alloc", "offset", "size", "attrs"]);
+    const alloc = allocOf(y.need(m, "alloc", `${f}.alloc`), `${f}.alloc`);
+    const a = w.allocs[alloc]!;
+    const offset = sizeOf(y.get(m, "offset"), `${f}.offset`, 0);
+    const pages = sizeOf(y.get(m, "size"), `${f}.size`, (a.pages - offset) * PAGE_BYTES);
+    if (offset + pages > a.pages || pages === 0) throw y.error(node, f, `a non-empty part of allocation ${a.name} (${a.pages} pages)`);
+    return { alloc, offset, pages, attrs: attrsOf(y.need(m, "attrs", `${f}.attrs`), `${f}.attrs`) };
+  };
+  const opsOf = (node: Node, f: string, depth: number): OpSpec[] => {
+    const out: OpSpec[] = [];
+    y.seq(node, f).items.forEach((n, i) => {
+      const of = `${f}[${i}]`;
+      const m = y.map(n, of, ["access", "set_attr", "barrier", "sleep_ns", "repeat"]);
+      if (m.items.length !== 1) throw y.error(n, of, "exactly one of access, set_attr, barrier, sleep_ns, repeat");
+      const key = String((m.items[0]!.key as { value: unknown }).value);
+      const v = m.items[0]!.value as Node;
+      if (++opCount > WORKLOAD_BOUNDS.ops_max) throw y.error(n, of, `at most ${WORKLOAD_BOUNDS.ops_max} operations after repeat`);
+      switch (key) {
+        case "access": {
+          const am = y.map(v, `${of}.access`, ["alloc", "offset", "size", "pattern", "count", "write", "stride", "zipf_s"]);
+          const alloc = allocOf(y.need(am, "alloc", `${of}.access.alloc`), `${of}.access.alloc`);
+          const a = w.allocs[alloc]!;
+          const offset = sizeOf(y.get(am, "offset"), `${of}.access.offset`, 0);
+          const pages = sizeOf(y.get(am, "size"), `${of}.access.size`, (a.pages - offset) * PAGE_BYTES);
+          if (offset + pages > a.pages || pages === 0) throw y.error(v, `${of}.access`, `a non-empty part of allocation ${a.name} (${a.pages} pages)`);
+          const pn = y.get(am, "pattern");
+          const pattern = y.str(pn, `${of}.access.pattern`, "seq") as Pattern;
+          if (!PATTERNS.includes(pattern)) throw y.error(pn, `${of}.access.pattern`, PATTERNS.join(", "));
+          out.push({
+            op: "access",
+            alloc,
+            offset,
+            pages,
+            pattern,
+            count: y.num(y.get(am, "count"), `${of}.access.count`, 1, WORKLOAD_BOUNDS.access_count_max, pages, true),
+            write: y.num(y.get(am, "write"), `${of}.access.write`, 0, 1, 0),
+            stride: y.num(y.get(am, "stride"), `${of}.access.stride`, 1, 2 ** 40, 1, true),
+            zipfS: y.num(y.get(am, "zipf_s"), `${of}.access.zipf_s`, 0.01, 10, 1.1),
+          });
+          break;
+        }
+        case "set_attr":
+          out.push({ op: "set_attr", ...setAttrOf(v, `${of}.set_attr`) });
+          break;
+        case "barrier":
+          out.push({ op: "barrier" });
+          break;
+        case "sleep_ns":
+          out.push({ op: "sleep", ns: y.num(v, `${of}.sleep_ns`, 0, 1e15) });
+          break;
+        case "repeat": {
+          if (depth >= WORKLOAD_BOUNDS.repeat_depth_max) throw y.error(v, `${of}.repeat`, `at most ${WORKLOAD_BOUNDS.repeat_depth_max} nested repeats`);
+          const rm = y.map(v, `${of}.repeat`, ["times", "ops"]);
+          const times = y.num(y.need(rm, "times", `${of}.repeat.times`), `${of}.repeat.times`, 1, WORKLOAD_BOUNDS.ops_max, undefined, true);
+          const body = opsOf(y.need(rm, "ops", `${of}.repeat.ops`), `${of}.repeat.ops`, depth + 1);
+          opCount += body.length * (times - 1);
+          if (opCount > WORKLOAD_BOUNDS.ops_max) throw y.error(v, `${of}.repeat`, `at most ${WORKLOAD_BOUNDS.ops_max} operations after repeat`);
+          for (let t = 0; t < times; t++) out.push(...body);
+          break;
+        }
+      }
+    });
+    return out;
+  };
+  y.seq(y.need(top, "streams", "streams"), "streams").items.forEach((n, i) => {
+    const f = `streams[${i}]`;
+    if (i >= WORKLOAD_BOUNDS.streams_max) throw y.error(n, f, `at most ${WORKLOAD_BOUNDS.streams_max} streams`);
+    const m = y.map(n, f, ["agent", "pid", "ops", "waves"]);
+    const an = y.need(m, "agent", `${f}.agent`);
+    const agentName = y.str(an, `${f}.agent`);
+    let agent: number;
+    if (agentName === "cpu") agent = AGENT_CPU;
+    else if (/^gpu\d+$/.test(agentName) && Number(agentName.slice(3)) < profile.gpus.length) agent = Number(agentName.slice(3));
+    else throw y.error(an, `${f}.agent`, `cpu or gpu0..gpu${profile.gpus.length - 1} (profile ${profile.name})`, `got ${agentName}`);
+    const pid = pidOf(y.get(m, "pid"), `${f}.pid`);
+    const ops = opsOf(y.need(m, "ops", `${f}.ops`), `${f}.ops`, 0);
+    const wn = y.get(m, "waves");
+    const waves = y.num(wn, `${f}.waves`, 1, WORKLOAD_BOUNDS.waves_max, 1, true);
+    if (agent === AGENT_CPU && waves > 1) throw y.error(wn, `${f}.waves`, "1 for the CPU agent");
+    if (w.streams.length + waves > WORKLOAD_BOUNDS.streams_max) throw y.error(n, f, `at most ${WORKLOAD_BOUNDS.streams_max} streams, waves included`);
+    for (let k = 0; k < waves; k++) w.streams.push({ agent, pid, ops: waves === 1 ? ops : opsOfWave(ops, k, waves) });
+  });
+  const hintNode = y.get(top, "hints");
+  if (hintNode !== undefined) {
+    y.seq(hintNode, "hints").items.forEach((n, i) => {
+      const f = `hints[${i}]`;
+      const m = y.map(n, f, ["at_ns", "pid", "set_attr"]);
+      w.hints.push({
+        atNs: y.num(y.need(m, "at_ns", `${f}.at_ns`), `${f}.at_ns`, 0, 1e15),
+        pid: pidOf(y.get(m, "pid"), `${f}.pid`),
+        ...setAttrOf(y.need(m, "set_attr", `${f}.set_attr`), `${f}.set_attr`),
+      });
+    });
+  }
+  return w;
+}
+
+/**
+ * The share of `ops` that wave `k` of `waves` runs: every wave keeps the barriers and
+ * sleeps; wave 0 alone makes the set_attr calls; seq and strided accesses are split into
+ * contiguous chunks of the region, random and zipf accesses split their count. Waves fault
+ * independently, so a GPU's fault worker sees batches of up to `waves` faults.
+ */
+export function opsOfWave(ops: OpSpec[], k: number, waves: number): OpSpec[] {
+  const out: OpSpec[] = [];
+  for (const op of ops) {
+    if (op.op === "set_attr") {
+      if (k === 0) out.push(op);
+    } else if (op.op !== "access") out.push(op);
+    else if (op.pattern === "seq" || op.pattern === "strided") {
+      const chunk = Math.ceil(op.pages / waves);
+      const pages = Math.min(chunk, op.pages - k * chunk);
+      if (pages <= 0) continue;
+      const count = Math.floor((op.count * pages) / op.pages);
+      if (count > 0) out.push({ ...op, offset: op.offset + k * chunk, pages, count });
+    } else {
+      const count = Math.floor(op.count / waves) + (k < op.count % waves ? 1 : 0);
+      if (count > 0) out.push({ ...op, count });
+    }
+  }
+  return out;
+}
+
+/** Read and parse a workload file. @throws ConfigError. */
+export function loadWorkloadFile(file: string, profile: MachineProfile): Workload {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError({ file, line: 1, col: 1 }, "", "a readable workload file (or a built-in: svmrt sim --list-workloads)", (e as Error).message);
+  }
+  return parseWorkload(file, text, profile);
+}

@@ -1,0 +1,98 @@
+/** `svmrt sim` through the CLI entry: JSON, events, determinism, exit codes. */
+import { describe, expect, test } from "bun:test";
+import { readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { main } from "../../runtime/cli.ts";
+import type { CliIO } from "../../runtime/cli/command.ts";
+import { EXIT } from "../../runtime/cli/exit.ts";
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const io: CliIO = { out: (t) => (out += t), err: (t) => (err += t), interactive: false };
+  const code = await main(argv, io);
+  return { code, out, err };
+}
+
+describe("svmrt sim", () => {
+  test("--json has the documented fields; same seed, byte-identical output", async () => {
+    const a = await run(["sim", "--workload", "pingpong", "--json", "--seed", "9"]);
+    const b = await run(["sim", "--workload", "pingpong", "--json", "--seed", "9"]);
+    expect(a.code).toBe(EXIT.ok);
+    expect(a.out).toBe(b.out);
+    const j = JSON.parse(a.out);
+    for (const k of ["simTimeNs", "gpuFaults", "gpuFaultsDropped", "cpuFaults", "migrations", "bytesMigrated", "evictions", "queueEvictions", "thrashEvents", "policyFallbacks", "seed"]) {
+      expect(j).toHaveProperty(k);
+    }
+    expect(j.seed).toBe(9);
+    expect(Object.keys(j.migrations.byTrigger)).toEqual(["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"]);
+  });
+
+  test("--events writes the SMI stream in the kernel's text format", async () => {
+    const f = join(tmpdir(), `svmrt-events-${process.pid}.txt`);
+    const r = await run(["sim", "--workload", "stream", "--events", f, "--json"]);
+    const lines = readFileSync(f, "utf8").trimEnd().split("\n");
+    rmSync(f);
+    expect(JSON.parse(r.out).eventLines).toBe(lines.length);
+    expect(lines.length).toBe(2 + 4 * 512);
+    expect(lines[0]).toBe("c 1092 stream");
+    expect(lines[1]).toMatch(/^7 \d+ -4242 @100000\(3fe1\) R$/);
+    expect(lines[2]).toMatch(/^5 \d+ -4242 @100000\(200\) 0->3fe1 ffffffff:ffffffff 1$/);
+    expect(lines[3]).toMatch(/^6 \d+ -4242 @100000\(200\) 0->3fe1 1 0$/);
+    expect(lines[4]).toMatch(/^8 \d+ -4242 @100000\(3fe1\) M$/);
+    expect(lines.at(-1)).toBe("d 1092 stream");
+  });
+
+  test("a recorded event stream replays as a trace", async () => {
+    const f = join(tmpdir(), `svmrt-replay-${process.pid}.txt`);
+    await run(["sim", "--workload", "stream", "--events", f]);
+    const r = await run(["sim", "--trace", f, "--json"]);
+    rmSync(f);
+    const j = JSON.parse(r.out);
+    expect(j.gpuFaults).toBe(512);
+    expect(j.bytesMigrated.h2d).toBe(2 ** 30);
+    expect(j.badTraceLines).toBe(0);
+  });
+
+  test("usage errors, config errors and the missing policy loader", async () => {
+    expect((await run(["sim", "--workload", "nope"])).code).toBe(EXIT.usage);
+    expect((await run(["sim"])).code).toBe(EXIT.usage);
+    expect((await run(["sim", "--workload", "stream", "--on-bad-line", "maybe"])).code).toBe(EXIT.usage);
+    const p = await run(["sim", "--workload", "stream", "--policy", "p.yaml"]);
+    expect(p.code).toBe(EXIT.usage);
+    expect(p.err).toContain("no MigrationPolicy loader");
+    expect((await run(["sim", "--workload", "stream", "--profile", "missing.yaml"])).code).toBe(EXIT.config);
+    const l = await run(["sim", "--list-workloads"]);
+    expect(l.out.split("\n").filter(Boolean).length).toBe(9);
+  });
+});
+
+describe("svmrt sim --cost", () => {
+  test("a cost override changes simulated time, never the counts; bad names are usage errors", async () => {
+    const a = JSON.parse((await run(["sim", "--workload", "pingpong", "--json"])).out);
+    const b = JSON.parse((await run(["sim", "--workload", "pingpong", "--json", "--cost", "fault_service_ns=1000", "--cost", "fault_retry_ns=50000"])).out);
+    expect(b.gpuFaults).toBe(a.gpuFaults);
+    expect(b.bytesMigrated).toEqual(a.bytesMigrated);
+    expect(b.simTimeNs).not.toBe(a.simTimeNs);
+    expect((await run(["sim", "--workload", "stream", "--cost", "warp_speed=9"])).code).toBe(EXIT.usage);
+    expect((await run(["sim", "--workload", "stream", "--cost", "fault_service_ns=-5"])).code).toBe(EXIT.usage);
+  });
+});
+
+describe("the documented example workload", () => {
+  test("docs/examples/prefetch-hints.yaml: split buffer, table in RAM, a timed prefetch", async () => {
+    const file = join(import.meta.dir, "..", "..", "docs", "examples", "prefetch-hints.yaml");
+    const r = await run(["sim", "--workload", file, "--json"]);
+    expect(r.code).toBe(EXIT.ok);
+    const j = JSON.parse(r.out);
+    // 128 windows per half; the table's 2 x 32 windows map RAM in place. gpu1 had faulted 3
+    // windows (2 ms duplicate window each) before the prefetch at 5 ms moved the rest of its
+    // half in one migration; the prefetch's invalidation covers its whole range, so gpu1
+    // faults all 128 windows again, moving nothing: 3 + 128.
+    expect(j.bytesMigrated).toEqual({ h2d: 512 * 2 ** 20, d2h: 0, d2d: 0 });
+    expect(j.migrations.byTrigger.prefetch).toBe(1);
+    expect(j.migrations.h2d).toBe(128 + 3 + 1);
+    expect(j.gpuFaults).toBe(128 + 128 + 64 + 3);
+  });
+});
