@@ -6,7 +6,7 @@ import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { ConfigError, UsageError } from "../errors.ts";
 import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
 import { COST_PARAMS, type CostParamName } from "../sim/cost.ts";
-import { runSim, type SimResult } from "../sim/engine.ts";
+import { runSimAsync, type SimResult } from "../sim/engine.ts";
 import { resolveMigrationPolicy } from "../sim/policy.ts";
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { type OnBadLine, parseTrace } from "../sim/trace.ts";
@@ -29,7 +29,8 @@ Options:
   --workload W         a built-in workload (see --list-workloads) or a workload YAML file
   --trace FILE         replay a KFD SMI event text trace or a JSONL access trace instead
   --on-bad-line M      skip | stop: what a malformed trace line does (default stop)
-  --policy FILE        a MigrationPolicy YAML (sandboxed); default: the native kernel behaviour
+  --policy FILE        a MigrationPolicy YAML (sandboxed, deterministic budgets); default: the native kernel behaviour
+  --plugin-root DIR    another folder policy plugins may live in (repeatable)
   --seed N             PRNG seed (default ${SEED_DEFAULT}); same inputs and seed, same bytes out
   --json               print one JSON object instead of the summary
   --events FILE        write the SMI event stream (kernel text format) to FILE
@@ -73,6 +74,7 @@ export const simCommand: Command = {
       debug: { type: "boolean" },
       cost: { type: "string", multiple: true },
       "list-workloads": { type: "boolean" },
+      "plugin-root": { type: "string", multiple: true },
     });
     if (p.help) {
       io.out(HELP);
@@ -90,7 +92,9 @@ export const simCommand: Command = {
     if ((workloadArg === undefined) === (traceArg === undefined)) throw new UsageError("give exactly one of --workload W or --trace FILE");
     const onBad = flagString(p, "on-bad-line") ?? "stop";
     if (onBad !== "skip" && onBad !== "stop") throw new UsageError(`--on-bad-line: expected skip or stop, got '${onBad}'`);
-    const decider = await resolveMigrationPolicy(flagString(p, "policy"));
+    const pluginRoots = (p.values["plugin-root"] as string[] | undefined) ?? [];
+    using resolved = await resolveMigrationPolicy(flagString(p, "policy"), { seed, pluginRoots });
+    const decider = resolved.decider;
     const profile = loadProfile(flagString(p, "profile") ?? PROFILE_DEFAULT);
     for (const kv of (p.values.cost as string[] | undefined) ?? []) {
       const m = /^([a-z0-9_]+)=(.+)$/.exec(kv);
@@ -139,7 +143,7 @@ export const simCommand: Command = {
     };
     let result: SimResult;
     try {
-      result = runSim({
+      result = await runSimAsync({
         profile,
         workload,
         decider,

@@ -166,10 +166,26 @@ export interface SimResult extends Omit<SvmStats, "migrations" | "migrationsByTr
   counters: ProcessGpuCounters[];
 }
 
-/** Run a workload on a machine with a policy; a pure function of its options. */
+/**
+ * Run a workload on a machine with a policy; a pure function of its options.
+ * @throws InvariantError when the decider needs an asynchronous rebuild (a sandboxed policy
+ *   after a crash): use runSimAsync for deciders with `prepare`.
+ */
 export function runSim(opts: SimOptions): SimResult {
   return new Simulation(opts).run();
 }
+
+/**
+ * runSim for any decider: whenever a sandboxed policy must rebuild its Wasm instance (after a
+ * crash), the event loop stops at the next event and resumes once it is ready, so the
+ * results depend only on the inputs and the seed, never on timing.
+ */
+export async function runSimAsync(opts: SimOptions): Promise<SimResult> {
+  return new Simulation(opts).runAsync();
+}
+
+/** Returned by the event loop when the decider asked to be prepared before the next event. */
+const BLOCKED = Symbol("blocked");
 
 export class Simulation {
   readonly model: SvmModel;
@@ -208,6 +224,26 @@ export class Simulation {
   }
 
   run(): SimResult {
+    this.start();
+    const r = this.loop();
+    if (r === BLOCKED) throw new InvariantError(`the policy ${this.opts.decider.name} needs preparing between events: use runSimAsync`);
+    return r;
+  }
+
+  async runAsync(): Promise<SimResult> {
+    this.start();
+    for (;;) {
+      const r = this.loop();
+      if (r !== BLOCKED) return r;
+      await this.blockedOn;
+    }
+  }
+
+  private blockedOn: Promise<void> | undefined;
+  private loopEvents = 0;
+
+  /** Processes, their mappings and allocations, the agents and hints: time zero. */
+  private start(): void {
     const { workload: w, profile } = this.opts;
     const rng = new Prng(this.opts.seed);
     // Processes (§9 create), their CPU mappings and registered allocations.
@@ -241,9 +277,22 @@ export class Simulation {
       this.q.push(0, EV_AGENT, i);
     });
     for (let i = 0; i < w.hints.length; i++) this.q.push(w.hints[i]!.atNs, EV_HINT, i);
-    let n = 0;
+  }
+
+  /** The event loop, until the queue is empty (then the result) or the decider blocks. */
+  private loop(): SimResult | typeof BLOCKED {
+    const w = this.opts.workload;
+    const decider = this.opts.decider;
+    const prepare = decider.prepare;
     while (this.q.size > 0) {
-      if (++n > SIM_EVENTS_MAX) throw new InvariantError(`simulation exceeded ${SIM_EVENTS_MAX} events (seed ${this.opts.seed})`);
+      if (prepare !== undefined) {
+        const p = prepare.call(decider);
+        if (p !== undefined) {
+          this.blockedOn = p;
+          return BLOCKED;
+        }
+      }
+      if (++this.loopEvents > SIM_EVENTS_MAX) throw new InvariantError(`simulation exceeded ${SIM_EVENTS_MAX} events (seed ${this.opts.seed})`);
       this.q.pop();
       const t = this.q.popTime;
       const a = this.q.popArg;

@@ -1,33 +1,38 @@
 /**
- * The one place the simulator turns `--policy FILE` into a MigrationDecider. Without a
- * file: the kernel's behaviour, natively. With a file: the sandboxed MigrationPolicy loader
- * (runtime/policy/loader.ts, built separately) must export
- * `loadMigrationPolicy(path: string): Promise<MigrationDecider>`; until it exists the flag
- * fails with a UsageError that says so.
+ * The one place the simulator turns `--policy FILE` into a MigrationDecider: without a file,
+ * the kernel's behaviour natively; with one, the MigrationPolicy through the sandbox, run in
+ * deterministic mode (budgets in interpreter work, Math.random seeded by the run's seed,
+ * decision-log time 0) so a run depends only on its inputs.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { UsageError } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { type MigrationDecider, nativeKernelDefault } from "../policy/contracts/migration.ts";
+import { Policy } from "../policy/policy.ts";
 
-/** Where the sandboxed policy loader is expected. */
-export const POLICY_LOADER_PATH = join(import.meta.dir, "..", "policy", "loader.ts");
+export interface ResolvedPolicy extends Disposable {
+  decider: MigrationDecider;
+  /** The loaded policy, when one was given (its decision log, revision, sandbox stats). */
+  policy?: Policy;
+}
 
 /**
  * The decider for `path` (a MigrationPolicy YAML), or the native kernel default.
- * @throws UsageError when a policy file is given but the loader is not part of this build.
+ * @throws ConfigErrors / ConfigError for a bad or non-migration policy file; PolicyError
+ *   (reason load) when its plugin cannot load.
  */
-export async function resolveMigrationPolicy(path: string | undefined): Promise<MigrationDecider> {
-  if (path === undefined) return nativeKernelDefault();
-  if (!existsSync(POLICY_LOADER_PATH)) {
-    throw new UsageError(
-      `--policy ${path}: this build has no MigrationPolicy loader (${POLICY_LOADER_PATH} is missing); run without --policy to use the native kernel-default`,
-    );
+export async function resolveMigrationPolicy(
+  path: string | undefined,
+  opts: { seed: number; pluginRoots?: string[] } = { seed: 1 },
+): Promise<ResolvedPolicy> {
+  if (path === undefined) return { decider: nativeKernelDefault(), [Symbol.dispose]() {} };
+  const policy = await Policy.load(path, {
+    seed: opts.seed,
+    pluginRoots: opts.pluginRoots,
+    sandbox: { deterministic: true },
+    logClock: () => 0,
+  });
+  if (policy.spec.kind !== "MigrationPolicy") {
+    policy.dispose();
+    throw new ConfigError({ file: path, line: 2, col: 1 }, "kind", "a MigrationPolicy for the simulator", `it is a ${policy.spec.kind}`);
   }
-  const loader: string = POLICY_LOADER_PATH;
-  const mod = (await import(loader)) as { loadMigrationPolicy?: (p: string) => Promise<MigrationDecider> };
-  if (typeof mod.loadMigrationPolicy !== "function") {
-    throw new UsageError(`--policy ${path}: ${POLICY_LOADER_PATH} does not export loadMigrationPolicy(path)`);
-  }
-  return mod.loadMigrationPolicy(path);
+  return { decider: policy.migrationDecider(), policy, [Symbol.dispose]: () => policy.dispose() };
 }

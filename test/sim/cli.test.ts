@@ -55,16 +55,29 @@ describe("svmrt sim", () => {
     expect(j.badTraceLines).toBe(0);
   });
 
-  test("usage errors, config errors and the missing policy loader", async () => {
+  test("usage errors and config errors", async () => {
     expect((await run(["sim", "--workload", "nope"])).code).toBe(EXIT.usage);
     expect((await run(["sim"])).code).toBe(EXIT.usage);
     expect((await run(["sim", "--workload", "stream", "--on-bad-line", "maybe"])).code).toBe(EXIT.usage);
     const p = await run(["sim", "--workload", "stream", "--policy", "p.yaml"]);
-    expect(p.code).toBe(EXIT.usage);
-    expect(p.err).toContain("no MigrationPolicy loader");
+    expect(p.code).toBe(EXIT.config);
+    expect(p.err).toContain("p.yaml:1:1: an existing file (no such file)");
+    const s = await run(["sim", "--workload", "stream", "--policy", "policies/sampling/fixed.yaml"]);
+    expect(s.code).toBe(EXIT.config);
+    expect(s.err).toContain("a MigrationPolicy for the simulator (it is a SamplingPolicy)");
     expect((await run(["sim", "--workload", "stream", "--profile", "missing.yaml"])).code).toBe(EXIT.config);
     const l = await run(["sim", "--list-workloads"]);
     expect(l.out.split("\n").filter(Boolean).length).toBe(9);
+  });
+});
+
+describe("svmrt sim --policy", () => {
+  test("runs a sandboxed policy and names it in the result", async () => {
+    const r = await run(["sim", "--workload", "pingpong", "--policy", "policies/migration/xgmi-aware.yaml", "--json"]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.policy).toBe("xgmi-aware");
+    expect(j.policyFallbacks).toBe(0);
   });
 });
 

@@ -288,6 +288,12 @@ export interface MigrationDecider {
   /** Number of decisions made by the fallback because the policy failed. */
   readonly fallbacks: number;
   /**
+   * Called before every simulation event by deciders that may need asynchronous work (a
+   * sandboxed policy rebuilding its Wasm instance after a crash): a promise means "wait for
+   * it before the next decision"; undefined means ready.
+   */
+  prepare?(): Promise<void> | undefined;
+  /**
    * False when `observe` ignores its events: the host may then skip building them (the
    * native default's hot path). Absent or true: every event is delivered.
    */
