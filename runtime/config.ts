@@ -9,6 +9,7 @@
 import type { TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { type Document, LineCounter, isNode, parseDocument } from "yaml";
+import { readFileSync, statSync } from "node:fs";
 import { ConfigError, ConfigErrors } from "./errors.ts";
 
 /** Largest configuration file read, bytes. */
@@ -71,13 +72,11 @@ function depthOf(v: unknown, depth = 0): number {
  * Parse YAML text. @throws ConfigErrors for size, syntax, duplicate keys, alias bombs,
  * nesting, binary garbage; each error at its file:line:col.
  */
-export function parseYaml(file: string, text: string): YamlSource {
+export function parseYaml(file: string, text: string, maxBytes = CONFIG_FILE_BYTES_MAX): YamlSource {
   const lines = new LineCounter();
   const at = (offset: number) => positionAt({ file, lines }, offset);
-  if (text.length > CONFIG_FILE_BYTES_MAX) {
-    throw new ConfigErrors([
-      new ConfigError({ file, line: 1, col: 1 }, "", `a file of at most ${CONFIG_FILE_BYTES_MAX} bytes`, `it has ${text.length}`),
-    ]);
+  if (text.length > maxBytes) {
+    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", `a file of at most ${maxBytes} bytes`, `it has ${text.length}`)]);
   }
   const nul = text.indexOf("\u0000");
   if (nul >= 0) {
@@ -149,23 +148,27 @@ export function schemaErrors(
 }
 
 /**
- * Read a configuration file as UTF-8, refusing oversized files before reading them and
- * binary data. @throws ConfigErrors naming the file.
+ * Read a configuration file as UTF-8, refusing a missing file, an oversized one (before
+ * reading it) and binary data. `expected` says what the file should be, for the message.
+ * @throws ConfigError naming the file.
  */
-export async function readConfigFile(file: string): Promise<string> {
-  const f = Bun.file(file);
-  if (!(await f.exists())) {
-    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", "an existing file", "no such file")]);
+export function readConfigFile(file: string, maxBytes = CONFIG_FILE_BYTES_MAX, expected = "an existing file"): string {
+  const at = { file, line: 1, col: 1 };
+  let size: number;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new ConfigError(at, "", expected, "not a regular file");
+    size = st.size;
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(at, "", expected, (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message);
   }
-  if (f.size > CONFIG_FILE_BYTES_MAX) {
-    throw new ConfigErrors([
-      new ConfigError({ file, line: 1, col: 1 }, "", `a file of at most ${CONFIG_FILE_BYTES_MAX} bytes`, `it has ${f.size}`),
-    ]);
-  }
-  const bytes = new Uint8Array(await f.arrayBuffer());
+  if (size > maxBytes) throw new ConfigError(at, "", `a file of at most ${maxBytes} bytes`, `it has ${size}`);
+  const bytes = readFileSync(file);
+  if (bytes.length > maxBytes) throw new ConfigError(at, "", `a file of at most ${maxBytes} bytes`, `it has ${bytes.length}`);
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new ConfigErrors([new ConfigError({ file, line: 1, col: 1 }, "", "UTF-8 text", "the file contains binary data")]);
+    throw new ConfigError(at, "", "UTF-8 text", "the file contains binary data");
   }
 }

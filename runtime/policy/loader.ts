@@ -68,7 +68,13 @@ function isInside(file: string, root: string): boolean {
  * @throws ConfigErrors with every problem found.
  */
 export async function readPolicySpec(file: string, opts: LoadOptions = {}): Promise<PolicySpec> {
-  const text = await readConfigFile(file);
+  let text: string;
+  try {
+    text = readConfigFile(file);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigErrors([e]);
+    throw e;
+  }
   const src = parseYaml(file, text);
   const errors = schemaErrors(src, PolicyDocument);
   if (errors.length) throw new ConfigErrors(errors);

@@ -21,13 +21,12 @@
  * cost: { fault_service_ns: 45000 }
  * ```
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError } from "../errors.ts";
 import { GPUS_PER_PROCESS_MAX } from "../svm/constants.ts";
 import type { SvmGpu } from "../svm/model.ts";
 import { COST_PARAMS, type CostParamName, type CostParams, defaultCostParams, type GpuLinks } from "./cost.ts";
-import { YamlReader } from "./yaml-read.ts";
+import { readConfigFile } from "../config.ts";
+import { YAML_BYTES_MAX, YamlReader } from "./yaml-read.ts";
 
 export interface ProfileGpu extends SvmGpu, GpuLinks {}
 
@@ -131,12 +130,7 @@ export function parseProfile(file: string, text: string): MachineProfile {
  */
 export function loadProfile(nameOrPath: string): MachineProfile {
   const file = /[/\\]|\.ya?ml$/.test(nameOrPath) ? nameOrPath : join(PROFILES_DIR, `${nameOrPath}.yaml`);
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ConfigError({ file, line: 1, col: 1 }, "", `a readable machine profile (shipped: ${shippedProfiles().join(", ")})`, (e as Error).message);
-  }
+  const text = readConfigFile(file, YAML_BYTES_MAX, `a readable machine profile (shipped: ${shippedProfiles().join(", ")})`);
   return parseProfile(file, text);
 }
 

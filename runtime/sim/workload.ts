@@ -4,13 +4,12 @@
  * (written in the same YAML, see builtins.ts) and traces (trace.ts) all become a Workload.
  */
 import type { Node } from "yaml";
-import { readFileSync } from "node:fs";
-import { ConfigError } from "../errors.ts";
 import { LOC_SYSMEM, LOC_UNDEFINED, SVM_FLAG } from "../policy/contracts/migration.ts";
 import { PAGE_BYTES, SVM_ATTR, type SvmAttrName } from "../svm/constants.ts";
 import type { AttrPair } from "../svm/model.ts";
 import type { MachineProfile } from "./profile.ts";
-import { YamlReader, parseSize } from "./yaml-read.ts";
+import { readConfigFile } from "../config.ts";
+import { YAML_BYTES_MAX, YamlReader, parseSize } from "./yaml-read.ts";
 
 export type Pattern = "seq" | "random" | "zipf" | "strided";
 export const PATTERNS: readonly Pattern[] = ["seq", "random", "zipf", "strided"];
@@ -339,11 +338,6 @@ export function opsOfWave(ops: OpSpec[], k: number, waves: number): OpSpec[] {
 
 /** Read and parse a workload file. @throws ConfigError. */
 export function loadWorkloadFile(file: string, profile: MachineProfile): Workload {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ConfigError({ file, line: 1, col: 1 }, "", "a readable workload file (or a built-in: svmrt sim --list-workloads)", (e as Error).message);
-  }
+  const text = readConfigFile(file, YAML_BYTES_MAX, "a readable workload file (or a built-in: svmrt sim --list-workloads)");
   return parseWorkload(file, text, profile);
 }
