@@ -21,85 +21,28 @@ export type ParamDecl =
 
 export type Params = Record<string, number | boolean | string>;
 
-// ---------------------------------------------------------------- MigrationPolicy
+// The data types are the host's own contracts (one definition, documented there):
+// runtime/policy/contracts/{migration,sampling,session}.ts.
+import type {
+  EvictionCandidate,
+  Fault,
+  ObservedEvent,
+  PageWindow,
+  PolicyGpu,
+  PrefetchRequest,
+} from "../runtime/policy/contracts/migration.ts";
+import type { MetricGroup, ScheduleInput } from "../runtime/policy/contracts/sampling.ts";
+import type { SessionInput } from "../runtime/policy/contracts/session.ts";
+export type { EvictionCandidate, Fault, MetricGroup, ObservedEvent, PageWindow, PolicyGpu, PrefetchRequest, ScheduleInput, SessionInput };
 
-export interface PolicyGpu {
-  /** KFD gpu_id. */
-  id: number;
-  /** Bit of this GPU in accessMask / aipMask. */
-  index: number;
-  /** XGMI hive id; 0 = none. */
-  hiveId: number;
-  /** APU in app-APU mode (MI300A): never migrates. */
-  appApu: boolean;
-  vramBytes: number;
-}
+
+// ---------------------------------------------------------------- MigrationPolicy
 
 export interface MigrationContext {
   gpus: PolicyGpu[];
   xnack: boolean;
   nowNs: number;
   params: Params;
-}
-
-/** A GPU fault at the kernel's decision point (kfd-svm §2). */
-export interface Fault {
-  gpuId: number;
-  gpuIndex: number;
-  /** Faulting page. */
-  addr: number;
-  /** 1 = write, 0 = read. */
-  write: number;
-  rangeStart: number;
-  /** Inclusive. */
-  rangeLast: number;
-  preferredLoc: number;
-  prefetchLoc: number;
-  /** gpu_id holding the range's VRAM pages, 0 when none. */
-  actualLoc: number;
-  /** log2 pages of the migration granularity. */
-  granularity: number;
-  flags: number;
-  /** Bit `gpu.index`: that GPU has ACCESS. */
-  accessMask: number;
-  /** Bit `gpu.index`: that GPU has ACCESS_IN_PLACE. */
-  aipMask: number;
-  vramPages: number;
-  migrations: number;
-  /** -1 = never migrated. */
-  lastMigrationNs: number;
-  faultNs: number;
-}
-
-export interface PageWindow {
-  start: number;
-  last: number;
-}
-
-export interface PrefetchRequest {
-  start: number;
-  npages: number;
-  /** gpu_id or 0. */
-  loc: number;
-}
-
-export interface EvictionCandidate {
-  rangeStart: number;
-  npages: number;
-  vramPages: number;
-  lastUseNs: number;
-  lastMigrationNs: number;
-}
-
-export interface ObservedEvent {
-  kind: "fault" | "migrate" | "evict" | "unmap" | "queue-evict" | "queue-restore";
-  nowNs: number;
-  gpuId: number;
-  start: number;
-  npages: number;
-  from: number;
-  to: number;
-  trigger: number;
 }
 
 /**
@@ -137,43 +80,12 @@ export interface MigrationHooks {
 
 // ---------------------------------------------------------------- SamplingPolicy
 
-export type MetricGroup = "temperature" | "power" | "activity" | "memory" | "xgmi" | "svm";
-
-export interface ScheduleInput {
-  nowMs: number;
-  gpus: {
-    id: number;
-    readings: {
-      temperature_c?: number;
-      power_w?: number;
-      gfx_activity_pct?: number;
-      umc_activity_pct?: number;
-      vram_used_bytes?: number;
-      vram_total_bytes?: number;
-    };
-    limits: { temperature_c_max?: number; power_w_max?: number };
-    errors: Partial<Record<MetricGroup, number>>;
-  }[];
-  intervals: Record<string, Partial<Record<MetricGroup, number>>>;
-}
-
 export interface SamplingHooks {
   /** Per GPU id and group, the next interval in ms (100 .. 3,600,000); omitted ones keep theirs. */
   schedule(input: ScheduleInput, ctx: { nowMs: number; params: Params }): Record<string, Partial<Record<MetricGroup, number>>>;
 }
 
 // ---------------------------------------------------------------- SessionPolicy
-
-export interface SessionInput {
-  nowMs: number;
-  requestsPerS: number;
-  initLatencyMs: number;
-  shutdownLatencyMs: number;
-  contention: number;
-  openSessions: number;
-  currentMode: "persistent" | "lazy" | "linger";
-  idleMs: number;
-}
 
 export interface SessionHooks {
   mode(
