@@ -12,6 +12,9 @@
  *   "E" + reason + "\n" + message   the plugin failed (reason: exception, invalid-output, ...)
  *   "P"                             a promise is pending: drain jobs, then call settled()
  */
+/** Longest array-like the generic Array methods accept in the sandbox (16 Mi elements). */
+export const ARRAY_LENGTH_MAX = 2 ** 24;
+
 export const PRELUDE_SOURCE = String.raw`
 (function () {
   "use strict";
@@ -24,6 +27,36 @@ export const PRELUDE_SOURCE = String.raw`
   const RealPromise = Promise, promiseResolve = Promise.resolve, promiseThen = Promise.prototype.then;
   const F64 = Float64Array, AB = ArrayBuffer;
   const WS = WeakSet, wsAdd = WeakSet.prototype.add, wsHas = WeakSet.prototype.has;
+  const hasOwn = Object.hasOwn, IE = G.InternalError, RangeErr = RangeError;
+  // Own data property (not a getter, not inherited from a patched Object.prototype).
+  const isData = function (d) { return d !== undefined && hasOwn(d, "value"); };
+  const bufferOf = getDesc(getProto(F64.prototype), "buffer").get;
+
+  // Native loops over an array-like's length never poll the interrupt handler, so a
+  // {length: 2**53 - 1} would hold the host thread for years: the generic Array methods
+  // refuse lengths no array in this heap can have.
+  const ARRAY_LENGTH_MAX = ${ARRAY_LENGTH_MAX};
+  const GUARDED = ["at", "concat", "copyWithin", "every", "fill", "filter", "find", "findIndex", "findLast",
+    "findLastIndex", "flat", "flatMap", "forEach", "includes", "indexOf", "join", "lastIndexOf", "map", "pop",
+    "push", "reduce", "reduceRight", "reverse", "shift", "slice", "some", "sort", "splice", "toLocaleString",
+    "toReversed", "toSorted", "toSpliced", "toString", "unshift", "with", "keys", "values", "entries"];
+  for (let i = 0; i < GUARDED.length; i++) {
+    const name = GUARDED[i], d = getDesc(AP, name);
+    if (d === undefined || typeof d.value !== "function") continue;
+    const orig = d.value;
+    const guarded = {
+      [name]: function () {
+        if (this !== null && this !== undefined) {
+          const len = this.length;
+          if (typeof len === "number" && len > ARRAY_LENGTH_MAX) {
+            throw new RangeErr("Array.prototype." + name + " on a length of " + len + ": the sandbox refuses lengths over " + ARRAY_LENGTH_MAX);
+          }
+        }
+        return apply(orig, this, arguments);
+      },
+    }[name];
+    defineProperty(AP, name, { value: guarded, writable: true, configurable: true, enumerable: false });
+  }
 
   // Proxies are not data: remember every proxy the plugin makes.
   const proxies = new WS();
@@ -112,7 +145,7 @@ export const PRELUDE_SOURCE = String.raw`
       for (let i = 0; i < n; i++) {
         const d = getDesc(v, i);
         if (d === undefined) return fail("invalid-output", path + "[" + i + "]: hole in array");
-        if (!("value" in d)) return fail("invalid-output", path + "[" + i + "]: a getter is not data");
+        if (!isData(d)) return fail("invalid-output", path + "[" + i + "]: a getter is not data");
         const s = ser(d.value, path + "[" + i + "]", depth + 1, ancestors, budget);
         if (s === null && failReason) return null;
         out += (i ? "," : "") + s;
@@ -127,7 +160,7 @@ export const PRELUDE_SOURCE = String.raw`
         if (typeof k !== "string") return fail("invalid-output", path + ": a symbol key is not data");
         const d = getDesc(v, k);
         if (!d.enumerable) continue;
-        if (!("value" in d)) return fail("invalid-output", path + "." + k + ": a getter is not data");
+        if (!isData(d)) return fail("invalid-output", path + "." + k + ": a getter is not data");
         const s = ser(d.value, path + "." + k, depth + 1, ancestors, budget);
         if (s === null && failReason) return null;
         out += (out.length > 1 ? "," : "") + jsonString(k) + ":" + s;
@@ -158,7 +191,7 @@ export const PRELUDE_SOURCE = String.raw`
   const dataProp = function (o, k) {
     for (let p = o, i = 0; p !== null && i < 4; p = getProto(p), i++) {
       const d = getDesc(p, k);
-      if (d !== undefined) return "value" in d && typeof d.value === "string" ? d.value : "";
+      if (d !== undefined) return isData(d) && typeof d.value === "string" ? d.value : "";
     }
     return "";
   };
@@ -168,8 +201,11 @@ export const PRELUDE_SOURCE = String.raw`
       return "Eexception\nthrew a non-Error " + (t === "string" ? "string: " + e.slice(0, ERR_MAX) : t === "symbol" ? "symbol" : t + ": " + toStr(e));
     }
     const name = dataProp(e, "name"), msg = dataProp(e, "message");
-    if (name === "InternalError" && msg === "out of memory") return "Eoom\nout of memory";
-    if (name === "InternalError" && msg === "stack overflow") return "Estack\nstack overflow";
+    // Only the engine's own InternalError counts as out of memory or stack overflow; a plain
+    // object dressed up as one is the plugin's exception.
+    const real = IE !== undefined && e instanceof IE && hasOwn(e, "stack");
+    if (real && msg === "out of memory") return "Eoom\nout of memory";
+    if (real && msg === "stack overflow") return "Estack\nstack overflow";
     if (name === "" && msg === "") return "Eexception\nthrew a non-Error object";
     return "Eexception\n" + (name || "Error") + ": " + msg.slice(0, ERR_MAX);
   };
@@ -203,6 +239,7 @@ export const PRELUDE_SOURCE = String.raw`
   const host = freeze({
     // Called once per module build: hand over the exports and the host's settings.
     install: function (ns, settingsJson) {
+      if (exportsNs !== null) return "Eload\ninstall may run once";
       const s = jsonParse(settingsJson);
       exportsNs = ns; outCap = s.output_bytes; logCap = s.log_bytes; rngState = (s.seed | 0) || 1;
       const names = ownKeys(ns), fns = [], data = {};
@@ -210,7 +247,7 @@ export const PRELUDE_SOURCE = String.raw`
         const k = names[i];
         if (typeof k !== "string") continue;
         const d = getDesc(ns, k);
-        if (d === undefined || !("value" in d)) continue;
+        if (!isData(d)) continue;
         if (typeof d.value === "function") fns[fns.length] = k; else data[k] = d.value;
       }
       const r = serialize({ functions: fns, data: data });
@@ -237,11 +274,15 @@ export const PRELUDE_SOURCE = String.raw`
       let out;
       try { out = a(exportsNs, new F64(buf), n, parseCtx(ctxJson), tools); } catch (e) { return thrown(e); }
       if (typeof out === "string") return out;
-      return out.buffer;
+      try { return apply(bufferOf, out, []); } catch (e) { return "Einvalid-output\nadapter " + adapter + " returned no typed array"; }
     },
+    // Logs as text: the dropped count, then each line as a JSON string. Built by hand:
+    // JSON.stringify of an object would consult a patched Object.prototype.toJSON.
     logs: function () {
       if (logLines.length === 0 && logDropped === 0) return "";
-      return jsonString({ lines: logLines, dropped: logDropped });
+      let text = toStr(logDropped);
+      for (let i = 0; i < logLines.length; i++) text += "\n" + jsonString(toStr(logLines[i]));
+      return text;
     },
   });
   defineProperty(G, "__svmrt", { value: host, writable: false, configurable: false, enumerable: false });
@@ -252,7 +293,7 @@ export const PRELUDE_SOURCE = String.raw`
       const keys = ownKeys(ns);
       for (let i = 0; i < keys.length; i++) {
         const d = getDesc(ns, keys[i]);
-        if (d !== undefined && "value" in d) lib[keys[i]] = d.value;
+        if (isData(d)) lib[keys[i]] = d.value;
       }
       defineProperty(G, name, { value: freeze(lib), writable: false, configurable: false, enumerable: false });
     },

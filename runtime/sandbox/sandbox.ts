@@ -140,6 +140,22 @@ function armClock(clock: Clock, budgetMs: number): void {
   clock.fuelLeft = budgetMs * FUEL_POLLS_PER_MS;
 }
 
+/** Failure reasons the guest prelude and adapters report; quarantine and limits are the host's. */
+const GUEST_FAILURE_REASONS: readonly PolicyFailureReason[] = ["oom", "stack", "invalid-output", "output-limit", "exception", "load"];
+
+/** Promise jobs run between two deadline checks while a hook's promise settles. */
+const JOBS_PER_CHECK = 64;
+
+/**
+ * True for the host-side exceptions that mean the Wasm instance itself is broken: a trap,
+ * an abort (QuickJS assertion), or the host stack exhausted inside Wasm. Any other host
+ * exception is an error in reading the answer, not a crash.
+ */
+function isWasmCrash(e: unknown): boolean {
+  if (e instanceof WebAssembly.RuntimeError || e instanceof RangeError) return true;
+  return /Aborted\(|unreachable|call stack|out of bounds/i.test(String((e as Error)?.message ?? e));
+}
+
 /** Share of the memory limit in use at which a timed-out call counts as out of memory. */
 const OOM_NEAR_LIMIT_RATIO = 0.9;
 
@@ -331,12 +347,23 @@ export class Sandbox implements Disposable {
 
   /** Readable text of a guest error handle, without letting it run long. */
   private static errorText(context: QuickJSContext, err: QuickJSHandle): string {
+    // Not context.dump: it runs the value's getters and consumes promise handles. Read the
+    // name and message as strings only; anything else is named by its type.
     try {
-      const d = context.dump(err) as { name?: unknown; message?: unknown } | null;
-      if (d && typeof d === "object" && typeof d.message === "string") {
-        return clip(`${typeof d.name === "string" ? d.name : "Error"}: ${d.message}`);
-      }
-      return clip(`threw ${JSON.stringify(d)}`);
+      const t = context.typeof(err);
+      if (t === "string") return clip(`threw a string: ${context.getString(err)}`);
+      if (t !== "object") return `threw a ${t}`;
+      const prop = (k: string): string | undefined => {
+        const h = context.getProp(err, k);
+        try {
+          return context.typeof(h) === "string" ? context.getString(h) : undefined;
+        } finally {
+          h.dispose();
+        }
+      };
+      const message = prop("message");
+      if (message === undefined) return "threw a non-Error object";
+      return clip(`${prop("name") ?? "Error"}: ${message}`);
     } catch {
       return "threw a value that could not be read";
     }
@@ -406,9 +433,19 @@ export class Sandbox implements Disposable {
     r.value.dispose();
     if (!text) return [];
     if (text.length > this.opts.limits.log_bytes * 2 + 1024) return ["[logs over the cap: dropped]"];
-    const parsed = JSON.parse(text) as { lines: unknown; dropped: unknown };
-    const lines = Array.isArray(parsed.lines) ? parsed.lines.filter((l): l is string => typeof l === "string") : [];
-    if (typeof parsed.dropped === "number" && parsed.dropped > 0) lines.push(`[${parsed.dropped} log lines dropped: over ${this.opts.limits.log_bytes} bytes]`);
+    // "<dropped>\n<json string>\n<json string>..." (see the prelude's logs()).
+    const [droppedText, ...rest] = text.split("\n");
+    const lines: string[] = [];
+    for (const l of rest) {
+      try {
+        const v = JSON.parse(l) as unknown;
+        if (typeof v === "string") lines.push(v);
+      } catch {
+        // A line the plugin forged: not a log line.
+      }
+    }
+    const dropped = Number(droppedText);
+    if (Number.isInteger(dropped) && dropped > 0) lines.push(`[${dropped} log lines dropped: over ${this.opts.limits.log_bytes} bytes]`);
     return lines;
   }
 
@@ -417,33 +454,46 @@ export class Sandbox implements Disposable {
     if (wire.length > this.opts.limits.output_bytes + 1) {
       return this.failure("output-limit", `output of ${wire.length} bytes exceeds ${this.opts.limits.output_bytes}`, logs);
     }
-    if (wire[0] === "R") return { ok: true, value: JSON.parse(wire.slice(1)) as T, logs };
+    if (wire[0] === "R") {
+      try {
+        return { ok: true, value: JSON.parse(wire.slice(1)) as T, logs };
+      } catch {
+        return this.failure("invalid-output", "the plugin's answer is not JSON (the serializer was tampered with)", logs);
+      }
+    }
     if (wire[0] === "E") {
       const nl = wire.indexOf("\n");
-      const reason = wire.slice(1, nl) as PolicyFailureReason;
-      return this.failure(reason, wire.slice(nl + 1), logs);
+      const reason = wire.slice(1, nl);
+      // Only reasons the guest may report: never a forged "quarantined" or an unknown word.
+      const allowed: readonly string[] = GUEST_FAILURE_REASONS;
+      if (nl < 0 || !allowed.includes(reason)) return this.failure("invalid-output", "the plugin forged a failure answer", logs);
+      return this.failure(reason as PolicyFailureReason, wire.slice(nl + 1), logs);
     }
     return this.failure("invalid-output", "the plugin returned an unreadable answer", logs);
   }
 
+  /** The call was interrupted: by the heap cap (oom) or by its deadline (timeout). */
+  private escapedTimeout(what: string): CallResult<never> {
+    if (this.clock.heapExceeded) {
+      return this.failure("oom", `${what} grew the sandbox heap past ${this.inst?.heapCapBytes ?? 0} bytes`);
+    }
+    // Near the memory limit QuickJS collects garbage on every allocation, so a memory bomb
+    // often runs into the deadline before an allocation fails: call that what it is.
+    const used = this.memoryUsedBytes();
+    if (used >= this.opts.limits.memory_bytes * OOM_NEAR_LIMIT_RATIO) {
+      return this.failure("oom", `${what} exhausted its memory (${used} of ${this.opts.limits.memory_bytes} bytes) and ran out of time`);
+    }
+    const budget = this.clock.deterministic
+      ? `its budget of ${this.opts.limits.timeout_ms * FUEL_POLLS_PER_MS} interpreter polls (deterministic ${this.opts.limits.timeout_ms} ms)`
+      : `its deadline of ${this.opts.limits.timeout_ms} ms`;
+    return this.failure("timeout", `${what} exceeded ${budget}`);
+  }
+
   /** A guest error handle that escaped the prelude's own catch (interrupts, OOM while failing). */
   private escaped(inst: Instance, err: QuickJSHandle, what: string): CallResult<never> {
-    if (this.clock.heapExceeded) {
-      err.dispose();
-      return this.failure("oom", `${what} grew the sandbox heap past ${inst.heapCapBytes} bytes`);
-    }
     if (this.clock.interrupted) {
       err.dispose();
-      // Near the memory limit QuickJS collects garbage on every allocation, so a memory bomb
-      // often runs into the deadline before an allocation fails: call that what it is.
-      const used = this.memoryUsedBytes();
-      if (used >= this.opts.limits.memory_bytes * OOM_NEAR_LIMIT_RATIO) {
-        return this.failure("oom", `${what} exhausted its memory (${used} of ${this.opts.limits.memory_bytes} bytes) and ran out of time`);
-      }
-      const budget = this.clock.deterministic
-        ? `its budget of ${this.opts.limits.timeout_ms * FUEL_POLLS_PER_MS} interpreter polls (deterministic ${this.opts.limits.timeout_ms} ms)`
-        : `its deadline of ${this.opts.limits.timeout_ms} ms`;
-      return this.failure("timeout", `${what} exceeded ${budget}`);
+      return this.escapedTimeout(what);
     }
     armClock(this.clock, this.opts.limits.timeout_ms);
     const text = Sandbox.errorText(inst.context, err);
@@ -453,10 +503,19 @@ export class Sandbox implements Disposable {
     return this.failure("exception", `${what}: ${text}`);
   }
 
+  /** The running call used up its budget (interrupted, deadline passed, or fuel spent). */
+  private pastDeadline(): boolean {
+    const c = this.clock;
+    return c.interrupted || (c.deterministic ? c.fuelLeft < 0 : performance.now() > c.deadlineMs);
+  }
+
   /** Drain promise jobs until the call's answer settles or the deadline passes. */
   private drainPending(inst: Instance, hook: string): string | CallResult<never> {
-    for (let round = 0; round < 64; round++) {
-      const jobs = inst.runtime.executePendingJobs(PENDING_JOBS_MAX);
+    for (let ran = 0; ran < PENDING_JOBS_MAX; ran += JOBS_PER_CHECK) {
+      // The deadline is final: a plugin that catches the interrupt inside an async function
+      // (it becomes an ordinary rejection there) gets no more time.
+      if (this.pastDeadline()) return this.failure("timeout", `hook ${hook} exceeded its deadline of ${this.opts.limits.timeout_ms} ms`);
+      const jobs = inst.runtime.executePendingJobs(JOBS_PER_CHECK);
       if (jobs.error) return this.escaped(inst, jobs.error, `hook ${hook}`);
       const r = inst.context.callFunction(inst.fnSettled, inst.context.undefined);
       if (r.error) return this.escaped(inst, r.error, `hook ${hook}`);
@@ -482,6 +541,9 @@ export class Sandbox implements Disposable {
   callSync<T>(inst: Instance | undefined, hook: string, input: unknown, ctxJson: string): CallResult<T> {
     if (!inst) return this.failure("quarantined", this.quarantineText());
     const r = this.callInner<T>(inst, hook, input, ctxJson);
+    // A call that timed out and left promise jobs queued would hand them to the next call's
+    // drain (a loop that catches every interrupt): drop the instance instead.
+    if (!r.ok && r.reason === "timeout" && this.inst?.runtime.hasPendingJob()) this.recycle();
     this.recycleIfBloated();
     return r;
   }
@@ -492,11 +554,14 @@ export class Sandbox implements Disposable {
    */
   private recycleIfBloated(): void {
     const inst = this.inst;
-    if (inst && wasmHeapBytes(inst.raw) > inst.heapCapBytes) {
-      Sandbox.teardown(inst, []);
-      this.inst = undefined;
-      this.stats.recycles++;
-    }
+    if (inst && wasmHeapBytes(inst.raw) > inst.heapCapBytes) this.recycle();
+  }
+
+  /** Drop the live instance; the next call builds a fresh one from the cached module. */
+  private recycle(): void {
+    if (this.inst) Sandbox.teardown(this.inst, []);
+    this.inst = undefined;
+    this.stats.recycles++;
   }
 
   private callInner<T>(inst: Instance, hook: string, input: unknown, ctxJson: string): CallResult<T> {
@@ -514,16 +579,19 @@ export class Sandbox implements Disposable {
       if (r.error) return this.escaped(inst, r.error, `hook ${hook}`);
       let wire = context.getString(r.value);
       r.value.dispose();
+      if (this.clock.interrupted) return this.escapedTimeout(`hook ${hook}`);
       if (wire === "P") {
         const drained = this.drainPending(inst, hook);
         if (typeof drained !== "string") return { ...drained, logs: this.takeLogs(inst) };
+        if (this.clock.interrupted) return this.escapedTimeout(`hook ${hook}`);
         wire = drained;
       }
       const logs = this.takeLogs(inst);
       return this.decodeWire<T>(wire, logs);
     } catch (e) {
       if (e instanceof PolicyError) throw e;
-      return this.crashed(e);
+      if (isWasmCrash(e)) return this.crashed(e);
+      return this.failure("invalid-output", `the answer could not be read: ${String((e as Error)?.message ?? e).slice(0, 300)}`);
     }
   }
 
@@ -590,7 +658,8 @@ export class Sandbox implements Disposable {
       return { ok: true, value: null, logs: this.takeLogs(inst) };
     } catch (e) {
       if (e instanceof PolicyError) throw e;
-      return this.crashed(e);
+      if (isWasmCrash(e)) return this.crashed(e);
+      return this.failure("invalid-output", `the answer could not be read: ${String((e as Error)?.message ?? e).slice(0, 300)}`);
     }
   }
 
