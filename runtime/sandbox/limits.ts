@@ -10,7 +10,13 @@ export interface SandboxLimits {
   load_timeout_ms: number;
   /** QuickJS heap limit of the policy's runtime. */
   memory_bytes: number;
-  /** QuickJS stack limit. Above ~512 KiB the host's own stack runs out first (measured). */
+  /**
+   * QuickJS stack limit. Guest C frames are also Wasm frames on the host's thread stack, and
+   * some recursions (the parser, JSON) use far more host stack per QuickJS byte than the
+   * interpreter: at 128 KiB nested `Function` source already overflowed the host first
+   * (measured), at 96 KiB and below QuickJS's own check trips. JSON.stringify of a
+   * pathologically deep structure takes time in proportion (~180 ms at 64 KiB).
+   */
   stack_bytes: number;
   /** Largest encoded input of one call (JSON text or typed-array bytes). */
   input_bytes: number;
@@ -28,7 +34,7 @@ export const SANDBOX_DEFAULTS: Readonly<SandboxLimits> = Object.freeze({
   timeout_ms: 50,
   load_timeout_ms: 500,
   memory_bytes: 16 * 1024 * 1024,
-  stack_bytes: 256 * 1024,
+  stack_bytes: 64 * 1024,
   input_bytes: 1024 * 1024,
   output_bytes: 256 * 1024,
   log_bytes: 4 * 1024,
@@ -41,7 +47,7 @@ export const SANDBOX_MAXIMA: Readonly<SandboxLimits> = Object.freeze({
   timeout_ms: 10_000,
   load_timeout_ms: 10_000,
   memory_bytes: 256 * 1024 * 1024,
-  stack_bytes: 512 * 1024,
+  stack_bytes: 96 * 1024,
   input_bytes: 16 * 1024 * 1024,
   output_bytes: 4 * 1024 * 1024,
   log_bytes: 64 * 1024,

@@ -12,6 +12,9 @@
  *   "E" + reason + "\n" + message   the plugin failed (reason: exception, invalid-output, ...)
  *   "P"                             a promise is pending: drain jobs, then call settled()
  */
+/** Deepest JSON.parse input accepted in the sandbox. */
+export const JSON_DEPTH_MAX = 256;
+
 /** Longest array-like the generic Array methods accept in the sandbox (16 Mi elements). */
 export const ARRAY_LENGTH_MAX = 2 ** 24;
 
@@ -75,6 +78,41 @@ export const PRELUDE_SOURCE = String.raw`
     };
     defineProperty(G, "Proxy", { value: P, writable: true, configurable: true, enumerable: false });
   }
+
+  // No code from strings: eval and the Function constructors (reached through any
+  // function's .constructor) would let a plugin feed QuickJS's parser input nested deep
+  // enough to exhaust the host stack before QuickJS's own check trips, and plugins have
+  // no use for them.
+  const noEval = function () { throw new TypeError("code from strings is not available in the sandbox"); };
+  defineProperty(G, "eval", { value: noEval, writable: false, configurable: false, enumerable: false });
+  const ctorHosts = [function () {}, async function () {}, function* () {}, async function* () {}];
+  for (let i = 0; i < ctorHosts.length; i++) {
+    defineProperty(getProto(ctorHosts[i]), "constructor", { value: noEval, writable: false, configurable: false, enumerable: false });
+  }
+  defineProperty(G, "Function", { value: noEval, writable: false, configurable: false, enumerable: false });
+
+  // JSON.parse recursion has the same host-stack problem: refuse nesting deeper than
+  // JSON_DEPTH_MAX (only texts long enough to nest that deep are scanned).
+  const JSON_DEPTH_MAX = ${JSON_DEPTH_MAX};
+  const charCodeAt = String.prototype.charCodeAt;
+  const guardedParse = function parse(text, reviver) {
+    const t = toStr(text);
+    if (t.length > JSON_DEPTH_MAX * 2) {
+      let depth = 0, inString = false;
+      for (let i = 0; i < t.length; i++) {
+        const c = apply(charCodeAt, t, [i]);
+        if (inString) {
+          if (c === 92) i++; // backslash: skip the escaped character
+          else if (c === 34) inString = false;
+        } else if (c === 34) inString = true;
+        else if (c === 91 || c === 123) {
+          if (++depth > JSON_DEPTH_MAX) throw new RangeErr("JSON nested deeper than " + JSON_DEPTH_MAX + " levels");
+        } else if (c === 93 || c === 125) depth--;
+      }
+    }
+    return apply(jsonParse, JSON, [t, reviver]);
+  };
+  defineProperty(JSON, "parse", { value: guardedParse, writable: true, configurable: true, enumerable: false });
 
   // Deterministic randomness: xorshift32 seeded by the host.
   let rngState = 1;

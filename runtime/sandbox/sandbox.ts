@@ -25,6 +25,7 @@ import {
 import { type PolicyFailureReason, PolicyError } from "../errors.ts";
 import { ERROR_TEXT_BYTES_MAX, PENDING_JOBS_MAX, type SandboxLimits } from "./limits.ts";
 import { ADAPTERS_SEAL, PRELUDE_SOURCE } from "./prelude.ts";
+import { SOURCE_NESTING_MAX, sourceNesting } from "./source-check.ts";
 import { releaseVariant } from "./wasm.ts";
 
 export type CallResult<T> =
@@ -198,9 +199,25 @@ export class Sandbox implements Disposable {
    *   timeout, non-data exports) — the plugin cannot be used at all.
    */
   static async load(opts: SandboxOptions): Promise<Sandbox> {
+    const nesting = sourceNesting(opts.source);
+    if (nesting.line !== undefined) {
+      throw new PolicyError(
+        opts.name,
+        "load",
+        "load",
+        `${opts.filename}:${nesting.line}:${nesting.col}: nested deeper than ${SOURCE_NESTING_MAX} brackets, braces and parentheses`,
+      );
+    }
     const variant = opts.variant ?? (await releaseVariant());
     const clock: Clock = { deadlineMs: 0, fuelLeft: 0, deterministic: opts.deterministic === true, interrupted: false, heapExceeded: false };
-    const built = await Sandbox.build(opts, variant, clock);
+    let built: Awaited<ReturnType<typeof Sandbox.build>>;
+    try {
+      built = await Sandbox.build(opts, variant, clock);
+    } catch (e) {
+      if (e instanceof PolicyError) throw e;
+      // A trap or abort while evaluating the module: the plugin cannot load.
+      throw new PolicyError(opts.name, "load", "load", clip(`${opts.filename}: the sandbox failed while loading it: ${String((e as Error)?.message ?? e)}`));
+    }
     const sb = new Sandbox(opts, variant, clock, built.inst, built.exports);
     sb.stats.builds = 1;
     return sb;
