@@ -1,9 +1,10 @@
 /**
  * `svmrt policy check | eval | test | schema`: the operator's and plugin author's tools.
  */
+import { statSync } from "node:fs";
 import { ConfigError, ConfigErrors, PolicyError, UsageError } from "../errors.ts";
 import { findPolicyFiles } from "../policy/files.ts";
-import { KINDS } from "../policy/kinds.ts";
+import { KINDS, hookOf } from "../policy/kinds.ts";
 import { Policy } from "../policy/policy.ts";
 import { policyJsonSchema } from "../policy/schema.ts";
 import { runPolicyTests } from "../policy/testing.ts";
@@ -120,21 +121,59 @@ async function checkOrTest(argv: string[], io: CliIO, mode: "check" | "test"): P
   return reports.every((r) => r.ok) ? EXIT.ok : EXIT.failed;
 }
 
+/** Deepest JSON accepted from --input / --ctx (hook inputs nest a few levels). */
+const EVAL_INPUT_DEPTH_MAX = 64;
+
+/** Read at most EVAL_INPUT_BYTES_MAX bytes of stdin; refuse more without waiting for its end. */
+async function readStdinCapped(): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of Bun.stdin.stream()) {
+    total += chunk.byteLength;
+    if (total > EVAL_INPUT_BYTES_MAX) throw new UsageError(`--input -: stdin is larger than ${EVAL_INPUT_BYTES_MAX} bytes`);
+    chunks.push(chunk);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
+/** Nesting depth of JSON text, counted outside strings. */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) max = Math.max(max, ++depth);
+    else if (c === 93 || c === 125) depth--;
+  }
+  return max;
+}
+
 async function readJsonArg(path: string, what: string): Promise<unknown> {
   let text: string;
-  if (path === "-") {
-    text = await new Response(Bun.stdin.stream()).text();
-  } else {
-    const f = Bun.file(path);
-    if (!(await f.exists())) throw new UsageError(`--${what}: ${path}: no such file`);
-    if (f.size > EVAL_INPUT_BYTES_MAX) throw new UsageError(`--${what}: ${path} is larger than ${EVAL_INPUT_BYTES_MAX} bytes`);
-    text = await f.text();
+  if (path === "-") text = await readStdinCapped();
+  else {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(path);
+    } catch {
+      throw new UsageError(`--${what}: ${path}: no such file`);
+    }
+    if (!st.isFile()) throw new UsageError(`--${what}: ${path} is not a regular file`);
+    if (st.size > EVAL_INPUT_BYTES_MAX) throw new UsageError(`--${what}: ${path} is larger than ${EVAL_INPUT_BYTES_MAX} bytes`);
+    text = await Bun.file(path).text();
   }
   if (text.length > EVAL_INPUT_BYTES_MAX) throw new UsageError(`--${what}: input larger than ${EVAL_INPUT_BYTES_MAX} bytes`);
+  const source = path === "-" ? "stdin" : path;
+  if (jsonDepth(text) > EVAL_INPUT_DEPTH_MAX) throw new UsageError(`--${what}: ${source} nests deeper than ${EVAL_INPUT_DEPTH_MAX} levels`);
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`--${what}: ${path === "-" ? "stdin" : path} is not JSON: ${(e as Error).message}`);
+    throw new UsageError(`--${what}: ${source} is not JSON: ${(e as Error).message}`);
   }
 }
 
@@ -167,7 +206,7 @@ async function evalHook(argv: string[], io: CliIO): Promise<number> {
     return EXIT.ok;
   }
   using policy = loaded;
-  const spec = policy.kindSpec.hooks[hook];
+  const spec = hookOf(policy.kindSpec, hook);
   if (!spec) throw new UsageError(`${policy.spec.kind} has no hook '${hook}'; its hooks: ${Object.keys(policy.kindSpec.hooks).join(", ")}`);
   const input = p.values.input !== undefined ? await readJsonArg(flagString(p, "input")!, "input") : spec.sampleInput;
   const ctxOverride = p.values.ctx !== undefined ? await readJsonArg(flagString(p, "ctx")!, "ctx") : {};

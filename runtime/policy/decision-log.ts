@@ -55,7 +55,12 @@ export class DecisionLog {
   add(r: Omit<DecisionRecord, "atMs" | "output"> & { output: unknown }): DecisionRecord {
     let output = JSON.stringify(r.output) ?? "null";
     if (output.length > DECISION_LOG_OUTPUT_CHARS_MAX) output = `${output.slice(0, DECISION_LOG_OUTPUT_CHARS_MAX)}…`;
-    const rec: DecisionRecord = { ...r, atMs: this.clock(), output };
+    // Fallback messages quote plugin output (keys, values): clipped like the output.
+    const fallback = r.fallback && {
+      reason: r.fallback.reason,
+      message: r.fallback.message.length > DECISION_LOG_OUTPUT_CHARS_MAX ? `${r.fallback.message.slice(0, DECISION_LOG_OUTPUT_CHARS_MAX)}…` : r.fallback.message,
+    };
+    const rec: DecisionRecord = { ...r, fallback, atMs: this.clock(), output };
     if (this.ring.length < DECISION_LOG_ENTRIES_MAX) this.ring.push(rec);
     else this.ring[this.next] = rec;
     this.next = (this.next + 1) % DECISION_LOG_ENTRIES_MAX;

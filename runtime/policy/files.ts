@@ -13,8 +13,14 @@ export function findPolicyFiles(paths: string[]): string[] {
     for (const name of readdirSync(dir).sort()) {
       if (name.startsWith(".") || name === "node_modules") continue;
       const p = join(dir, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p, depth + 1);
+      let isDir = false;
+      try {
+        isDir = statSync(p).isDirectory();
+      } catch {
+        // A dangling link or an entry that vanished: listed if it looks like a policy, so
+        // loading it reports the problem for that file alone.
+      }
+      if (isDir) walk(p, depth + 1);
       else if (/\.ya?ml$/.test(name)) out.push(p);
       if (out.length > POLICY_FILES_MAX) throw new UsageError(`more than ${POLICY_FILES_MAX} policy files under ${dir}`);
     }

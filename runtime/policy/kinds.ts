@@ -19,6 +19,8 @@ import {
 } from "./contracts/migration.ts";
 import { SAMPLE_SCHEDULE_INPUT, type ScheduleInput, checkSchedule, fixedSchedule } from "./contracts/sampling.ts";
 import { SAMPLE_SESSION_INPUT, SESSION_FALLBACK, checkSessionDecision } from "./contracts/session.ts";
+import type { TSchema } from "@sinclair/typebox";
+import { ClockCtx, EvictionInput, MigrationCtx, ObserveInput, ScheduleInputSchema, SessionInputSchema } from "./inputs.ts";
 import type { PolicyKind } from "./schema.ts";
 
 export type Checked = { ok: true; value: unknown } | { ok: false; message: string };
@@ -28,6 +30,8 @@ export interface HookSpec {
   check(out: unknown, input: unknown, ctx: Record<string, unknown>): Checked;
   /** The built-in decision, used when the plugin fails or does not export the hook. */
   fallback(input: unknown, ctx: Record<string, unknown>): unknown;
+  /** Shape of the (prepared) input; checked for inputs that come from users. */
+  inputSchema?: TSchema;
   /** Normalise a user-given input (fill defaults) before the call. */
   prepare?(input: unknown): unknown;
   sampleInput: unknown;
@@ -47,6 +51,8 @@ export interface KindSpec {
   anyOf: string[];
   /** Context a hook gets besides params when none is given. */
   sampleCtx: Record<string, unknown>;
+  /** Shape of that context. */
+  ctxSchema: TSchema;
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -141,6 +147,7 @@ export const MIGRATION_KIND: KindSpec = {
   kind: "MigrationPolicy",
   anyOf: ["restoreLocation", "migrationWindow", "prefetch", "evictionVictim", "observe"],
   sampleCtx: SAMPLE_MIGRATION_CTX as unknown as Record<string, unknown>,
+  ctxSchema: MigrationCtx,
   hooks: {
     restoreLocation: {
       summary: "per GPU fault: where the range should live (gpu_id, 0 = system memory, -1 = deny)",
@@ -179,6 +186,7 @@ export const MIGRATION_KIND: KindSpec = {
     },
     evictionVictim: {
       summary: "under VRAM pressure: index of the candidate buffer to evict",
+      inputSchema: EvictionInput,
       sampleInput: SAMPLE_EVICTION,
       check(out, input) {
         const n = (input as EvictionRequest).candidates.length;
@@ -189,6 +197,7 @@ export const MIGRATION_KIND: KindSpec = {
     },
     observe: {
       summary: "a batch of events (faults, migrations, evictions) for the plugin's own state; the answer is ignored",
+      inputSchema: ObserveInput,
       sampleInput: { events: SAMPLE_EVENTS },
       check: () => ({ ok: true, value: null }),
       fallback: () => null,
@@ -200,9 +209,11 @@ export const SAMPLING_KIND: KindSpec = {
   kind: "SamplingPolicy",
   anyOf: ["schedule"],
   sampleCtx: { nowMs: SAMPLE_SCHEDULE_INPUT.nowMs },
+  ctxSchema: ClockCtx,
   hooks: {
     schedule: {
       summary: 'latest readings, errors, time -> { "<gpu id>": { "<group>": interval_ms } }',
+      inputSchema: ScheduleInputSchema,
       sampleInput: SAMPLE_SCHEDULE_INPUT,
       check: (out, input) => checkSchedule(out, input as ScheduleInput),
       fallback: (input) => fixedSchedule(input as ScheduleInput),
@@ -214,15 +225,22 @@ export const SESSION_KIND: KindSpec = {
   kind: "SessionPolicy",
   anyOf: ["mode"],
   sampleCtx: { nowMs: SAMPLE_SESSION_INPUT.nowMs },
+  ctxSchema: ClockCtx,
   hooks: {
     mode: {
       summary: "request rate, init/shutdown latency, contention -> { mode: persistent | lazy | linger, idleGraceMs? }",
+      inputSchema: SessionInputSchema,
       sampleInput: SAMPLE_SESSION_INPUT,
       check: (out) => checkSessionDecision(out),
       fallback: () => SESSION_FALLBACK,
     },
   },
 };
+
+/** The hook of that name, own properties only (never Object.prototype's members). */
+export function hookOf(kind: KindSpec, name: string): HookSpec | undefined {
+  return Object.hasOwn(kind.hooks, name) ? kind.hooks[name] : undefined;
+}
 
 export const KINDS: Record<PolicyKind, KindSpec> = {
   MigrationPolicy: MIGRATION_KIND,

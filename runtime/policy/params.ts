@@ -85,6 +85,7 @@ export function parseParamDecls(raw: unknown): { decls: Record<string, ParamDecl
     }
     if (decl.values !== undefined && (!Array.isArray(decl.values) || !decl.values.every((x) => typeof x === "string"))) {
       errors.push(`params.${name}.values: expected a list of strings`);
+      continue;
     }
     const full = decl as ParamDecl;
     const bad = checkValue(`params.${name}.default`, full, decl.default);
@@ -109,7 +110,7 @@ export function resolveParams(
   const errors: { name: string; message: string }[] = [];
   for (const [name, d] of Object.entries(decls)) values[name] = d.default;
   for (const [name, v] of Object.entries(given ?? {})) {
-    const d = decls[name];
+    const d = Object.hasOwn(decls, name) ? decls[name] : undefined;
     if (!d) {
       const known = Object.keys(decls);
       errors.push({ name, message: `unknown parameter; the plugin declares ${known.length ? known.join(", ") : "none"}` });

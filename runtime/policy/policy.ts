@@ -7,8 +7,9 @@
  * log says why.
  */
 import { join } from "node:path";
-import { ConfigError, ConfigErrors, type PolicyFailureReason, PolicyError } from "../errors.ts";
+import { ConfigError, ConfigErrors, type PolicyFailureReason, PolicyError, UsageError } from "../errors.ts";
 import { positionOf } from "../config.ts";
+import { ERROR_TEXT_BYTES_MAX } from "../sandbox/limits.ts";
 import { type CallResult, Sandbox, type SandboxOptions } from "../sandbox/sandbox.ts";
 import {
   DECISION_STRIDE,
@@ -32,7 +33,8 @@ import {
   type Fault,
 } from "./contracts/migration.ts";
 import { DecisionLog, type DecisionRecord, batchDigestOf, digestOf } from "./decision-log.ts";
-import { type HookSpec, KINDS, type KindSpec, type PrefetchInput } from "./kinds.ts";
+import { inputProblem } from "./inputs.ts";
+import { type HookSpec, KINDS, type KindSpec, type PrefetchInput, hookOf } from "./kinds.ts";
 import { type LoadOptions, type PolicySpec, readPolicySpec, shippedPluginsDir } from "./loader.ts";
 import {
   FAULT_HEADER,
@@ -62,6 +64,11 @@ export interface PolicyLoadOptions extends LoadOptions {
   seed?: number;
   /** Sandbox overrides for tests (variant, wrapModule). */
   sandbox?: Partial<Pick<SandboxOptions, "variant" | "wrapModule" | "deterministic">>;
+}
+
+/** Contract-check messages quote plugin output (keys, values): clip them like sandbox errors. */
+function clipText(text: string): string {
+  return text.length > ERROR_TEXT_BYTES_MAX ? `${text.slice(0, ERROR_TEXT_BYTES_MAX)}…` : text;
 }
 
 /** The binary input of migration.prefetch: [nowNs, n, records..., decisions...]. */
@@ -165,13 +172,17 @@ export class Policy implements Disposable {
    * Run one hook. Validates the answer; on any failure the fallback decides (or, for a
    * fail-closed policy, PolicyError is thrown). `input` may be partial for hooks with a
    * `prepare` step (faults).
+   * @throws UsageError when the hook does not exist or the input or context is malformed.
    */
   async invoke<T = unknown>(hook: string, input: unknown, ctx: Record<string, unknown>): Promise<Decision<T>> {
-    const spec: HookSpec | undefined = this.kindSpec.hooks[hook];
+    const spec: HookSpec | undefined = hookOf(this.kindSpec, hook);
     if (!spec) {
-      throw new PolicyError(this.name, hook, "load", `${this.spec.kind} has no hook '${hook}' (hooks: ${Object.keys(this.kindSpec.hooks).join(", ")})`);
+      throw new UsageError(`${this.spec.kind} has no hook '${hook}' (hooks: ${Object.keys(this.kindSpec.hooks).join(", ")})`);
     }
     const prepared = spec.prepare ? spec.prepare(input) : input;
+    const problem =
+      (spec.inputSchema && inputProblem(spec.inputSchema, prepared, "input")) || inputProblem(this.kindSpec.ctxSchema, ctx, "ctx");
+    if (problem) throw new UsageError(`hook ${hook}: ${problem}`);
     const fullCtx = this.contextWith(ctx);
     const digest = digestOf(JSON.stringify(prepared) ?? "");
     if (!this.hooks.has(hook)) {
@@ -188,7 +199,7 @@ export class Policy implements Disposable {
     if (result.ok) {
       const checked = spec.check(result.value, prepared, fullCtx);
       if (checked.ok) value = checked.value;
-      else failure = { reason: "invalid-output", message: checked.message };
+      else failure = { reason: "invalid-output", message: clipText(checked.message) };
     } else failure = { reason: result.reason, message: result.message };
     if (failure) {
       this.log.add({ policy: this.name, revision: this.spec.revision, hook, inputDigest: digest, output: null, fallback: failure, count: 1 });
@@ -379,7 +390,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
           Number.isInteger(ws) && Number.isInteger(wl) && ws <= addr && wl >= addr && ws >= faults[r + F.rangeStart]! && wl <= faults[r + F.rangeLast]!;
         if (!locOk || !winOk) {
           const f = readFault(faults, i, this.fault);
-          if (!firstInvalid) firstInvalid = `fault ${j} (page ${addr}): ${checkFaultDecision(f, loc, ws, wl, ctx)}`;
+          if (!firstInvalid) firstInvalid = clipText(`fault ${j} (page ${addr}): ${checkFaultDecision(f, loc, ws, wl, ctx)}`);
           invalid++;
           if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "restoreLocation", "invalid-output", firstInvalid);
           this.kernelDecide(faults, i, ctx, out);
@@ -416,7 +427,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
       if (r.ok) {
         const c = spec.check(r.value, input, fullCtx);
         if (c.ok) return c.value as T;
-        failure = { reason: "invalid-output", message: c.message };
+        failure = { reason: "invalid-output", message: clipText(c.message) };
       } else failure = { reason: r.reason, message: r.message };
     }
     p.log.add({ policy: p.name, revision: p.spec.revision, hook, inputDigest: digestOf(JSON.stringify(input) ?? ""), output: null, fallback: failure, count: 1 });
@@ -439,7 +450,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
       if (r.ok) {
         const c = spec.check(r.value, null, { gpus: ctx.gpus });
         if (c.ok) return c.value as PrefetchRequest[];
-        failure = { reason: "invalid-output", message: c.message };
+        failure = { reason: "invalid-output", message: clipText(c.message) };
       } else failure = { reason: r.reason, message: r.message };
     }
     p.log.add({ policy: p.name, revision: p.spec.revision, hook: "prefetch", inputDigest: batchDigestOf(input), output: null, fallback: failure, count: 1 });

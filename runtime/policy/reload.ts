@@ -6,11 +6,10 @@
  * events on some filesystems; a file counts as changed when its revision (content hash of
  * the YAML and its plugin) changes.
  */
-import { type FSWatcher, watch } from "node:fs";
+import { type FSWatcher, readFileSync, watch } from "node:fs";
 import { resolve } from "node:path";
-import { ConfigErrors, PolicyError } from "../errors.ts";
 import { findPolicyFiles } from "./files.ts";
-import { readPolicySpec } from "./loader.ts";
+import { type PolicySpec, readPolicySpec } from "./loader.ts";
 import { Policy, type PolicyLoadOptions } from "./policy.ts";
 import { runPolicyTests } from "./testing.ts";
 
@@ -23,18 +22,35 @@ export const REPLACED_POLICY_GRACE_MS = 5_000;
 
 export interface PolicySlot {
   file: string;
+  /** Hash of the YAML bytes and its plugin's bytes when last read. */
+  fingerprint?: string;
+  /** The plugin file the YAML named when last read. */
+  pluginPath?: string;
+  /** Load again on the next rescan even if the bytes did not change (a passing failure). */
+  retry?: boolean;
   /** The revision serving now; undefined when the file never loaded. */
   policy?: Policy;
   /** The newest attempt's failure, when it failed (the last good revision keeps serving). */
   error?: string;
-  /** Revision of the newest content seen, loaded or not. */
-  seenRevision?: string;
 }
 
 export type ReloadEvent =
   | { type: "loaded"; file: string; name: string; revision: string; replaced?: string }
   | { type: "rejected"; file: string; revision?: string; error: string; serving?: string }
   | { type: "removed"; file: string; name: string };
+
+/** Cheap identity of a policy file and its plugin: wyhash of their bytes ("" when unreadable). */
+function fingerprintOf(file: string, pluginPath: string | undefined): string {
+  const hash = (p: string | undefined) => {
+    if (p === undefined) return "-";
+    try {
+      return Bun.hash(readFileSync(p)).toString(16);
+    } catch {
+      return "";
+    }
+  };
+  return `${hash(file)}:${hash(pluginPath)}`;
+}
 
 export class PolicyFolder implements Disposable {
   readonly dir: string;
@@ -71,7 +87,7 @@ export class PolicyFolder implements Disposable {
     this.debounce = setTimeout(() => void this.reload(), RELOAD_DEBOUNCE_MS);
   }
 
-  /** Rescan now. Reloads are serialised: one at a time, in order. */
+  /** Rescan now. Reloads are serialised: one at a time, in order, files sorted by path. */
   reload(): Promise<void> {
     this.running = this.running.then(() => this.reloadOnce());
     return this.running;
@@ -102,34 +118,81 @@ export class PolicyFolder implements Disposable {
     for (const file of files) await this.reloadFile(file);
   }
 
+  /** Which file serves a policy name now. */
+  private servingFileOf(name: string): string | undefined {
+    for (const [file, s] of this.slots) if (s.policy?.name === name) return file;
+    return undefined;
+  }
+
+  /** Record a failure; report it unless it is the one already reported for this file. */
+  private reject(slot: PolicySlot, error: string, revision?: string): void {
+    if (slot.error === error) return;
+    slot.error = error;
+    this.emit({ type: "rejected", file: slot.file, revision, error, serving: slot.policy?.spec.revision });
+  }
+
   private async reloadFile(file: string): Promise<void> {
     const slot = this.slots.get(file) ?? { file };
     this.slots.set(file, slot);
-    let revision: string | undefined;
+    // Unchanged bytes (YAML and its plugin) and nothing to retry: no parse, no load.
+    const before = fingerprintOf(file, slot.pluginPath);
+    if (before === slot.fingerprint && !slot.retry) return;
+    let spec: PolicySpec;
     try {
-      const spec = await readPolicySpec(file, this.opts);
-      revision = spec.revision;
-      if (revision === slot.seenRevision) return; // unchanged (including unchanged-and-broken)
-      slot.seenRevision = revision;
-      const fresh = await Policy.fromSpec(spec, this.opts);
-      const failed = (await runPolicyTests(fresh)).filter((t) => !t.ok);
-      if (failed.length) {
-        fresh.dispose();
-        throw new Error(`inline tests failed: ${failed.map((t) => `'${t.name}': ${t.message}`).join("; ")}`);
-      }
-      const old = slot.policy;
-      slot.policy = fresh; // the swap: one assignment, readers see old or new, never half
-      slot.error = undefined;
-      this.emit({ type: "loaded", file, name: fresh.name, revision, replaced: old?.spec.revision });
-      if (old) this.retire(old);
+      spec = await readPolicySpec(file, this.opts);
     } catch (e) {
-      if (!(e instanceof ConfigErrors || e instanceof PolicyError || e instanceof Error)) throw e;
-      const key = revision ?? `unreadable:${(e as Error).message}`;
-      if (revision === undefined && slot.seenRevision === key) return; // same broken file: reported already
-      slot.seenRevision = key;
-      slot.error = (e as Error).message;
-      this.emit({ type: "rejected", file, revision, error: slot.error, serving: slot.policy?.spec.revision });
+      // A configuration error is a property of these bytes: not retried until they change.
+      slot.fingerprint = before;
+      slot.retry = false;
+      this.reject(slot, (e as Error).message);
+      return;
     }
+    if (this.closed) return;
+    slot.pluginPath = spec.pluginPath;
+    const fingerprint = fingerprintOf(file, spec.pluginPath);
+    slot.fingerprint = fingerprint;
+    if (slot.policy?.spec.revision === spec.revision) {
+      slot.retry = false;
+      return;
+    }
+    const owner = this.servingFileOf(spec.name);
+    if (owner !== undefined && owner !== file) {
+      // Retried on every rescan: it may serve once the other file goes away.
+      slot.retry = true;
+      this.reject(slot, `policy name '${spec.name}' is already served by ${owner}`, spec.revision);
+      return;
+    }
+    let fresh: Policy;
+    try {
+      // Load and test aside; then serve a fresh instance, so the inline tests leave no
+      // state behind in the plugin that serves.
+      const tested = await Policy.fromSpec(spec, this.opts);
+      try {
+        if (this.closed) return;
+        const failed = (await runPolicyTests(tested)).filter((t) => !t.ok);
+        if (failed.length) throw new Error(`inline tests failed: ${failed.map((t) => `'${t.name}': ${t.message}`).join("; ")}`);
+      } finally {
+        tested.dispose();
+      }
+      if (this.closed) return;
+      fresh = await Policy.fromSpec(spec, this.opts);
+    } catch (e) {
+      // The plugin failed to load or its tests failed: possibly a passing cause (a loaded
+      // host, memory), so it is retried on each rescan; reported once per distinct error.
+      slot.retry = true;
+      this.reject(slot, (e as Error).message, spec.revision);
+      return;
+    }
+    if (this.closed) {
+      fresh.dispose();
+      return;
+    }
+    const old = slot.policy;
+    slot.policy = fresh; // the swap: one assignment, readers see old or new, never half
+    slot.error = undefined;
+    slot.retry = false;
+    this.emit({ type: "loaded", file, name: fresh.name, revision: spec.revision, replaced: old?.spec.revision });
+    if (old) this.retire(old);
   }
 
   private retire(p: Policy): void {

@@ -5,6 +5,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { PolicyError } from "../errors.ts";
+import { hookOf } from "./kinds.ts";
 import type { Policy } from "./policy.ts";
 import type { PolicyTestCase } from "./schema.ts";
 
@@ -16,7 +17,7 @@ export interface TestOutcome {
 }
 
 export async function runPolicyTest(policy: Policy, t: PolicyTestCase): Promise<TestOutcome> {
-  const spec = policy.kindSpec.hooks[t.hook];
+  const spec = hookOf(policy.kindSpec, t.hook);
   if (!spec) {
     return { name: t.name, ok: false, message: `unknown hook '${t.hook}' (hooks of ${policy.spec.kind}: ${Object.keys(policy.kindSpec.hooks).join(", ")})` };
   }
@@ -33,7 +34,8 @@ export async function runPolicyTest(policy: Policy, t: PolicyTestCase): Promise<
     reason = d.failure?.reason;
     message = d.failure?.message ?? "";
   } catch (e) {
-    if (!(e instanceof PolicyError)) throw e;
+    // Whatever goes wrong in one case (a malformed input, a hostile ctx) fails that case.
+    if (!(e instanceof PolicyError)) return { name: t.name, ok: false, message: (e as Error)?.message ?? String(e) };
     by = "failed";
     reason = e.reason;
     message = e.message;

@@ -7,6 +7,8 @@ import { isMap, isScalar, isSeq, type LineCounter, type Node, type YAMLMap, type
 import { type YamlSource, parseYaml } from "../config.ts";
 import { ConfigError, ConfigErrors } from "../errors.ts";
 
+/** Most lines of a simulator YAML file (workloads with long hint lists are the largest). */
+export const YAML_LINES_MAX = 200_000;
 /** Largest YAML file the simulator reads, bytes. */
 export const YAML_BYTES_MAX = 4 * 1024 * 1024;
 
@@ -23,7 +25,7 @@ export class YamlReader {
     // nesting): its first error, since the simulator's readers report one at a time.
     let src: YamlSource;
     try {
-      src = parseYaml(file, text, YAML_BYTES_MAX);
+      src = parseYaml(file, text, YAML_BYTES_MAX, YAML_LINES_MAX);
     } catch (e) {
       if (e instanceof ConfigErrors && e.errors[0]) throw e.errors[0];
       throw e;

@@ -3,7 +3,7 @@
  * (quickjs-emscripten) disposes promise handles itself; the caller then disposes the same
  * handle again and QuickJSUseAfterFree escapes Sandbox.load instead of PolicyError "load",
  * skipping teardown. `svmrt policy check` / `eval` then exit 70 ("a bug in svmrt").
- * FAILS on the current code.
+ *
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";

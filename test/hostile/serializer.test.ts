@@ -8,7 +8,7 @@ import { Sandbox } from "../../runtime/sandbox/sandbox.ts";
 const load = (source: string) => Sandbox.load({ name: "ser", source, filename: "ser.js", limits: { ...SANDBOX_DEFAULTS, timeout_ms: 200 }, seed: 1 });
 
 describe("hostile: serializer", () => {
-  // FAILS: prelude `"value" in d` follows the descriptor's prototype chain, so with
+  // Guards against: prelude `"value" in d` follows the descriptor's prototype chain, so with
   // Object.prototype.value set an accessor property passes as data (its value: 1).
   test("Object.prototype.value does not let a getter through as data", async () => {
     using sb = await load("Object.prototype.value = 1;\nexport function hook() { return { get x() { return 2 } } }");

@@ -4,7 +4,7 @@
  * and passes any string an adapter returns straight through as a wire answer; the host
  * then trusts the reason text after "E" and the JSON after "R". Host-side exceptions
  * (JSON.parse of a forged answer, a double dispose) are then counted as Wasm crashes.
- * Every test here FAILS on the current code, except where noted.
+ * Every test here , except where noted.
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";

@@ -45,7 +45,7 @@ describe("svmrt policy eval --json", () => {
     });
   }
   test("input-limit", async () => {
-    const dir = tempFolder({ "in.json": JSON.stringify({ gpuId: 1, candidates: new Array(3000).fill({ rangeStart: 0, npages: 1, vramPages: 1, lastUseNs: 0, lastMigrationNs: 0 }) }) });
+    const dir = tempFolder({ "in.json": JSON.stringify({ gpuId: 1, neededPages: 1, candidates: new Array(3000).fill({ rangeStart: 0, npages: 1, vramPages: 1, lastUseNs: 0, lastMigrationNs: 0 }) }) });
     const p = withPlugin("export function evictionVictim() { return 0 }", "  limits:\n    input_bytes: 4096\n");
     const r = await runCli(["policy", "eval", p, "--hook", "evictionVictim", "--input", join(dir, "in.json"), "--json"]);
     expect(JSON.parse(r.out).error.reason).toBe("input-limit");

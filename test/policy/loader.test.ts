@@ -35,7 +35,7 @@ describe("policy files: a good one loads", () => {
 describe("policy files: hostile YAML gets file:line:col errors, never a crash", () => {
   test("duplicate keys", async () => {
     const errs = await configErrors(policyYaml("  plugin: plugin.js\n  plugin: other.js\n"));
-    expect(errs[0]).toMatch(/^DIR\/p\.yaml:7:3: valid YAML \(DUPLICATE_KEY/);
+    expect(errs[0]).toMatch(/^DIR\/p\.yaml:7:3: plugin: valid YAML \(DUPLICATE_KEY/);
   });
   test("alias bomb", async () => {
     const bomb = ["a: &a [x, x, x, x, x, x, x, x, x]"];

@@ -44,7 +44,7 @@ describe("machine profiles", () => {
       "p.yaml:5:11: gpus[0].vram: a size from 0 to 1099511627776 bytes (an integer or e.g. 2MiB, 32GiB) (got lots)",
     );
     expect(configError(() => parseProfile("p.yaml", `${GOOD}cost:\n  fault_ns: 1\n`)).message).toStartWith("p.yaml:9:3: cost.fault_ns: one of the keys");
-    expect(configError(() => parseProfile("p.yaml", GOOD.replace("name: x", "name: x\nname: y"))).message).toStartWith("p.yaml:3:1: valid YAML");
+    expect(configError(() => parseProfile("p.yaml", GOOD.replace("name: x", "name: x\nname: y"))).message).toStartWith("p.yaml:3:1: name: valid YAML");
     expect(configError(() => parseProfile("p.yaml", GOOD.replace("hbm_gbps: 100", "hbm_gbps: -1"))).field).toBe("gpus[0].hbm_gbps");
     expect(configError(() => parseProfile("p.yaml", GOOD.replace("MachineProfile", "Workload"))).message).toBe("p.yaml:1:7: kind: MachineProfile (got Workload)");
     expect(configError(() => loadProfile("nope")).message).toContain("a readable machine profile");
