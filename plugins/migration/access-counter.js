@@ -11,9 +11,10 @@
 //
 // Access in place means returning the data's current location (actualLoc, 0 when no page is
 // in VRAM). It is only valid when the faulting GPU can map it: system memory, or VRAM of a
-// GPU in its XGMI hive (KFD does not map a non-peer GPU's VRAM); otherwise, and whenever the
-// kernel would deny the fault or not move anything, the kernel's rule decides (copied below:
-// plugins cannot import). The window is not exported: the host applies the kernel's window.
+// GPU in its XGMI hive (KFD does not map a non-peer GPU's VRAM: kernel.sameHive); otherwise,
+// and whenever the kernel would deny the fault or not move anything, the kernel's rule
+// decides (kernel.restoreLocation, from the global `kernel`). The window is not exported:
+// the host applies the kernel's window.
 //
 // State: module-level counters, bounded by entries_max (the oldest forgotten).
 // It is lost when the host rebuilds the sandbox; counting then restarts, which only delays
@@ -45,7 +46,6 @@ export const params = {
 };
 
 const SYSMEM = 0;
-const UNDEFINED = 0xffffffff;
 const DENY = -1;
 /** 2 MiB in 4 KiB pages: the counting granularity (NVIDIA's access counter region). */
 const BLOCK_PAGES = 512;
@@ -62,51 +62,12 @@ const GPU_INDEX_SLOTS = 64;
  */
 const counters = new Map();
 
-/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
-function hiveOf(gpus, id) {
-  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].hiveId;
-  return 0;
-}
-
-/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
-function isAppApu(gpus, id) {
-  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].appApu;
-  return false;
-}
-
-/** @param {number} mask @param {number} index */
-function hasBit(mask, index) {
-  return Math.floor(mask / 2 ** index) % 2 === 1;
-}
-
-/**
- * svm_range_best_restore_location (kfd-svm §4), as in kernel-default.js.
- * @param {import("../types").PolicyGpu[]} gpus
- * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
- * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
- */
-function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
-  if (isAppApu(gpus, gpuId)) return SYSMEM;
-  if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
-  const hive = hiveOf(gpus, gpuId);
-  if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(gpus, preferredLoc) === hive) return preferredLoc;
-  if (hasBit(accessMask, gpuIndex)) return gpuId;
-  if (hasBit(aipMask, gpuIndex)) {
-    if (actualLoc === SYSMEM) return SYSMEM;
-    if (actualLoc === gpuId || (hive !== 0 && hiveOf(gpus, actualLoc) === hive)) return actualLoc;
-    return SYSMEM;
-  }
-  return DENY;
-}
-
 /**
  * True when GPU `gpuId` can map data at `loc` without moving it.
  * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} loc
  */
 function canMapInPlace(gpus, gpuId, loc) {
-  if (loc === SYSMEM || loc === gpuId) return true;
-  const hive = hiveOf(gpus, gpuId);
-  return hive !== 0 && hiveOf(gpus, loc) === hive;
+  return loc === SYSMEM || kernel.sameHive(gpus, gpuId, loc);
 }
 
 /**
@@ -141,13 +102,13 @@ function counterHit(gpuIndex, addr, nowNs, p) {
 }
 
 /**
- * One fault: migrate as the kernel would once the block is hot for this GPU, else in place.
+ * One fault: migrate as the kernel would (its answer is `best`) once the block is hot for
+ * this GPU, else in place.
  * @param {import("../types").MigrationContext} ctx
- * @param {number} gpuId @param {number} gpuIndex @param {number} addr @param {number} preferredLoc
- * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ * @param {number} gpuId @param {number} gpuIndex @param {number} addr @param {number} actualLoc
+ * @param {number} best
  */
-function counterRestoreLocation(ctx, gpuId, gpuIndex, addr, preferredLoc, actualLoc, accessMask, aipMask) {
-  const best = bestRestoreLocation(ctx.gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+function counterRestoreLocation(ctx, gpuId, gpuIndex, addr, actualLoc, best) {
   if (best === DENY || best === actualLoc) return best;
   // Counted only where the choice exists: the data could stay where it is.
   if (!canMapInPlace(ctx.gpus, gpuId, actualLoc)) return best;
@@ -157,22 +118,16 @@ function counterRestoreLocation(ctx, gpuId, gpuIndex, addr, preferredLoc, actual
 
 /** @type {import("../types").MigrationHooks["restoreLocation"]} */
 export function restoreLocation(f, ctx) {
-  return counterRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
+  return counterRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.actualLoc, kernel.restoreLocation(f, ctx));
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
 export function restoreLocationBatch(b, ctx) {
+  // The kernel's answers first (they depend on nothing but the fault), then the counters,
+  // fault by fault in order.
+  kernel.restoreLocationBatch(b, ctx);
   const { faults, n, stride, F, decisions } = b;
   for (let i = 0, o = 0; i < n; i++, o += stride) {
-    decisions[i * 3] = counterRestoreLocation(
-      ctx,
-      faults[o + F.gpuId],
-      faults[o + F.gpuIndex],
-      faults[o + F.addr],
-      faults[o + F.preferredLoc],
-      faults[o + F.actualLoc],
-      faults[o + F.accessMask],
-      faults[o + F.aipMask],
-    );
+    decisions[i * 3] = counterRestoreLocation(ctx, faults[o + F.gpuId], faults[o + F.gpuIndex], faults[o + F.addr], faults[o + F.actualLoc], decisions[i * 3]);
   }
 }

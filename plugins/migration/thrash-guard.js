@@ -16,8 +16,9 @@
 // "Map remotely" on KFD means: return the data's current location when it is system memory
 // or VRAM of a GPU in the faulting GPU's XGMI hive (kfd-svm.md §4: peers read each other's
 // VRAM over XGMI); anything else is pulled back to system memory, which every GPU can map.
-// Everything else is kernel-default (svm_range_best_restore_location, copied below: plugins
-// cannot import); the window is not exported, so the host applies the kernel's window.
+// Everything else is kernel-default: the kernel's answer (svm_range_best_restore_location)
+// comes from the global `kernel`, and the hive test of "map remotely" is kernel.sameHive. The
+// window is not exported, so the host applies the kernel's window.
 //
 // Migrations are seen two ways: this plugin's own restoreLocation decisions (GPU faults)
 // and `observe` events of kind "migrate" with any other trigger (prefetch, CPU fault, TTM
@@ -89,7 +90,6 @@ export const params = {
 };
 
 const SYSMEM = 0;
-const UNDEFINED = 0xffffffff;
 const DENY = -1;
 /** Location not known yet (never a gpu_id, 0 or -1). */
 const LOC_UNKNOWN = -2;
@@ -194,63 +194,22 @@ function blockMigrated(st, nowNs, to, p) {
   }
 }
 
-/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
-function hiveOf(gpus, id) {
-  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].hiveId;
-  return 0;
-}
-
-/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
-function isAppApu(gpus, id) {
-  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].appApu;
-  return false;
-}
-
-/** @param {number} mask @param {number} index */
-function hasBit(mask, index) {
-  return Math.floor(mask / 2 ** index) % 2 === 1;
-}
-
-/**
- * svm_range_best_restore_location (kfd-svm §4), as in kernel-default.js.
- * @param {import("../types").PolicyGpu[]} gpus
- * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
- * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
- */
-function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
-  if (isAppApu(gpus, gpuId)) return SYSMEM;
-  if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
-  const hive = hiveOf(gpus, gpuId);
-  if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(gpus, preferredLoc) === hive) return preferredLoc;
-  if (hasBit(accessMask, gpuIndex)) return gpuId;
-  if (hasBit(aipMask, gpuIndex)) {
-    if (actualLoc === SYSMEM) return SYSMEM;
-    if (actualLoc === gpuId || (hive !== 0 && hiveOf(gpus, actualLoc) === hive)) return actualLoc;
-    return SYSMEM;
-  }
-  return DENY;
-}
-
 /**
  * Where a GPU maps a block without migrating it to itself: the data's current location when
  * the GPU can reach it (system memory, itself, a hive peer), else system memory.
  * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} actualLoc
  */
 function remoteLocation(gpus, gpuId, actualLoc) {
-  if (actualLoc === SYSMEM || actualLoc === gpuId) return actualLoc;
-  const hive = hiveOf(gpus, gpuId);
-  if (hive !== 0 && hiveOf(gpus, actualLoc) === hive) return actualLoc;
-  return SYSMEM;
+  return actualLoc === SYSMEM || kernel.sameHive(gpus, gpuId, actualLoc) ? actualLoc : SYSMEM;
 }
 
 /**
- * One fault: the kernel's answer unless the block thrashes (throttled or pinned: map remotely).
+ * One fault: the kernel's answer `best` unless the block thrashes (throttled or pinned: map
+ * remotely).
  * @param {import("../types").MigrationContext} ctx
- * @param {number} gpuId @param {number} gpuIndex @param {number} addr @param {number} preferredLoc
- * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ * @param {number} gpuId @param {number} addr @param {number} actualLoc @param {number} best
  */
-function thrashRestoreLocation(ctx, gpuId, gpuIndex, addr, preferredLoc, actualLoc, accessMask, aipMask) {
-  const best = bestRestoreLocation(ctx.gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+function thrashRestoreLocation(ctx, gpuId, addr, actualLoc, best) {
   // Nothing moves: a denied fault, or data already where the kernel wants it.
   if (best === DENY || best === actualLoc) return best;
   const p = ctx.params;
@@ -283,23 +242,17 @@ function thrashRestoreLocation(ctx, gpuId, gpuIndex, addr, preferredLoc, actualL
 
 /** @type {import("../types").MigrationHooks["restoreLocation"]} */
 export function restoreLocation(f, ctx) {
-  return thrashRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
+  return thrashRestoreLocation(ctx, f.gpuId, f.addr, f.actualLoc, kernel.restoreLocation(f, ctx));
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
 export function restoreLocationBatch(b, ctx) {
+  // The kernel's answers first (they depend on nothing but the fault), then the thrashing
+  // state, fault by fault in order.
+  kernel.restoreLocationBatch(b, ctx);
   const { faults, n, stride, F, decisions } = b;
   for (let i = 0, o = 0; i < n; i++, o += stride) {
-    decisions[i * 3] = thrashRestoreLocation(
-      ctx,
-      faults[o + F.gpuId],
-      faults[o + F.gpuIndex],
-      faults[o + F.addr],
-      faults[o + F.preferredLoc],
-      faults[o + F.actualLoc],
-      faults[o + F.accessMask],
-      faults[o + F.aipMask],
-    );
+    decisions[i * 3] = thrashRestoreLocation(ctx, faults[o + F.gpuId], faults[o + F.addr], faults[o + F.actualLoc], decisions[i * 3]);
   }
 }
 

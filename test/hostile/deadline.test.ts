@@ -25,9 +25,9 @@ describe("hostile: the deadline holds against native loops", () => {
       const t0 = performance.now();
       const r = await sb.call("hook", null);
       const ms = performance.now() - t0;
-      // timeout_ms is 50: allow generous slack for a loaded machine, not a whole second.
+      // timeout_ms is 50: generous slack for a loaded machine; unguarded, each loop runs 1-2 s.
       // The generic Array methods refuse such lengths outright (a RangeError in the plugin).
-      expect(ms).toBeLessThan(400);
+      expect(ms).toBeLessThan(800);
       expect(r).toMatchObject({ ok: false, reason: "exception" });
       if (!r.ok) expect(r.message).toMatch(/refuses lengths over 16777216/);
     });
@@ -48,7 +48,7 @@ describe("hostile: the deadline holds against native loops", () => {
       },
       (e) => e,
     );
-    expect(performance.now() - t0).toBeLessThan(400);
+    expect(performance.now() - t0).toBeLessThan(800);
     expect(err).not.toBeNull();
   });
 });

@@ -24,7 +24,7 @@ describe("hostile: the deadline is final", () => {
     using sb = await load(catcher(20_000));
     const t0 = performance.now();
     const r = await sb.call("hook", null);
-    expect(performance.now() - t0).toBeLessThan(400);
+    expect(performance.now() - t0).toBeLessThan(1000);
     expect(r).toMatchObject({ ok: false, reason: "timeout" });
   });
 
@@ -46,7 +46,7 @@ describe("hostile: the deadline is final", () => {
     const t0 = performance.now();
     // Its queued loop died with the instance: the next call answers, at once.
     expect(await sb.call("next", null)).toMatchObject({ ok: true, value: 2 });
-    expect(performance.now() - t0).toBeLessThan(400);
+    expect(performance.now() - t0).toBeLessThan(1000);
     expect(sb.stats.recycles).toBe(1);
   });
 });

@@ -36,7 +36,7 @@ describe("hostile: deep native recursion with default limits", () => {
     using sb = await load("let a = []; for (let i = 0; i < 200000; i++) a = [a];\nexport function hook() { return JSON.stringify(a).length }");
     const t0 = performance.now();
     const r = await sb.call("hook", null);
-    expect(performance.now() - t0).toBeLessThan(400);
+    expect(performance.now() - t0).toBeLessThan(1000);
     expect(r.ok).toBe(false);
   });
 });
