@@ -109,6 +109,7 @@ export interface KernelLibrary extends Pick<MigrationHooks, "restoreLocation" | 
     aipMask: number,
   ): number;
   hasBit(mask: number, index: number): boolean;
+  isAppApu(gpus: PolicyGpu[], id: number): boolean;
   sameHive(gpus: PolicyGpu[], a: number, b: number): boolean;
 }
 

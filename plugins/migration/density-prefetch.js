@@ -2,7 +2,8 @@
 // density-prefetch: NVIDIA UVM's prefetcher (uvm_perf_prefetch.c, kfd-svm.md §10) on KFD.
 //
 //   migrationWindow  the 64 KiB big page (16 pages) holding the fault, clipped to the range,
-//                    instead of the kernel's 2 MiB block: move little on a fault ...
+//                    instead of the kernel's 2 MiB block: the kernel's window (global
+//                    `kernel`) at granularity 4 instead of 9. Move little on a fault ...
 //   prefetch         ... and more where the block is already dense: per 2 MiB block (512
 //                    pages) a bitmap of pages resident on one destination GPU, seen as a
 //                    binary tree (leaves = pages, root = the block). For each faulting block
@@ -59,6 +60,8 @@ const SYSMEM = 0;
 const BLOCK_PAGES = 512;
 /** 64 KiB in 4 KiB pages: the big page, the unit of windows and prefetches. */
 const BIG_PAGE_PAGES = 16;
+/** log2 of BIG_PAGE_PAGES: the migration granularity the windows are computed with. */
+const BIG_PAGE_GRANULARITY = 4;
 /** Most blocks one observed event or window updates (a 1 GiB prefetch spans 512 blocks). */
 const SPAN_BLOCKS_MAX = 64;
 /**
@@ -238,19 +241,16 @@ function blockPrefetch(st, block, addr, rangeStart, rangeLast, thresholdPct, out
 }
 
 /** @type {import("../types").MigrationHooks["migrationWindow"]} */
-export function migrationWindow(f) {
-  const start = Math.floor(f.addr / BIG_PAGE_PAGES) * BIG_PAGE_PAGES;
-  return { start: Math.max(start, f.rangeStart), last: Math.min(start + BIG_PAGE_PAGES - 1, f.rangeLast) };
+export function migrationWindow(f, ctx) {
+  return kernel.migrationWindow({ ...f, granularity: BIG_PAGE_GRANULARITY }, ctx);
 }
 
 /** @type {import("../types").MigrationHooks["migrationWindowBatch"]} */
-export function migrationWindowBatch(b) {
-  const { faults, n, stride, F, decisions } = b;
-  for (let i = 0, o = 0; i < n; i++, o += stride) {
-    const start = Math.floor(faults[o + F.addr] / BIG_PAGE_PAGES) * BIG_PAGE_PAGES;
-    decisions[i * 3 + 1] = Math.max(start, faults[o + F.rangeStart]);
-    decisions[i * 3 + 2] = Math.min(start + BIG_PAGE_PAGES - 1, faults[o + F.rangeLast]);
-  }
+export function migrationWindowBatch(b, ctx) {
+  // The kernel's windows over a copy of the records whose granularity is the big page.
+  const faults = b.faults.slice(0, b.n * b.stride);
+  for (let i = 0, o = b.F.granularity; i < b.n; i++, o += b.stride) faults[o] = BIG_PAGE_GRANULARITY;
+  kernel.migrationWindowBatch({ ...b, faults }, ctx);
 }
 
 /** @type {import("../types").MigrationHooks["prefetch"]} */

@@ -40,6 +40,15 @@ function hiveOf(id) {
 }
 
 /**
+ * GPU `id` is an APU in app-APU mode (MI300A): it never migrates.
+ * @param {import("../types").PolicyGpu[]} gpus @param {number} id
+ */
+export function isAppApu(gpus, id) {
+  tables(gpus);
+  return apuById[id] === true;
+}
+
+/**
  * Same GPU, or two GPUs of one XGMI hive.
  * @param {import("../types").PolicyGpu[]} gpus @param {number} a @param {number} b
  */
@@ -64,8 +73,7 @@ export function hasBit(mask, index) {
  * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
  */
 export function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
-  tables(gpus);
-  if (apuById[gpuId] === true) return SYSMEM;
+  if (isAppApu(gpus, gpuId)) return SYSMEM;
   if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
   const hive = hiveOf(gpuId);
   if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(preferredLoc) === hive) return preferredLoc;

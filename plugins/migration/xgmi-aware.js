@@ -9,86 +9,49 @@
 //   2. data on a hive peer (not the faulting GPU) and the GPU has ACCESS or ACCESS_IN_PLACE:
 //      that peer (map remotely, no migration);
 //   3. preferred location on a hive peer: that peer;
-//   4. otherwise the kernel's rule (svm_range_best_restore_location, copied below: plugins
-//      cannot import). The window is not exported: the host applies the kernel's window.
+//   4. otherwise the kernel's rule (svm_range_best_restore_location).
+// The kernel's rules (its answer, hive membership, access bits) come from the global
+// `kernel`. The window is not exported: the host applies the kernel's window.
 // Stateless.
 
 const SYSMEM = 0;
 const UNDEFINED = 0xffffffff;
-const DENY = -1;
-
-/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
-function hiveOf(gpus, id) {
-  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].hiveId;
-  return 0;
-}
-
-/** @param {import("../types").PolicyGpu[]} gpus @param {number} id */
-function isAppApu(gpus, id) {
-  for (let i = 0; i < gpus.length; i++) if (gpus[i].id === id) return gpus[i].appApu;
-  return false;
-}
-
-/** @param {number} mask @param {number} index */
-function hasBit(mask, index) {
-  return Math.floor(mask / 2 ** index) % 2 === 1;
-}
 
 /**
  * True when `peer` is another GPU of `gpuId`'s XGMI hive.
  * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} peer
  */
 function isHivePeer(gpus, gpuId, peer) {
-  if (peer === gpuId || peer === SYSMEM || peer === UNDEFINED) return false;
-  const hive = hiveOf(gpus, gpuId);
-  return hive !== 0 && hiveOf(gpus, peer) === hive;
+  return peer !== gpuId && peer !== SYSMEM && peer !== UNDEFINED && kernel.sameHive(gpus, gpuId, peer);
 }
 
 /**
- * svm_range_best_restore_location (kfd-svm §4), as in kernel-default.js.
+ * Rules 1-3 of the header: the hive peer to map from, or 0 when the kernel's answer stands
+ * (rules 1 and 4; a peer is never system memory).
  * @param {import("../types").PolicyGpu[]} gpus
  * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
  * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
  */
-function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
-  if (isAppApu(gpus, gpuId)) return SYSMEM;
-  if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
-  const hive = hiveOf(gpus, gpuId);
-  if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(gpus, preferredLoc) === hive) return preferredLoc;
-  if (hasBit(accessMask, gpuIndex)) return gpuId;
-  if (hasBit(aipMask, gpuIndex)) {
-    if (actualLoc === SYSMEM) return SYSMEM;
-    if (actualLoc === gpuId || (hive !== 0 && hiveOf(gpus, actualLoc) === hive)) return actualLoc;
-    return SYSMEM;
-  }
-  return DENY;
-}
-
-/**
- * One fault, rules 1-4 of the header.
- * @param {import("../types").PolicyGpu[]} gpus
- * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
- * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
- */
-function xgmiRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
-  if (isAppApu(gpus, gpuId) || preferredLoc === gpuId || preferredLoc === SYSMEM) {
-    return bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
-  }
-  if (isHivePeer(gpus, gpuId, actualLoc) && (hasBit(accessMask, gpuIndex) || hasBit(aipMask, gpuIndex))) return actualLoc;
+function peerLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
+  if (preferredLoc === gpuId || preferredLoc === SYSMEM || kernel.isAppApu(gpus, gpuId)) return SYSMEM;
+  if (isHivePeer(gpus, gpuId, actualLoc) && (kernel.hasBit(accessMask, gpuIndex) || kernel.hasBit(aipMask, gpuIndex))) return actualLoc;
   if (isHivePeer(gpus, gpuId, preferredLoc)) return preferredLoc;
-  return bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+  return SYSMEM;
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocation"]} */
 export function restoreLocation(f, ctx) {
-  return xgmiRestoreLocation(ctx.gpus, f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
+  const peer = peerLocation(ctx.gpus, f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask);
+  return peer !== SYSMEM ? peer : kernel.restoreLocation(f, ctx);
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
 export function restoreLocationBatch(b, ctx) {
+  // The kernel's answers for the whole batch, then the faults rules 2-3 send to a peer.
+  kernel.restoreLocationBatch(b, ctx);
   const { faults, n, stride, F, decisions } = b;
   for (let i = 0, o = 0; i < n; i++, o += stride) {
-    decisions[i * 3] = xgmiRestoreLocation(
+    const peer = peerLocation(
       ctx.gpus,
       faults[o + F.gpuId],
       faults[o + F.gpuIndex],
@@ -97,5 +60,6 @@ export function restoreLocationBatch(b, ctx) {
       faults[o + F.accessMask],
       faults[o + F.aipMask],
     );
+    if (peer !== SYSMEM) decisions[i * 3] = peer;
   }
 }
