@@ -51,6 +51,14 @@ const SMI_ID_PROCESS_END = 13;
 /** KFD_SMI_EVENT_ALL_PROCESS as a mask bit. */
 const SMI_MASK_ALL_PROCESS = 1n << 63n;
 
+/** A workload run stopped by its AbortSignal. */
+export class EmuWorkloadAborted extends Error {
+  override name = "EmuWorkloadAborted";
+  constructor() {
+    super("emulated workload stopped");
+  }
+}
+
 /** One SMI event fd of the emulated kernel (struct kfd_smi_client). */
 export class EmuSmiClient {
   /** Enabled events, bit i-1 for event i (written through the fd). */
@@ -104,6 +112,8 @@ export class EmuMachine {
   private waiters: (() => void)[] = [];
   /** SMI lines the model produced, delivered or not. */
   smiLines = 0;
+  /** Events dropped on full client fifos, every client counted (closed ones too). */
+  smiDropped = 0;
 
   constructor(opts: EmuMachineOptions) {
     this.profile = opts.profile;
@@ -180,7 +190,8 @@ export class EmuMachine {
       if (pid !== 0 && c.pid !== pid && !(c.suser && (c.events & SMI_MASK_ALL_PROCESS) !== 0n)) continue;
       bytes ??= encoder.encode(`${line}\n`);
       if (SMI_FIFO_bytes - c.length < bytes.length) {
-        c.dropped++; // kernel: "smi_event(...): no space left", dropped silently
+        c.dropped++;
+        this.smiDropped++; // kernel: "smi_event(...): no space left", dropped silently
         continue;
       }
       c.fifo.set(bytes, c.length);
@@ -196,7 +207,8 @@ export class EmuMachine {
   }
 
   /** undefined when every client has room; else a promise that resolves on a read, a close or the wait bound. */
-  private backpressure(): Promise<void> | undefined {
+  private backpressure(signal: AbortSignal | undefined): Promise<void> | undefined {
+    if (signal?.aborted) return Promise.reject(new EmuWorkloadAborted());
     let full = false;
     for (const c of this.clients) if (SMI_FIFO_bytes - c.length < SMI_PAUSE_FREE_bytes) full = true;
     if (!full) return undefined;
@@ -216,10 +228,11 @@ export class EmuMachine {
    * Run `workload` on this machine from `nowNs`, its first process being the emulated KFD
    * process `pid` (which must exist: open /dev/kfd first); other processes of the workload
    * are created and destroyed by the run. Moves the clock to the run's end.
+   * `signal` stops the run between two events: it rejects with EmuWorkloadAborted, and the
+   * workload's other processes exit (the KFD process keeps what the run left in it).
    * @throws ConfigError when another workload process has the pid `pid`.
    */
-  async workloadRun(workload: Workload, pid: number): Promise<SimResult> {
-    this.model.proc(pid);
+  async workloadRun(workload: Workload, pid: number, signal?: AbortSignal): Promise<SimResult> {
     const first = workload.processes[0]!.pid;
     if (first !== pid && workload.processes.some((p) => p.pid === pid)) {
       throw new ConfigError({ file: workload.name, line: 1, col: 1 }, "processes", `no process with pid ${pid}: the emulated KFD process runs the first one`);
@@ -233,15 +246,25 @@ export class EmuMachine {
       hints: workload.hints.map((h) => ({ ...h, pid: re(h.pid) })),
     };
     const startNs = this.nowNs;
-    const r = await runSimAsync({
-      profile: this.profile,
-      workload: w,
-      decider: this.decider,
-      seed: this.seed,
-      model: this.model,
-      startNs,
-      pause: () => this.backpressure(),
-    });
+    const others = w.processes.map((p) => p.pid).filter((p) => p !== pid);
+    const kfdProcess = this.model.proc(pid);
+    const queuesBefore = kfdProcess.userQueues;
+    let r: SimResult;
+    try {
+      r = await runSimAsync({
+        profile: this.profile,
+        workload: w,
+        decider: this.decider,
+        seed: this.seed,
+        model: this.model,
+        startNs,
+        pause: () => this.backpressure(signal),
+      });
+    } catch (e) {
+      kfdProcess.userQueues = queuesBefore; // the run's queues are gone with it
+      for (const o of others) if (this.model.processes.has(o)) this.advance(this.model.processDestroy(o, this.nowNs));
+      throw e;
+    }
     this.advance(startNs + r.simTimeNs);
     this.settle();
     return r;
