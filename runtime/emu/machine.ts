@@ -16,8 +16,9 @@
  *   (mask bit, own pid or device-wide, ALL_PROCESS only with CAP_SYS_ADMIN), into a bounded
  *   fifo of SMI_FIFO_bytes per client; an event that does not fit is dropped and counted.
  * - A running workload pauses while some client's fifo has less than SMI_PAUSE_FREE_bytes
- *   free, until that client reads or closes, at most EMU_READER_WAIT_MAX_ms per pause: a
- *   reader that keeps up loses nothing, one that does not loses events like on the kernel.
+ *   free, until that client reads or closes. A client that has not read after
+ *   EMU_READER_WAIT_MAX_ms is stalled: nothing waits for it until it reads again, and its
+ *   events are dropped like on the kernel. A reader that keeps up loses nothing.
  */
 import { ConfigError, InvariantError } from "../errors.ts";
 import { type MigrationDecider, nativeKernelDefault } from "../policy/contracts/migration.ts";
@@ -70,6 +71,8 @@ export class EmuSmiClient {
   /** Events delivered into the fifo. */
   delivered = 0;
   open = true;
+  /** Did not read within the wait bound: workloads no longer pause for it (until it reads). */
+  stalled = false;
   constructor(
     readonly gpuId: number,
     /** Pid of the process that opened it. */
@@ -84,6 +87,8 @@ export interface EmuMachineOptions {
   /** Migration decisions; default: the kernel's behaviour, natively. */
   decider?: MigrationDecider;
   seed?: number;
+  /** Longest wait for a full reader, ms (default EMU_READER_WAIT_MAX_ms). */
+  readerWaitMax_ms?: number;
 }
 
 const encoder = new TextEncoder();
@@ -114,11 +119,13 @@ export class EmuMachine {
   smiLines = 0;
   /** Events dropped on full client fifos, every client counted (closed ones too). */
   smiDropped = 0;
+  private readonly readerWaitMax_ms: number;
 
   constructor(opts: EmuMachineOptions) {
     this.profile = opts.profile;
     this.decider = opts.decider ?? nativeKernelDefault();
     this.seed = opts.seed ?? EMU_SEED_DEFAULT;
+    this.readerWaitMax_ms = opts.readerWaitMax_ms ?? EMU_READER_WAIT_MAX_ms;
     this.model = new SvmModel({
       gpus: opts.profile.gpus,
       decider: this.decider,
@@ -170,7 +177,10 @@ export class EmuMachine {
     buf.set(c.fifo.subarray(0, n));
     c.fifo.copyWithin(0, n, c.length);
     c.length -= n;
-    if (n > 0) this.wake();
+    if (n > 0) {
+      c.stalled = false;
+      this.wake();
+    }
     return n;
   }
 
@@ -209,11 +219,14 @@ export class EmuMachine {
   /** undefined when every client has room; else a promise that resolves on a read, a close or the wait bound. */
   private backpressure(signal: AbortSignal | undefined): Promise<void> | undefined {
     if (signal?.aborted) return Promise.reject(new EmuWorkloadAborted());
-    let full = false;
-    for (const c of this.clients) if (SMI_FIFO_bytes - c.length < SMI_PAUSE_FREE_bytes) full = true;
-    if (!full) return undefined;
+    const full: EmuSmiClient[] = [];
+    for (const c of this.clients) if (!c.stalled && SMI_FIFO_bytes - c.length < SMI_PAUSE_FREE_bytes) full.push(c);
+    if (full.length === 0) return undefined;
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, EMU_READER_WAIT_MAX_ms);
+      const timer = setTimeout(() => {
+        for (const c of full) if (SMI_FIFO_bytes - c.length < SMI_PAUSE_FREE_bytes) c.stalled = true;
+        done();
+      }, this.readerWaitMax_ms);
       function done(): void {
         clearTimeout(timer);
         resolve();
