@@ -268,13 +268,21 @@ export class Simulation {
     const { workload: w, profile } = this.opts;
     const rng = new Prng(this.opts.seed);
     // Processes (§9 create), their CPU mappings and registered allocations.
+    const adopted: number[] = [];
     for (const ps of w.processes) {
-      if (this.model.processes.has(ps.pid)) continue;
+      if (this.model.processes.has(ps.pid)) {
+        adopted.push(ps.pid);
+        continue;
+      }
       const xnack = ps.xnack ?? profile.xnack;
       this.model.processCreate(ps.pid, { xnack, name: ps.name });
       this.created.add(ps.pid);
     }
+    // Allocations go from VA_BASE_PAGES up, above every CPU mapping an adopted process has.
     let cursor = VA_BASE_PAGES;
+    for (const pid of adopted) {
+      for (const v of this.model.proc(pid).vmas) cursor = Math.max(cursor, Math.ceil((v.last + 1) / ALLOC_ALIGN_PAGES) * ALLOC_ALIGN_PAGES);
+    }
     for (const a of w.allocs) {
       if (a.start < 0) {
         a.start = cursor;
