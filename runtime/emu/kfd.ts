@@ -13,8 +13,8 @@
  * - ALLOC/FREE/MAP/UNMAP keep per-handle, per-GPU state with the n_success protocol; VRAM
  *   allocations are taken from the model's VRAM (AVAILABLE_MEMORY drops, SVM sees less);
  * - SVM SET_ATTR / GET_ATTR go to the model's setAttr / getAttr for this process (splits,
- *   aggregation, prefetch migrations, EFAULT on memory the emulated CPU has not mapped:
- *   map it with `mmap` first, as a real process would have);
+ *   aggregation, prefetch migrations); both are EFAULT on memory the emulated CPU has not
+ *   mapped (svm_range_is_valid): map it with `mmap` first, as a real process would have;
  * - SMI_EVENTS hands out an fd whose read/write/poll are the machine's SMI client.
  * Returns -errno on failure (the Syscalls convention), never throws for a bad argument.
  */
@@ -428,6 +428,18 @@ export class EmuKfd implements Syscalls {
     return r;
   }
 
+  /** Pages [s, l] are all inside CPU mappings (vmas) of the emulated process. */
+  private cpuMapped(s: number, l: number): boolean {
+    let cur = s;
+    for (const v of this.machine.model.proc(this.pid).vmas) {
+      if (v.last < cur) continue;
+      if (v.start > cur) return false;
+      cur = v.last + 1;
+      if (cur > l) return true;
+    }
+    return false;
+  }
+
   private smiEvents(v: DataView): number {
     const { gpuid } = structDecode("smi_events_args", v);
     if (this.machine.model.gpuOf(gpuid) === undefined) return errno("EINVAL");
@@ -485,6 +497,8 @@ export class EmuKfd implements Syscalls {
       return 0;
     }
     if (a.op !== SVM_OP.GET_ATTR) return errno("EINVAL");
+    // svm_range_get_attr checks svm_range_is_valid too (SET_ATTR's check is the model's).
+    if (!this.cpuMapped(s, s + n - 1)) return errno("EFAULT");
     model.getAttr(this.pid, s, n, attrs);
     for (let i = 0; i < attrs.length; i++) {
       structEncode("svm_attribute", { type: attrs[i]![0], value: attrs[i]![1] >>> 0 }, v, base + i * SVA.size);

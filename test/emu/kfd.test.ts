@@ -121,7 +121,8 @@ describe("emulated /dev/kfd through KfdDevice", () => {
   test("SVM SET_ATTR / GET_ATTR: splits, aggregation and defaults are the model's", () => {
     // SET_ATTR on memory the emulated CPU has not mapped: EFAULT, as svm_range_is_valid says.
     expect(kfdErr(() => dev.svmSetAttr(VA, VA_SIZE, [{ type: SVM_ATTR.PREFERRED_LOC, value: G0 }])).errnoName).toBe("EFAULT");
-    sys.mmap(VA, VA_SIZE);
+    expect(kfdErr(() => dev.svmGetAttr(VA, VA_SIZE, [{ type: SVM_ATTR.GRANULARITY, value: 0 }])).errnoName).toBe("EFAULT");
+    sys.mmap(VA, VA_SIZE + 2 * MIB); // the last 2 MiB: mapped, no range
     dev.svmSetAttr(VA, VA_SIZE, [{ type: SVM_ATTR.PREFERRED_LOC, value: G0 }]);
     // The middle 4 MiB: split into head, middle, tail (never merged).
     dev.svmSetAttr(VA + 8 * MIB, 4 * MIB, [
@@ -152,6 +153,15 @@ describe("emulated /dev/kfd through KfdDevice", () => {
     ] as const) {
       expect(dev.svmGetAttr(start, size, query)).toEqual(model(start, size));
     }
+    expect(dev.svmGetAttr(VA + VA_SIZE, 2 * MIB, query)).toEqual([
+      { type: SVM_ATTR.PREFERRED_LOC, value: SVM_LOCATION.UNDEFINED },
+      { type: SVM_ATTR.PREFETCH_LOC, value: SVM_LOCATION.UNDEFINED },
+      { type: SVM_ATTR.ACCESS, value: G0 },
+      { type: SVM_ATTR.ACCESS, value: G1 },
+      { type: SVM_ATTR.SET_FLAGS, value: SVM_FLAG_1_11.HOST_ACCESS | SVM_FLAG_1_11.COHERENT },
+      { type: SVM_ATTR.CLR_FLAGS, value: ~(SVM_FLAG_1_11.HOST_ACCESS | SVM_FLAG_1_11.COHERENT) >>> 0 },
+      { type: SVM_ATTR.GRANULARITY, value: 9 },
+    ]);
     const all = dev.svmGetAttr(VA, VA_SIZE, query);
     expect(all[0]!.value).toBe(SVM_LOCATION.UNDEFINED); // G0 and G1 differ
     expect(all[2]!.type).toBe(SVM_ATTR.ACCESS); // XNACK on: every range starts with access
