@@ -10,9 +10,8 @@
  * (a machine profile behind the SVM model) and says so in every output.
  */
 import { KfdError, UsageError } from "../errors.ts";
-import { EmuKfd } from "../emu/kfd.ts";
-import { EmuMachine, EmuWorkloadAborted } from "../emu/machine.ts";
-import { emuSysfsTemp } from "../emu/sysfs.ts";
+import { type Emulator, emulatorCreate } from "../emu/emulator.ts";
+import { EmuWorkloadAborted } from "../emu/machine.ts";
 import { syscallsOpen } from "../ffi/libc.ts";
 import type { Syscalls } from "../ffi/syscalls.ts";
 import { KFD_DEVICE_PATH, KfdDevice } from "../kfd/device.ts";
@@ -20,7 +19,7 @@ import { SMI_EVENTS_ALL, SMI_POLL_INTERVAL_ms, type SmiEvent, SmiEventReader } f
 import { IO_LINK_TYPE, KFD_SYSFS_ROOT, type Topology, topologyRead } from "../kfd/topology.ts";
 import { IOCTL, IOCTL_SPECS, type IoctlName, SMI_EVENT, STRUCTS, type SmiEventName, abiDescribe } from "../kfd/uapi.ts";
 import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
-import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
+import { PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { type CliIO, type Command, type Parsed, flagInt, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
 
@@ -99,31 +98,9 @@ ${HELP_ABI}
 ${HELP_INFO}
 ${HELP_EVENTS}`;
 
-/** An emulated machine for a CLI run, and how to get rid of it. */
-interface EmuRun {
-  profile: string;
-  machine: EmuMachine;
-  kfd: EmuKfd;
-  sysfsRoot: string;
-  dispose(): void;
-}
-
-/** Build the emulated machine of --profile. @throws ConfigError for a bad profile */
-function emuStart(p: Parsed): EmuRun {
-  const profile = loadProfile(flagString(p, "profile") ?? PROFILE_DEFAULT);
-  const machine = new EmuMachine({ profile });
-  const kfd = new EmuKfd(machine);
-  const sysfs = emuSysfsTemp(profile);
-  return {
-    profile: profile.name,
-    machine,
-    kfd,
-    sysfsRoot: sysfs.root,
-    dispose: () => {
-      kfd.unload();
-      sysfs[Symbol.dispose]();
-    },
-  };
+/** The emulated GPUs of --profile. @throws ConfigError for a bad profile */
+function emuStart(p: Parsed): Emulator {
+  return emulatorCreate(flagString(p, "profile") ?? PROFILE_DEFAULT);
 }
 
 /** Flags that only make sense with --emulated. @throws UsageError */
@@ -203,7 +180,7 @@ function linkType(t: number): string {
   return t === IO_LINK_TYPE.XGMI ? "XGMI" : t === IO_LINK_TYPE.PCIEXPRESS ? "PCIe" : `type ${t}`;
 }
 
-function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps, emu?: EmuRun): number {
+function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps, emu?: Emulator): number {
   const { sys, dev } = deviceOpen(deps);
   let report: Record<string, unknown> = emu === undefined ? {} : { emulated: true, profile: emu.profile };
   try {
@@ -281,7 +258,7 @@ function eventLine(e: SmiEvent): string {
 
 /** The workload of an emulated `events` run: what it runs, and a handle to stop it. */
 interface EmuEvents {
-  emu: EmuRun;
+  emu: Emulator;
   workload: NonNullable<ReturnType<typeof builtinWorkload>>;
 }
 

@@ -3,6 +3,9 @@
  * checked against the machine profile and the SVM model it drives.
  */
 import { beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { emulatorCreate } from "../../runtime/emu/emulator.ts";
 import { EMU_KFD_FD, EmuKfd } from "../../runtime/emu/kfd.ts";
 import { EMU_PID_DEFAULT, EmuMachine } from "../../runtime/emu/machine.ts";
 import { emuSysfsTemp } from "../../runtime/emu/sysfs.ts";
@@ -251,5 +254,21 @@ describe("emulated sysfs topology, read by the real reader", () => {
     expect(topo.hives).toEqual([{ hiveId: 0x250n, gpuIds: p.gpus.map((g) => g.id) }]);
     const xgmi = topo.nodes.flatMap((n) => n.ioLinks).filter((l) => l.type === IO_LINK_TYPE.XGMI);
     expect(xgmi).toHaveLength(4 * 3);
+  });
+});
+
+describe("emulatorCreate", () => {
+  test("machine, /dev/kfd and sysfs of a profile name; dispose closes and removes", () => {
+    let root: string;
+    {
+      using emu = emulatorCreate("mi300a");
+      root = emu.sysfsRoot;
+      expect(emu.emulated).toBe(true);
+      expect(emu.profile).toBe("mi300a");
+      using d = KfdDevice.open(emu.kfd);
+      expect(d.getProcessApertures().map((a) => a.gpuId)).toEqual(topologyRead(emu.sysfsRoot).gpus.map((g) => g.gpuId));
+      expect(readFileSync(join(root, "emulated"), "utf8")).toBe("mi300a\n");
+    }
+    expect(existsSync(root)).toBe(false);
   });
 });
