@@ -256,7 +256,7 @@ function eventLine(e: SmiEvent): string {
   return `gpu ${hex(gpuId)} ${kind} ${fields.join(" ")}\n`;
 }
 
-/** The workload of an emulated `events` run: what it runs, and a handle to stop it. */
+/** An emulated `events` run: the emulator and the built-in workload it runs as this process. */
 interface EmuEvents {
   emu: Emulator;
   workload: NonNullable<ReturnType<typeof builtinWorkload>>;

@@ -223,12 +223,17 @@ export class Simulation {
   private readonly t0: number;
   /** Workload processes created (not adopted) by this run: destroyed at its end. */
   private readonly created = new Set<number>();
+  /** On a shared model: its counters before this run (results count this run only). */
+  private readonly statsBefore: SvmStats | null;
+  private readonly exitCountersBefore: number;
 
   constructor(readonly opts: SimOptions) {
     const p = opts.profile;
     this.costs = new CostModel(p.cost, p.gpus);
     this.t0 = opts.startNs ?? 0;
     this.endNs = this.t0;
+    this.statsBefore = opts.model === undefined ? null : structuredClone(opts.model.stats);
+    this.exitCountersBefore = opts.model?.exitCounters.length ?? 0;
     this.model = opts.model ?? new SvmModel({
       gpus: p.gpus,
       decider: opts.decider,
@@ -580,7 +585,7 @@ export class Simulation {
   }
 
   private result(): SimResult {
-    const s = this.model.stats;
+    const s = this.statsBefore === null ? this.model.stats : statsSince(this.model.stats, this.statsBefore);
     return {
       seed: this.opts.seed,
       profile: this.opts.profile.name,
@@ -601,9 +606,18 @@ export class Simulation {
       thrashEvents: s.thrashEvents,
       vramFallbacks: s.vramFallbacks,
       policyFallbacks: this.opts.decider.fallbacks,
-      counters: this.model.exitCounters.slice(),
+      counters: this.model.exitCounters.slice(this.exitCountersBefore),
     };
   }
+}
+
+/** Counters of `now` minus those of `before`, field by field (nested counts too). */
+function statsSince(now: SvmStats, before: SvmStats): SvmStats {
+  const diff = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> =>
+    Object.fromEntries(
+      Object.entries(a).map(([k, v]) => [k, typeof v === "number" ? v - (b[k] as number) : diff(v as Record<string, unknown>, b[k] as Record<string, unknown>)]),
+    );
+  return diff(now as unknown as Record<string, unknown>, before as unknown as Record<string, unknown>) as unknown as SvmStats;
 }
 
 /**

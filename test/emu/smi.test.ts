@@ -84,8 +84,12 @@ describe("SMI events of an emulated workload", () => {
     expect(machine.nowNs).toBeGreaterThan(t1);
     expect(machine.model.proc(sys.pid).vmas.map((v) => v.start)).toEqual([0x100000, 0x140000]);
     r.maskSet(1n << 4n); // MIGRATE_START (id 5)
-    const third = await collect([r], machine.workloadRun(builtinWorkload("stream", profile)!, sys.pid));
+    let res: Awaited<ReturnType<EmuMachine["workloadRun"]>> | undefined;
+    const third = await collect([r], machine.workloadRun(builtinWorkload("stream", profile)!, sys.pid).then((x) => (res = x)));
     expect(third).toHaveLength(512);
+    expect(res!.gpuFaults).toBe(512); // this run's counts, not the machine's total
+    expect(res!.migrations.h2d).toBe(512);
+    expect(machine.model.stats.migrations.h2d).toBeGreaterThan(1024);
     expect((third[0] as { ns: bigint }).ns).toBeGreaterThan(BigInt(Math.round(t1)));
     // A mask of the wrong size is EINVAL, like kfd_smi_ev_write.
     expect(sys.write(r.eventFd, new Uint8Array(4))).toBe(-ERRNO.EINVAL);
