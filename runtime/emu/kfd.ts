@@ -52,7 +52,7 @@ export const EMU_MAP_DEVICES_MAX = 64;
 /** First address handed out by addressOf: a canonical user address, page aligned. */
 const EMU_ADDRESS_BASE = 0x7e00_0000_0000n;
 /** Gap between two addressOf addresses, bytes (larger than any argument buffer). */
-const EMU_ADDRESS_STRIDE = 0x100_0000n;
+const EMU_ADDRESS_STRIDE_bytes = 0x100_0000n;
 
 /** GFX9 apertures (kfd_flat_memory.c), the same values the C double reports. */
 const APERTURE = {
@@ -242,7 +242,7 @@ export class EmuKfd implements Syscalls {
     const known = this.addressOfBuf.get(buf);
     if (known !== undefined) return known;
     const a = this.nextAddress;
-    this.nextAddress += EMU_ADDRESS_STRIDE;
+    this.nextAddress += EMU_ADDRESS_STRIDE_bytes;
     this.addressOfBuf.set(buf, a);
     this.byAddress.set(a, new WeakRef(buf));
     return a;
