@@ -15,8 +15,9 @@
  * - SMI events go to the clients of the event's device, filtered as kfd_smi_ev_enabled does
  *   (mask bit, own pid or device-wide, ALL_PROCESS only with CAP_SYS_ADMIN), into a bounded
  *   fifo of SMI_FIFO_bytes per client; an event that does not fit is dropped and counted.
- * - A running workload pauses while some client's fifo has less than SMI_PAUSE_FREE_bytes
- *   free, until that client reads or closes. A client that has not read after
+ * - While a workload runs, the emulated machine waits for its readers: the lines of one
+ *   engine event are staged and enter the fifos in order as readers make room, and the
+ *   next event waits until they are all in. A client that has not read for
  *   EMU_READER_WAIT_MAX_ms is stalled: nothing waits for it until it reads again, and its
  *   events are dropped like on the kernel. A reader that keeps up loses nothing.
  */
@@ -30,8 +31,8 @@ import { SMI_ALL_GPUS, SvmModel } from "../svm/model.ts";
 
 /** The kernel's per-client kfifo size (MAX_KFIFO_SIZE in kfd_smi_events.c), bytes. */
 export const SMI_FIFO_bytes = 1024;
-/** A running workload pauses while a client's fifo has less free space than this, bytes. */
-export const SMI_PAUSE_FREE_bytes = SMI_FIFO_bytes / 2;
+/** Most SMI lines staged while a workload runs; beyond, lines go straight to the fifos. */
+export const EMU_SMI_STAGED_MAX_lines = 1 << 20;
 /** Longest wall-clock wait for a reader per pause, ms; then the workload goes on (and drops). */
 export const EMU_READER_WAIT_MAX_ms = 1000;
 /** Most SMI clients open at once (fds the emulator hands out). */
@@ -114,6 +115,12 @@ export class EmuMachine {
   /** Simulated time, ns. */
   nowNs = 0;
   private readonly clients = new Set<EmuSmiClient>();
+  /** Workload runs in progress: their SMI lines are staged (smiDeliver). */
+  private pacing = 0;
+  private readonly staged: { line: string; gpuId: number }[] = [];
+  private stagedHead = 0;
+  /** The clients that kept the last staged line out. */
+  private blockedBy: EmuSmiClient[] = [];
   private waiters: (() => void)[] = [];
   /** SMI lines the model produced, delivered or not. */
   smiLines = 0;
@@ -184,30 +191,70 @@ export class EmuMachine {
     return n;
   }
 
-  /** kfd_smi_event_add: one line to the clients of `gpuId` (SMI_ALL_GPUS: of every GPU). */
+  /**
+   * kfd_smi_event_add for a line of the model. While a workload runs, lines are staged and
+   * enter the fifos between two engine events, in order, as fast as readers make room
+   * (backpressure); otherwise, and past EMU_SMI_STAGED_MAX_lines, they go in at once.
+   */
   private smiDeliver(line: string, gpuId: number): void {
     this.smiLines++;
     if (this.clients.size === 0) return;
+    if (this.pacing > 0 && this.staged.length - this.stagedHead < EMU_SMI_STAGED_MAX_lines) {
+      this.staged.push({ line, gpuId });
+      return;
+    }
+    this.smiPut(line, gpuId, false);
+  }
+
+  /**
+   * One line into the fifo of every client of `gpuId` (SMI_ALL_GPUS: of every GPU) that
+   * kfd_smi_ev_enabled lets it through to; a full fifo drops it (kernel: "no space left",
+   * silently). With `wait`, delivers nothing and returns false when a client that is not
+   * stalled lacks room, remembering it in `blockedBy`.
+   */
+  private smiPut(line: string, gpuId: number, wait: boolean): boolean {
     const sp = line.indexOf(" ");
     const id = Number.parseInt(line.slice(0, sp), 16);
     if (!(id >= 1 && id <= 64)) throw new InvariantError(`SMI line without an event id: '${line}'`);
     const bit = 1n << BigInt(id - 1);
     const pid = smiLinePid(id, line);
-    let bytes: Uint8Array | undefined;
+    const targets: EmuSmiClient[] = [];
     for (const c of this.clients) {
       if (gpuId !== SMI_ALL_GPUS && c.gpuId !== gpuId) continue;
       if ((c.events & bit) === 0n) continue;
       if (pid !== 0 && c.pid !== pid && !(c.suser && (c.events & SMI_MASK_ALL_PROCESS) !== 0n)) continue;
-      bytes ??= encoder.encode(`${line}\n`);
+      targets.push(c);
+    }
+    if (targets.length === 0) return true;
+    const bytes = encoder.encode(`${line}\n`);
+    if (wait) {
+      this.blockedBy = targets.filter((c) => !c.stalled && SMI_FIFO_bytes - c.length < bytes.length);
+      if (this.blockedBy.length > 0) return false;
+    }
+    for (const c of targets) {
       if (SMI_FIFO_bytes - c.length < bytes.length) {
         c.dropped++;
-        this.smiDropped++; // kernel: "smi_event(...): no space left", dropped silently
+        this.smiDropped++;
         continue;
       }
       c.fifo.set(bytes, c.length);
       c.length += bytes.length;
       c.delivered++;
     }
+    return true;
+  }
+
+  /** Staged lines into the fifos, in order, while they fit (all of them with `force`); true when none is left. */
+  private stagedFlush(force: boolean): boolean {
+    const st = this.staged;
+    while (this.stagedHead < st.length) {
+      const s = st[this.stagedHead]!;
+      if (!this.smiPut(s.line, s.gpuId, !force)) return false;
+      this.stagedHead++;
+    }
+    st.length = 0;
+    this.stagedHead = 0;
+    return true;
   }
 
   private wake(): void {
@@ -216,15 +263,21 @@ export class EmuMachine {
     for (const f of w) f();
   }
 
-  /** undefined when every client has room; else a promise that resolves on a read, a close or the wait bound. */
+  /**
+   * undefined when every staged line is in the fifos; else a promise that resolves when a
+   * client reads or closes, or after readerWaitMax_ms, when the clients still in the way
+   * become stalled.
+   */
   private backpressure(signal: AbortSignal | undefined): Promise<void> | undefined {
-    if (signal?.aborted) return Promise.reject(new EmuWorkloadAborted());
-    const full: EmuSmiClient[] = [];
-    for (const c of this.clients) if (!c.stalled && SMI_FIFO_bytes - c.length < SMI_PAUSE_FREE_bytes) full.push(c);
-    if (full.length === 0) return undefined;
+    if (signal?.aborted) {
+      this.stagedFlush(true);
+      return Promise.reject(new EmuWorkloadAborted());
+    }
+    if (this.stagedFlush(false)) return undefined;
+    const blocked = this.blockedBy;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        for (const c of full) if (SMI_FIFO_bytes - c.length < SMI_PAUSE_FREE_bytes) c.stalled = true;
+        for (const c of blocked) c.stalled = true;
         done();
       }, this.readerWaitMax_ms);
       function done(): void {
@@ -263,6 +316,7 @@ export class EmuMachine {
     const kfdProcess = this.model.proc(pid);
     const queuesBefore = kfdProcess.userQueues;
     let r: SimResult;
+    this.pacing++;
     try {
       r = await runSimAsync({
         profile: this.profile,
@@ -273,10 +327,15 @@ export class EmuMachine {
         startNs,
         pause: () => this.backpressure(signal),
       });
+      // The last event's lines, and the exits of the workload's other processes.
+      for (let wait = this.backpressure(signal); wait !== undefined; wait = this.backpressure(signal)) await wait;
     } catch (e) {
+      this.stagedFlush(true);
       kfdProcess.userQueues = queuesBefore; // the run's queues are gone with it
       for (const o of others) if (this.model.processes.has(o)) this.advance(this.model.processDestroy(o, this.nowNs));
       throw e;
+    } finally {
+      this.pacing--;
     }
     this.advance(startNs + r.simTimeNs);
     this.settle();

@@ -69,6 +69,33 @@ describe("SMI events of an emulated workload", () => {
     expect(machine.model.proc(EMU_PID_DEFAULT).faults[0]).toBe(512);
   });
 
+  test("producer-consumer: every event, per GPU fd, exactly the simulation's (CPU faults burst within one engine event)", async () => {
+    const ALL = ["VMFAULT", "MIGRATE_START", "MIGRATE_END", "PAGE_FAULT_START", "PAGE_FAULT_END", "QUEUE_EVICTION", "QUEUE_RESTORE", "UNMAP_FROM_GPU"] as const;
+    const lines: [string, number][] = [];
+    runSim({ profile, workload: builtinWorkload("producer-consumer", profile)!, decider: nativeKernelDefault(), seed: 1, sink: (l, g) => lines.push([l, g]) });
+    const expectedOn = (gpu: number) =>
+      lines
+        .filter(([l, g]) => g === gpu && !l.startsWith("c ") && !l.startsWith("d "))
+        .map(([l]) => smiEventParseLine(l, gpu)!);
+    const machine = new EmuMachine({ profile });
+    const sys = new EmuKfd(machine);
+    using dev = KfdDevice.open(sys);
+    using r0 = SmiEventReader.open(dev, G0, ALL);
+    using r1 = SmiEventReader.open(dev, G1, ALL);
+    const got: SmiEvent[][] = [[], []];
+    const timer = setInterval(() => {
+      got[0]!.push(...r0.pollOnce());
+      got[1]!.push(...r1.pollOnce());
+    }, POLL_ms);
+    await machine.workloadRun(builtinWorkload("producer-consumer", profile)!, sys.pid).finally(() => clearInterval(timer));
+    for (let b = r0.pollOnce(); b.length > 0; b = r0.pollOnce()) got[0]!.push(...b);
+    for (let b = r1.pollOnce(); b.length > 0; b = r1.pollOnce()) got[1]!.push(...b);
+    expect(got[0]!.length).toBeGreaterThan(3000);
+    expect(got[0]).toEqual(expectedOn(G0));
+    expect(got[1]).toEqual(expectedOn(G1));
+    expect(machine.smiDropped).toBe(0);
+  });
+
   test("the written mask filters; a second stream starts at the machine's clock", async () => {
     const machine = new EmuMachine({ profile });
     const sys = new EmuKfd(machine);
