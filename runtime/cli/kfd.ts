@@ -3,16 +3,23 @@
  *   svmrt kfd abi [--json]                                  the ioctl ABI table svmrt uses
  *   svmrt kfd info [--json] [--topology-root DIR]           driver version, GPUs, hives, links, memory
  *   svmrt kfd events [--gpu ID] [--events LIST] [--json] [--max N]   live SMI event stream
+ *   svmrt kfd info --emulated [--profile P] [--json]        the same, on emulated GPUs
+ *   svmrt kfd events --emulated [--profile P] [--workload W] ...   a built-in workload's events
  * Without /dev/kfd (exit 5) or without permission (exit 6) a one-line message says which and
- * what to do. `--emulated` waits for the SVM model (runtime/svm) and is refused for now.
+ * what to do. `--emulated` runs the very same KfdDevice / SMI reader code over runtime/emu
+ * (a machine profile behind the SVM model) and says so in every output.
  */
-import { UsageError } from "../errors.ts";
+import { KfdError, UsageError } from "../errors.ts";
+import { type Emulator, emulatorCreate } from "../emu/emulator.ts";
+import { EmuWorkloadAborted } from "../emu/machine.ts";
 import { syscallsOpen } from "../ffi/libc.ts";
 import type { Syscalls } from "../ffi/syscalls.ts";
 import { KFD_DEVICE_PATH, KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, SMI_POLL_INTERVAL_ms, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
 import { IO_LINK_TYPE, KFD_SYSFS_ROOT, type Topology, topologyRead } from "../kfd/topology.ts";
 import { IOCTL, IOCTL_SPECS, type IoctlName, SMI_EVENT, STRUCTS, type SmiEventName, abiDescribe } from "../kfd/uapi.ts";
+import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
+import { PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { type CliIO, type Command, type Parsed, flagInt, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
 
@@ -21,6 +28,10 @@ export const EVENTS_MAX_LIMIT = 1_000_000_000;
 /** Bounds of --poll-ms. */
 const POLL_MS_MIN = 1;
 const POLL_MS_MAX = 10_000;
+/** Default poll period on the emulator, ms: the emulated GPUs wait for their readers. */
+export const EMU_POLL_INTERVAL_ms = 1;
+/** The built-in workload `kfd events --emulated` runs unless told. */
+export const EMU_WORKLOAD_DEFAULT = "stream";
 
 /** What the command runs on; tests pass the C test double and fixture trees. */
 export interface KfdCommandDeps {
@@ -41,7 +52,7 @@ direction and argument size, struct sizes and field offsets. --json prints
 the shape the conformance probe (test/native/kfd_abi_probe.c) prints from the system header.
 `;
 
-const HELP_INFO = `Usage: svmrt kfd info [--json] [--topology-root DIR]
+const HELP_INFO = `Usage: svmrt kfd info [--json] [--topology-root DIR] | --emulated [--profile P] [--json]
 
 Open /dev/kfd and report the driver's KFD ioctl version, XNACK mode, the process's GPUs with
 their available VRAM, and the sysfs topology: GPUs (gpu_id, name, SIMDs, render node, XCCs,
@@ -50,10 +61,14 @@ VRAM), XGMI hives and io links (type, weight, bandwidth).
 Options:
   --json                 one JSON object
   --topology-root DIR    directory standing for /sys/class/kfd/kfd (or its topology/)
-  --emulated             run on emulated GPUs (not yet available)
+  --emulated             no hardware: emulated GPUs of a machine profile, through the same
+                         KfdDevice code; the output says it is emulated
+  --profile P            with --emulated: ${shippedProfiles().join(", ")} or a YAML path
+                         (default ${PROFILE_DEFAULT})
 `;
 
 const HELP_EVENTS = `Usage: svmrt kfd events [--gpu ID] [--events LIST] [--json] [--max N] [--poll-ms MS]
+       svmrt kfd events --emulated [--profile P] [--workload W] [same options]
 
 Stream the KFD SMI events of this process (and device-wide events) as they happen.
 
@@ -64,7 +79,12 @@ Options:
   --json           one JSON object per event per line
   --max N          stop after N events (default: run until interrupted)
   --poll-ms MS     poll period, ${POLL_MS_MIN}..${POLL_MS_MAX} (default ${SMI_POLL_INTERVAL_ms})
-  --emulated       run on emulated GPUs (not yet available)
+  --emulated       no hardware: run a built-in workload on emulated GPUs as this process
+                   and stream its events through the same SMI fd, reader and parser;
+                   ends when the workload is done and its events are read
+  --profile P      with --emulated: machine profile (default ${PROFILE_DEFAULT})
+  --workload W     with --emulated: ${Object.keys(BUILTINS).join(", ")} (default ${EMU_WORKLOAD_DEFAULT})
+                   (--poll-ms defaults to ${EMU_POLL_INTERVAL_ms} there: the emulated GPUs wait for readers)
 
 Malformed records are counted and reported on stderr at the end, never fatal.
 `;
@@ -78,8 +98,19 @@ ${HELP_ABI}
 ${HELP_INFO}
 ${HELP_EVENTS}`;
 
-const EMULATED_REFUSAL =
-  "--emulated is not yet available: it runs on the SVM model, which is still being built; run on a host with /dev/kfd for now";
+/** The emulated GPUs of --profile. @throws ConfigError for a bad profile */
+function emuStart(p: Parsed): Emulator {
+  return emulatorCreate(flagString(p, "profile") ?? PROFILE_DEFAULT);
+}
+
+/** Flags that only make sense with --emulated. @throws UsageError */
+function emuFlagsCheck(p: Parsed, names: string[]): void {
+  if (p.values.emulated) return;
+  for (const n of names) if (p.values[n] !== undefined) throw new UsageError(`--${n} needs --emulated`);
+}
+
+/** Hint added to "no /dev/kfd": what to run without a GPU. */
+const NO_DEVICE_EMULATED_HINT = "without a GPU, add --emulated to run on emulated GPUs";
 
 /** JSON with bigint as decimal strings. */
 function jsonOf(value: unknown): string {
@@ -138,6 +169,9 @@ function deviceOpen(deps: KfdCommandDeps): { sys: Syscalls; dev: KfdDevice } {
     return { sys, dev: KfdDevice.open(sys, deps.devicePath ?? KFD_DEVICE_PATH) };
   } catch (e) {
     sys.unload();
+    if (e instanceof KfdError && e.op.startsWith("open ") && (e.errnoName === "ENOENT" || e.errnoName === "ENODEV")) {
+      throw new KfdError(e.op, e.errnoName, e.errno, `${e.hint}; ${NO_DEVICE_EMULATED_HINT}`);
+    }
     throw e;
   }
 }
@@ -146,9 +180,9 @@ function linkType(t: number): string {
   return t === IO_LINK_TYPE.XGMI ? "XGMI" : t === IO_LINK_TYPE.PCIEXPRESS ? "PCIe" : `type ${t}`;
 }
 
-function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): number {
+function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps, emu?: Emulator): number {
   const { sys, dev } = deviceOpen(deps);
-  let report: Record<string, unknown>;
+  let report: Record<string, unknown> = emu === undefined ? {} : { emulated: true, profile: emu.profile };
   try {
     const apertures = dev.getProcessApertures();
     const xnack = dev.supports("SET_XNACK_MODE") ? dev.setXnackMode("query") : undefined;
@@ -158,7 +192,7 @@ function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): number {
       gpuvmBase: hex(a.gpuvmBase),
       gpuvmLimit: hex(a.gpuvmLimit),
     }));
-    report = { version: dev.version, xnack, processGpus };
+    report = { ...report, version: dev.version, xnack, processGpus };
   } finally {
     dev.close();
     sys.unload();
@@ -193,13 +227,14 @@ function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): number {
     return EXIT.ok;
   }
   const v = report.version as { major: number; minor: number };
+  if (emu !== undefined) io.out(`EMULATED: no GPU hardware; profile ${emu.profile} (svmrt's SVM model behind an emulated /dev/kfd)\n`);
   io.out(`KFD ioctl ${v.major}.${v.minor}, XNACK ${report.xnack === undefined ? "unknown" : report.xnack ? "on" : "off"}\n`);
   io.out("process GPUs:\n");
   for (const g of report.processGpus as { gpuId: number; availableBytes?: number }[]) {
     const avail = g.availableBytes === undefined ? "n/a (KFD < 1.9)" : `${(g.availableBytes / 2 ** 30).toFixed(1)} GiB available`;
     io.out(`  gpu ${hex(g.gpuId)}  ${avail}\n`);
   }
-  io.out(`topology (${topo.dir}):\n`);
+  io.out(`topology (${emu === undefined ? topo.dir : `emulated, profile ${emu.profile}`}):\n`);
   for (const g of topo.gpus) {
     io.out(
       `  node ${g.node} gpu ${g.gpuId} (${hex(g.gpuId)}) ${g.name}: ${g.simdCount} SIMDs, renderD${g.drmRenderMinor}, ${g.numXcc ?? "?"} XCC, ${(g.vram_bytes / 2 ** 30).toFixed(1)} GiB VRAM, hive ${hex(g.hiveId)}\n`,
@@ -221,18 +256,40 @@ function eventLine(e: SmiEvent): string {
   return `gpu ${hex(gpuId)} ${kind} ${fields.join(" ")}\n`;
 }
 
-async function eventsRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): Promise<number> {
+/** An emulated `events` run: the emulator and the built-in workload it runs as this process. */
+interface EmuEvents {
+  emu: Emulator;
+  workload: NonNullable<ReturnType<typeof builtinWorkload>>;
+}
+
+async function eventsRun(p: Parsed, io: CliIO, deps: KfdCommandDeps, emuEvents?: EmuEvents): Promise<number> {
   const events = eventsParse(flagString(p, "events"));
   const gpuRaw = flagString(p, "gpu");
   const gpuOnly = gpuRaw === undefined ? undefined : gpuIdParse(gpuRaw);
   const max = flagInt(p, "max", EVENTS_MAX_LIMIT, 1, EVENTS_MAX_LIMIT);
-  const poll_ms = flagInt(p, "poll-ms", SMI_POLL_INTERVAL_ms, POLL_MS_MIN, POLL_MS_MAX);
+  const poll_ms = flagInt(p, "poll-ms", emuEvents === undefined ? SMI_POLL_INTERVAL_ms : EMU_POLL_INTERVAL_ms, POLL_MS_MIN, POLL_MS_MAX);
+  const json = p.values.json === true;
   const { sys, dev } = deviceOpen(deps);
   const readers: SmiEventReader[] = [];
   let seen = 0;
+  // The emulated workload runs as this process until done or stopped (then awaited before close).
+  const workloadStop = new AbortController();
+  let workloadRun: Promise<unknown> | undefined;
+  const emit = (batch: SmiEvent[]): void => {
+    for (const e of batch) {
+      if (seen >= max) break;
+      seen++;
+      if (emuEvents === undefined) io.out(json ? `${jsonOf(e)}\n` : eventLine(e));
+      else io.out(json ? `${jsonOf({ ...e, emulated: true })}\n` : eventLine(e));
+    }
+  };
   try {
     const gpus = gpuOnly !== undefined ? [gpuOnly] : dev.getProcessApertures().map((a) => a.gpuId);
     for (const g of gpus) readers.push(SmiEventReader.open(dev, g, events));
+    if (emuEvents !== undefined && !json) {
+      const { emu, workload } = emuEvents;
+      io.out(`# EMULATED: no GPU hardware; profile ${emu.profile}, workload ${workload.name}, pid ${emu.kfd.pid}\n`);
+    }
     await new Promise<void>((resolve, reject) => {
       let finished = false;
       const finish = (err?: unknown): void => {
@@ -241,6 +298,7 @@ async function eventsRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): Promise<nu
         process.off("SIGINT", stop);
         deps.signal?.removeEventListener("abort", stop);
         for (const r of readers) r.close();
+        workloadStop.abort();
         if (err === undefined) resolve();
         else reject(err);
       };
@@ -252,20 +310,34 @@ async function eventsRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): Promise<nu
       for (const r of readers) {
         r.watch(
           (batch) => {
-            for (const e of batch) {
-              if (seen >= max) break;
-              seen++;
-              io.out(p.values.json ? `${jsonOf(e)}\n` : eventLine(e));
-            }
+            emit(batch);
             if (seen >= max) stop();
           },
           fail,
           poll_ms,
         );
       }
+      if (emuEvents !== undefined && !finished) {
+        const { emu, workload } = emuEvents;
+        workloadRun = emu.machine.workloadRun(workload, emu.kfd.pid, workloadStop.signal).then(
+          () => {
+            if (finished) return;
+            // Done: what the fifos still hold is the rest of the stream.
+            try {
+              for (const r of readers) for (let b = r.pollOnce(); b.length > 0 && seen < max; b = r.pollOnce()) emit(b);
+              finish();
+            } catch (e) {
+              finish(e);
+            }
+          },
+          (e: unknown) => finish(e instanceof EmuWorkloadAborted ? undefined : e),
+        );
+      }
     });
   } finally {
     for (const r of readers) r.close();
+    workloadStop.abort();
+    await workloadRun;
     dev.close();
     sys.unload();
   }
@@ -273,6 +345,10 @@ async function eventsRun(p: Parsed, io: CliIO, deps: KfdCommandDeps): Promise<nu
   const unparsable = readers.reduce((s, r) => s + r.parser.malformed.unparsable, 0);
   if (overlong + unparsable > 0) {
     io.err(`svmrt kfd events: ${overlong + unparsable} malformed records skipped (${overlong} overlong, ${unparsable} unparsable)\n`);
+  }
+  if (emuEvents !== undefined) {
+    const { emu, workload } = emuEvents;
+    io.err(`svmrt kfd events: emulated (profile ${emu.profile}, workload ${workload.name}): ${seen} events shown, ${emu.machine.smiDropped} dropped on full readers\n`);
   }
   return EXIT.ok;
 }
@@ -299,14 +375,26 @@ export function kfdCommandCreate(deps: KfdCommandDeps = {}): Command {
         return abiRun(p, io);
       }
       if (sub === "info") {
-        const p = parseFlags(rest, { json: { type: "boolean" }, "topology-root": { type: "string" }, emulated: { type: "boolean" } });
+        const p = parseFlags(rest, {
+          json: { type: "boolean" },
+          "topology-root": { type: "string" },
+          emulated: { type: "boolean" },
+          profile: { type: "string" },
+        });
         if (p.help) {
           io.out(HELP_INFO);
           return EXIT.ok;
         }
         if (p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
-        if (p.values.emulated) throw new UsageError(EMULATED_REFUSAL);
-        return infoRun(p, io, deps);
+        emuFlagsCheck(p, ["profile"]);
+        if (!p.values.emulated) return infoRun(p, io, deps);
+        if (p.values["topology-root"] !== undefined) throw new UsageError("--topology-root and --emulated exclude each other: the emulator brings its own topology");
+        const emu = emuStart(p);
+        try {
+          return infoRun(p, io, { ...deps, syscalls: () => emu.kfd, devicePath: KFD_DEVICE_PATH, sysfsRoot: emu.sysfsRoot }, emu);
+        } finally {
+          emu.dispose();
+        }
       }
       if (sub === "events") {
         const p = parseFlags(rest, {
@@ -316,14 +404,25 @@ export function kfdCommandCreate(deps: KfdCommandDeps = {}): Command {
           max: { type: "string" },
           "poll-ms": { type: "string" },
           emulated: { type: "boolean" },
+          profile: { type: "string" },
+          workload: { type: "string" },
         });
         if (p.help) {
           io.out(HELP_EVENTS);
           return EXIT.ok;
         }
         if (p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
-        if (p.values.emulated) throw new UsageError(EMULATED_REFUSAL);
-        return eventsRun(p, io, deps);
+        emuFlagsCheck(p, ["profile", "workload"]);
+        if (!p.values.emulated) return eventsRun(p, io, deps);
+        const name = flagString(p, "workload") ?? EMU_WORKLOAD_DEFAULT;
+        if (!(name in BUILTINS)) throw new UsageError(`--workload ${name}: no such built-in; known: ${Object.keys(BUILTINS).join(", ")}`);
+        const emu = emuStart(p);
+        try {
+          const workload = builtinWorkload(name, emu.machine.profile)!;
+          return await eventsRun(p, io, { ...deps, syscalls: () => emu.kfd, devicePath: KFD_DEVICE_PATH }, { emu, workload });
+        } finally {
+          emu.dispose();
+        }
       }
       throw new UsageError(`unknown subcommand '${sub}'; expected abi, info or events`);
     },

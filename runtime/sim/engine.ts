@@ -14,6 +14,7 @@ import {
   FAULT_RESULT,
   type ProcessGpuCounters,
   SvmModel,
+  type SvmEventSink,
   type SvmProcess,
   type SvmStats,
   type TriggerCounts,
@@ -148,8 +149,22 @@ export interface SimOptions {
   decider: MigrationDecider;
   seed: number;
   /** SMI event text sink (`--events`); null = none. */
-  sink?: ((line: string) => void) | null;
+  sink?: SvmEventSink | null;
   fullCheckEvery?: number;
+  /**
+   * Run on this model instead of a new one (the emulator's machine): its costs, decider and
+   * sink are used, `sink` and `fullCheckEvery` here are ignored. A workload process whose pid
+   * the model already has is adopted: it runs there and is not destroyed at the end.
+   */
+  model?: SvmModel;
+  /** Simulated time the run starts at, ns (default 0): the model's clock when it is shared. */
+  startNs?: number;
+  /**
+   * Called before every event (runSimAsync only): a promise stops the loop until it
+   * resolves, e.g. the emulator waiting for SMI event readers to catch up. Results do not
+   * depend on it.
+   */
+  pause?: () => Promise<void> | undefined;
 }
 
 /** One simulation's results: the model's counters plus the run's identity and time. */
@@ -204,11 +219,22 @@ export class Simulation {
   private accesses = 0;
   private endNs = 0;
   private barrierWaiting = 0;
+  /** Start of the run, ns. */
+  private readonly t0: number;
+  /** Workload processes created (not adopted) by this run: destroyed at its end. */
+  private readonly created = new Set<number>();
+  /** On a shared model: its counters before this run (results count this run only). */
+  private readonly statsBefore: SvmStats | null;
+  private readonly exitCountersBefore: number;
 
   constructor(readonly opts: SimOptions) {
     const p = opts.profile;
     this.costs = new CostModel(p.cost, p.gpus);
-    this.model = new SvmModel({
+    this.t0 = opts.startNs ?? 0;
+    this.endNs = this.t0;
+    this.statsBefore = opts.model === undefined ? null : structuredClone(opts.model.stats);
+    this.exitCountersBefore = opts.model?.exitCounters.length ?? 0;
+    this.model = opts.model ?? new SvmModel({
       gpus: p.gpus,
       decider: opts.decider,
       costs: this.costs,
@@ -247,11 +273,21 @@ export class Simulation {
     const { workload: w, profile } = this.opts;
     const rng = new Prng(this.opts.seed);
     // Processes (§9 create), their CPU mappings and registered allocations.
+    const adopted: number[] = [];
     for (const ps of w.processes) {
+      if (this.model.processes.has(ps.pid)) {
+        adopted.push(ps.pid);
+        continue;
+      }
       const xnack = ps.xnack ?? profile.xnack;
       this.model.processCreate(ps.pid, { xnack, name: ps.name });
+      this.created.add(ps.pid);
     }
+    // Allocations go from VA_BASE_PAGES up, above every CPU mapping an adopted process has.
     let cursor = VA_BASE_PAGES;
+    for (const pid of adopted) {
+      for (const v of this.model.proc(pid).vmas) cursor = Math.max(cursor, Math.ceil((v.last + 1) / ALLOC_ALIGN_PAGES) * ALLOC_ALIGN_PAGES);
+    }
     for (const a of w.allocs) {
       if (a.start < 0) {
         a.start = cursor;
@@ -267,16 +303,16 @@ export class Simulation {
         const used = new Set(w.streams.filter((s) => s.pid === a.pid && s.agent !== AGENT_CPU).map((s) => s.agent));
         attrs = [...attrs, ...[...used].sort((x, y) => x - y).map((g): AttrPair => [SVM_ATTR.ACCESS, profile.gpus[g]!.id])];
       }
-      this.model.setAttr(a.pid, a.start, a.pages, attrs, 0);
+      this.model.setAttr(a.pid, a.start, a.pages, attrs, this.t0);
     }
     this.drainWork();
     w.streams.forEach((s, i) => {
       const proc = this.model.proc(s.pid);
       if (s.agent !== AGENT_CPU) proc.userQueues++;
-      this.agents.push({ idx: i, gi: s.agent, pid: s.pid, proc, ops: s.ops, opIdx: 0, iter: 0, t: 0, state: ST_RUN, rng: rng.fork(i), addr: 0, write: false, have: false });
-      this.q.push(0, EV_AGENT, i);
+      this.agents.push({ idx: i, gi: s.agent, pid: s.pid, proc, ops: s.ops, opIdx: 0, iter: 0, t: this.t0, state: ST_RUN, rng: rng.fork(i), addr: 0, write: false, have: false });
+      this.q.push(this.t0, EV_AGENT, i);
     });
-    for (let i = 0; i < w.hints.length; i++) this.q.push(w.hints[i]!.atNs, EV_HINT, i);
+    for (let i = 0; i < w.hints.length; i++) this.q.push(this.t0 + w.hints[i]!.atNs, EV_HINT, i);
   }
 
   /** The event loop, until the queue is empty (then the result) or the decider blocks. */
@@ -284,7 +320,15 @@ export class Simulation {
     const w = this.opts.workload;
     const decider = this.opts.decider;
     const prepare = decider.prepare;
+    const pause = this.opts.pause;
     while (this.q.size > 0) {
+      if (pause !== undefined) {
+        const p = pause();
+        if (p !== undefined) {
+          this.blockedOn = p;
+          return BLOCKED;
+        }
+      }
       if (prepare !== undefined) {
         const p = prepare.call(decider);
         if (p !== undefined) {
@@ -333,8 +377,10 @@ export class Simulation {
         throw new InvariantError(`agent on ${ag.gi < 0 ? "cpu" : `gpu${ag.gi}`} stuck in state ${ag.state} with no event left (seed ${this.opts.seed})`);
       }
     }
-    // Process exit, §9 order; the model asserts nothing is left behind.
-    for (const ps of w.processes) this.model.processDestroy(ps.pid, this.endNs);
+    // The streams' queues go; then process exit, §9 order (the model asserts nothing is left
+    // behind). Adopted processes live on.
+    for (const ag of this.agents) if (ag.gi !== AGENT_CPU) ag.proc.userQueues--;
+    for (const ps of w.processes) if (this.created.has(ps.pid)) this.model.processDestroy(ps.pid, this.endNs);
     return this.result();
   }
 
@@ -539,13 +585,13 @@ export class Simulation {
   }
 
   private result(): SimResult {
-    const s = this.model.stats;
+    const s = this.statsBefore === null ? this.model.stats : statsSince(this.model.stats, this.statsBefore);
     return {
       seed: this.opts.seed,
       profile: this.opts.profile.name,
       workload: this.opts.workload.name,
       policy: this.opts.decider.name,
-      simTimeNs: Math.round(this.endNs),
+      simTimeNs: Math.round(this.endNs - this.t0),
       accesses: this.accesses,
       gpuFaults: s.gpuFaults,
       gpuFaultsDropped: s.gpuFaultsDropped,
@@ -560,9 +606,18 @@ export class Simulation {
       thrashEvents: s.thrashEvents,
       vramFallbacks: s.vramFallbacks,
       policyFallbacks: this.opts.decider.fallbacks,
-      counters: this.model.exitCounters.slice(),
+      counters: this.model.exitCounters.slice(this.exitCountersBefore),
     };
   }
+}
+
+/** Counters of `now` minus those of `before`, field by field (nested counts too). */
+function statsSince(now: SvmStats, before: SvmStats): SvmStats {
+  const diff = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> =>
+    Object.fromEntries(
+      Object.entries(a).map(([k, v]) => [k, typeof v === "number" ? v - (b[k] as number) : diff(v as Record<string, unknown>, b[k] as Record<string, unknown>)]),
+    );
+  return diff(now as unknown as Record<string, unknown>, before as unknown as Record<string, unknown>) as unknown as SvmStats;
 }
 
 /**

@@ -185,6 +185,16 @@ function newStats(): SvmStats {
   };
 }
 
+/**
+ * Receives each SMI event line (no newline) and the gpu_id of the device whose event fds
+ * get it, as the kernel's `node` argument of kfd_smi_event_*: the faulting GPU, the VRAM
+ * side of a migration, the GPU of a queue or unmap event; SMI_ALL_GPUS for process
+ * start/end, which go to every GPU of the process.
+ */
+export type SvmEventSink = (line: string, gpuId: number) => void;
+/** The sink's gpuId for an event every GPU of the process reports. */
+export const SMI_ALL_GPUS = 0;
+
 export interface SvmModelOptions {
   gpus: SvmGpu[];
   decider: MigrationDecider;
@@ -198,7 +208,7 @@ export interface SvmModelOptions {
   /** Delay of the deferred_list worker after a munmap, ns. */
   deferredDelayNs?: number;
   /** SMI event sink; null = no event text is built (fast path). */
-  sink?: ((line: string) => void) | null;
+  sink?: SvmEventSink | null;
 }
 
 /** Default full-check period, operations. */
@@ -231,7 +241,7 @@ export class SvmModel {
   private readonly lruHead: (SvmRange | null)[];
   private readonly lruTail: (SvmRange | null)[];
   private readonly work: SvmWork[] = [];
-  private readonly sink: ((line: string) => void) | null;
+  private readonly sink: SvmEventSink | null;
   private readonly fullCheckEvery: number;
   private readonly thrashWindowNs: number;
   private readonly deferredDelayNs: number;
@@ -335,7 +345,7 @@ export class SvmModel {
     const largest = Math.min(...this.gpus.map((g) => largestRangePages(g.vramBytes)));
     const p = new SvmProcess(pid, opts.name ?? `pid${pid}`, opts.xnack, this.gpus, largest);
     this.processes.set(pid, p);
-    if (this.sink !== null) this.sink(ev.fmtProcess(true, pid, p.name));
+    if (this.sink !== null) this.sink(ev.fmtProcess(true, pid, p.name), SMI_ALL_GPUS);
     this.endOp();
     return p;
   }
@@ -367,7 +377,7 @@ export class SvmModel {
       this.exitCounters.push({ pid, gpuId: g.id, faults: p.faults[g.index]!, pageIn: p.pageIn[g.index]!, pageOut: p.pageOut[g.index]! });
     }
     this.processes.delete(pid);
-    if (this.sink !== null) this.sink(ev.fmtProcess(false, pid, p.name));
+    if (this.sink !== null) this.sink(ev.fmtProcess(false, pid, p.name), SMI_ALL_GPUS);
     this.endOp();
     this.checkFull();
     return now;
@@ -406,6 +416,44 @@ export class SvmModel {
     this.proc(pid).boMappings.push(start, start + npages - 1);
   }
 
+  /** The first non-SVM buffer mapping [start, start+npages) of `pid` goes (unmapped from every GPU). */
+  boMappingRemove(pid: number, start: number, npages: number): void {
+    const bo = this.proc(pid).boMappings;
+    for (let i = 0; i < bo.length; i += 2) {
+      if (bo[i] === start && bo[i + 1] === start + npages - 1) {
+        bo.splice(i, 2);
+        return;
+      }
+    }
+  }
+
+  /**
+   * VRAM of GPU index `gi` an SVM buffer or a non-SVM allocation can still get, bytes:
+   * capacity minus SVM buffers (AVAILABLE_MEMORY's answer; the kernel also subtracts its own
+   * reservations, which the profile's vram_reserved stands for).
+   */
+  vramAvailableBytes(gi: number): number {
+    return Math.max(0, this.vramCapPages[gi]! - this.vramUsedPages[gi]!) * PAGE_BYTES;
+  }
+
+  /**
+   * A non-SVM VRAM allocation (ALLOC_MEMORY_OF_GPU with the VRAM flag) of `npages` on GPU
+   * index `gi`: SVM capacity shrinks by it until vramNonSvmRelease. Never evicts SVM
+   * buffers to make room (amdgpu_amdkfd_reserve_mem_limit fails instead).
+   * @throws KfdError ENOMEM when the free VRAM is smaller.
+   */
+  vramNonSvmReserve(gi: number, npages: number): void {
+    if (npages > this.vramCapPages[gi]! - this.vramUsedPages[gi]!) {
+      throw new KfdError("ALLOC_MEMORY_OF_GPU", "ENOMEM", ERRNO.ENOMEM, `${npages} pages asked, ${this.vramCapPages[gi]! - this.vramUsedPages[gi]!} free on GPU ${gi}`);
+    }
+    this.vramCapPages[gi]! -= npages;
+  }
+
+  /** Give back what vramNonSvmReserve took. */
+  vramNonSvmRelease(gi: number, npages: number): void {
+    this.vramCapPages[gi]! += npages;
+  }
+
   /**
    * munmap: the CPU mapping goes; ranges inside are split at the edges, unmapped from GPUs
    * (UNMAP_FROM_CPU) and queued on the deferred list, which frees them later (faults on them
@@ -426,7 +474,7 @@ export class SvmModel {
       r.pendingRemove = true;
       for (let g = 0; g < r.mapped.length; g++) {
         if (r.mappedOn(g) !== null) {
-          if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(now, pid, r.start, r.npages, this.gpus[g]!.id, UNMAP_TRIGGER.UNMAP_FROM_CPU));
+          if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(now, pid, r.start, r.npages, this.gpus[g]!.id, UNMAP_TRIGGER.UNMAP_FROM_CPU), this.gpus[g]!.id);
           this.observe("unmap", now, this.gpus[g]!.id, r.start, r.npages, 0, 0, UNMAP_TRIGGER.UNMAP_FROM_CPU);
           this.stats.unmaps++;
           r.setMapped(g, null);
@@ -894,9 +942,9 @@ export class SvmModel {
     }
     const n = l - s + 1;
     this.openMigrations++;
-    if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, 0, best, r.prefetchLoc, r.preferredLoc, trigger));
+    if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, 0, best, r.prefetchLoc, r.preferredLoc, trigger), best);
     const end = this.sdmaCopy(gi, 0, best, gaps, t);
-    if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, 0, best, trigger, 0));
+    if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, 0, best, trigger, 0), best);
     this.openMigrations--;
     this.countMigration(p, r, gi, 0, best, pages, trigger, end);
     if (bounced) {
@@ -925,10 +973,10 @@ export class SvmModel {
     if (pages === 0) return t;
     const n = l - s + 1;
     this.openMigrations++;
-    if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger));
+    if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger), from);
     const moved = runsClip(r.vramRuns, s, l);
     const end = this.sdmaCopy(gi, from, 0, moved ?? [], t);
-    if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, from, 0, trigger, 0));
+    if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, from, 0, trigger, 0), from);
     this.openMigrations--;
     this.countMigration(p, r, gi, from, 0, pages, trigger, end);
     this.observe("migrate", end, from, s, n, from, 0, trigger);
@@ -959,7 +1007,7 @@ export class SvmModel {
       if (m === null || runsOverlap(m, s, l) === 0) continue;
       r.setMapped(g, runsRemove(m, s, l));
       this.stats.unmaps++;
-      if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(t, p.pid, s, l - s + 1, this.gpus[g]!.id, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE));
+      if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(t, p.pid, s, l - s + 1, this.gpus[g]!.id, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE), this.gpus[g]!.id);
       this.observe("unmap", t, this.gpus[g]!.id, s, l - s + 1, 0, 0, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE);
     }
   }
@@ -972,7 +1020,7 @@ export class SvmModel {
     p.queuesEvicted = true;
     this.stats.queueEvictions++;
     for (const g of this.gpus) {
-      if (this.sink !== null) this.sink(ev.fmtQueueEviction(t, p.pid, g.id, trigger));
+      if (this.sink !== null) this.sink(ev.fmtQueueEviction(t, p.pid, g.id, trigger), g.id);
       this.observe("queue-evict", t, g.id, r.start, r.npages, 0, 0, trigger);
     }
     if (!p.restoreScheduled) {
@@ -996,7 +1044,7 @@ export class SvmModel {
     p.queuesEvicted = false;
     this.stats.queueRestores++;
     for (const g of this.gpus) {
-      if (this.sink !== null) this.sink(ev.fmtQueueRestore(t, pid, g.id, false));
+      if (this.sink !== null) this.sink(ev.fmtQueueRestore(t, pid, g.id, false), g.id);
       this.observe("queue-restore", t, g.id, 0, 0, 0, 0, 0);
     }
     this.endOp();
@@ -1079,7 +1127,7 @@ export class SvmModel {
       ranges[i] = null;
       const addr = addrs[i]!;
       if (!gpu.svmSupported) {
-        results[i] = this.faultFatal(p);
+        results[i] = this.faultFatal(p, gpu.id);
         continue;
       }
       if (p.drainPagefaults) {
@@ -1087,14 +1135,14 @@ export class SvmModel {
         continue;
       }
       if (!p.xnack) {
-        results[i] = this.faultFatal(p);
+        results[i] = this.faultFatal(p, gpu.id);
         continue;
       }
       let r = p.ranges.lookup(addr);
       if (r === null) {
         r = this.rangeCreateUnregistered(p, addr);
         if (r === null) {
-          results[i] = this.faultFatal(p);
+          results[i] = this.faultFatal(p, gpu.id);
           continue;
         }
       }
@@ -1110,7 +1158,7 @@ export class SvmModel {
       // A write to a read-only CPU mapping, or to a GPU_RO range (mapped read-only on the
       // GPU), cannot be satisfied by mapping: a protection fault, fatal.
       if (!vma.read || (writes[i] === 1 && (!vma.write || (r.flags & SVM_FLAG.GPU_RO) !== 0))) {
-        results[i] = this.faultFatal(p);
+        results[i] = this.faultFatal(p, gpu.id);
         continue;
       }
       ranges[i] = r;
@@ -1168,9 +1216,9 @@ export class SvmModel {
     return t;
   }
 
-  private faultFatal(p: SvmProcess): number {
+  private faultFatal(p: SvmProcess, gpuId: number): number {
     this.stats.gpuFaultsFatal++;
-    if (this.sink !== null) this.sink(ev.fmtVmFault(p.pid, p.name));
+    if (this.sink !== null) this.sink(ev.fmtVmFault(p.pid, p.name), gpuId);
     return FAULT_RESULT.FATAL;
   }
 
@@ -1189,13 +1237,13 @@ export class SvmModel {
   ): number {
     const gpu = this.gpus[gi]!;
     if (best === LOC_DENY) {
-      results[i] = this.faultFatal(p);
+      results[i] = this.faultFatal(p, gpu.id);
       return t;
     }
     // Deciders are validated by their adaptor; a location that is no GPU is a host bug.
     if (best !== LOC_SYSMEM && !this.gpuById.has(best)) this.fail(`policy ${this.decider.name} chose location ${best}, which is no GPU`);
     t += this.costs.faultServiceNs;
-    if (this.sink !== null) this.sink(ev.fmtPageFaultStart(t, p.pid, addr, gpu.id, write));
+    if (this.sink !== null) this.sink(ev.fmtPageFaultStart(t, p.pid, addr, gpu.id, write), gpu.id);
     this.observe("fault", t, gpu.id, addr, 1, r.actualLoc, best, MIGRATE_TRIGGER.PAGEFAULT_GPU);
     // Never corrupt state on an odd window: keep it inside the range and holding addr.
     const s = Math.max(r.start, Math.min(ws, addr));
@@ -1218,7 +1266,7 @@ export class SvmModel {
     r.setMapped(gi, runsAdd(r.mappedOn(gi), s, l));
     r.validateTimestampNs = t;
     this.lruTouch(r, t);
-    if (this.sink !== null) this.sink(ev.fmtPageFaultEnd(t, p.pid, addr, gpu.id, migrated));
+    if (this.sink !== null) this.sink(ev.fmtPageFaultEnd(t, p.pid, addr, gpu.id, migrated), gpu.id);
     p.faults[gi]!++;
     this.stats.gpuFaults++;
     results[i] = migrated ? FAULT_RESULT.MIGRATED : FAULT_RESULT.UPDATED;

@@ -110,10 +110,16 @@ describe("svmrt kfd", () => {
     expect(io.stderr).toStartWith("svmrt kfd: open /dev/kfd failed: ENOENT");
   });
 
-  test("--emulated is refused clearly for now", async () => {
-    const r = await run(["events", "--emulated"]);
+  test("emulator flags need --emulated; the no-device line points at --emulated", async () => {
+    const r = await run(["events", "--workload", "stream"]);
     expect(r.code).toBe(EXIT.usage);
-    expect(r.stderr).toContain("not yet available");
+    expect(r.stderr).toContain("--workload needs --emulated");
+    expect((await run(["info", "--profile", "dev-2gpu"])).code).toBe(EXIT.usage);
+    ctl.script(DOUBLE_SCRIPT.OPEN_FAILS, 0, 0, ERRNO.ENOENT, 1);
+    const none = await run(["info"]);
+    expect(none.code).toBe(EXIT.noDevice);
+    expect(none.stderr.trim().split("\n")).toHaveLength(1);
+    expect(none.stderr).toContain("add --emulated");
   });
 
   test("events --gpu --events --json --max: a live stream from the double's event fd", async () => {
