@@ -43,7 +43,7 @@ Options:
 function summary(r: SimResult, badLines: number | undefined): string {
   const gib = (b: number): string => `${(b / 2 ** 30).toFixed(3)} GiB`;
   const m = r.migrations;
-  return `${r.workload} on ${r.profile}, policy ${r.policy}, seed ${r.seed}
+  return `${r.workload} on ${r.profile} (simulated machine), policy ${r.policy}, seed ${r.seed}
   simulated time      ${(r.simTimeNs / 1e6).toFixed(3)} ms
   accesses            ${r.accesses}
   GPU faults          ${r.gpuFaults} handled, ${r.gpuFaultsDropped} dropped (duplicate window), ${r.gpuFaultsFatal} fatal
