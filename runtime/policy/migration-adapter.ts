@@ -16,6 +16,7 @@
  *   (n x DECISION_STRIDE)...]. Calls `prefetch(batch, ctx)` with the same FaultBatch shape
  *   (decisions filled) and answers its result as data.
  */
+import { BATCH_TRAILER } from "../sandbox/prelude.ts";
 import { DECISION_STRIDE, FAULT_FIELDS, FAULT_STRIDE } from "./contracts/migration.ts";
 
 export const MIGRATION_FAULTS_ADAPTER = "migration.faults";
@@ -42,15 +43,22 @@ export const MIGRATION_ADAPTER_SOURCE = `
   };
   const FIELDS = Object.freeze(${JSON.stringify(Object.fromEntries(FAULT_FIELDS.map((k, i) => [k, i])))});
 
+  // The plugin's hooks, looked up once per exports namespace (it never changes).
+  let hooksOf = null, hRl = null, hMw = null, hRlb = null, hMwb = null;
   globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, input, n, ctx) {
+    if (hooksOf !== ns) {
+      hooksOf = ns;
+      hRl = fn(ns, "restoreLocation"); hMw = fn(ns, "migrationWindow");
+      hRlb = fn(ns, "restoreLocationBatch"); hMwb = fn(ns, "migrationWindowBatch");
+    }
     ctx.nowNs = input[0];
     const mask = input[1], perFault = input[2] === 1;
-    let rl = mask & ${HOOK_RESTORE_LOCATION} ? fn(ns, "restoreLocation") : null;
-    let mw = mask & ${HOOK_MIGRATION_WINDOW} ? fn(ns, "migrationWindow") : null;
-    const rlb = mask & ${HOOK_RESTORE_LOCATION} && !(perFault && rl !== null) ? fn(ns, "restoreLocationBatch") : null;
-    const mwb = mask & ${HOOK_MIGRATION_WINDOW} && !(perFault && mw !== null) ? fn(ns, "migrationWindowBatch") : null;
+    let rl = mask & ${HOOK_RESTORE_LOCATION} ? hRl : null;
+    let mw = mask & ${HOOK_MIGRATION_WINDOW} ? hMw : null;
+    const rlb = mask & ${HOOK_RESTORE_LOCATION} && !(perFault && rl !== null) ? hRlb : null;
+    const mwb = mask & ${HOOK_MIGRATION_WINDOW} && !(perFault && mw !== null) ? hMwb : null;
     const b = input.subarray(${FAULT_HEADER});
-    const out = new F64(n * ${DECISION_STRIDE}).fill(NaN);
+    const out = new F64(n * ${DECISION_STRIDE} + ${BATCH_TRAILER}).fill(NaN);
     if (rlb !== null || mwb !== null) {
       const batch = { faults: b, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: out };
       if (rlb !== null) { rlb(batch, ctx); rl = null; }

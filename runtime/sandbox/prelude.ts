@@ -253,8 +253,9 @@ export const PRELUDE_SOURCE = String.raw`
   // can answer data (a wire string) instead of a Float64Array.
   const tools = freeze({ serialize: function (v) { return serialize(v); } });
   const lastCtx = { json: "", value: undefined };
+  // "" means: the same context as the last call (the host sends it only when it changes).
   const parseCtx = function (json) {
-    if (json !== lastCtx.json) { lastCtx.json = json; lastCtx.value = jsonParse(json); }
+    if (json !== "" && json !== lastCtx.json) { lastCtx.json = json; lastCtx.value = jsonParse(json); }
     return lastCtx.value;
   };
   const settle = function (r) {
@@ -312,7 +313,12 @@ export const PRELUDE_SOURCE = String.raw`
       let out;
       try { out = a(exportsNs, new F64(buf), n, parseCtx(ctxJson), tools); } catch (e) { return thrown(e); }
       if (typeof out === "string") return out;
-      try { return apply(bufferOf, out, []); } catch (e) { return "Einvalid-output\nadapter " + adapter + " returned no typed array"; }
+      // The trailer slot (the adapter's last element) tells the host whether to fetch logs.
+      try {
+        const buffer = apply(bufferOf, out, []);
+        out[out.length - 1] = logLines.length + logDropped;
+        return buffer;
+      } catch (e) { return "Einvalid-output\nadapter " + adapter + " returned no typed array"; }
     },
     // Logs as text: the dropped count, then each line as a JSON string. Built by hand:
     // JSON.stringify of an object would consult a patched Object.prototype.toJSON.
@@ -344,6 +350,12 @@ export const PRELUDE_SOURCE = String.raw`
   });
 })();
 `;
+
+/**
+ * Numbers an adapter's Float64Array answer carries after its payload: the prelude writes the
+ * count of pending log lines there, so the host fetches logs only when there are some.
+ */
+export const BATCH_TRAILER = 1;
 
 /** Evaluated after adapters and libraries: no plugin code can register either. */
 export const ADAPTERS_SEAL = "delete globalThis.__svmrt_adapt; delete globalThis.__svmrt_lib;";

@@ -24,7 +24,7 @@ import {
 } from "quickjs-emscripten-core";
 import { type PolicyFailureReason, PolicyError } from "../errors.ts";
 import { ERROR_TEXT_BYTES_MAX, PENDING_JOBS_MAX, type SandboxLimits } from "./limits.ts";
-import { ADAPTERS_SEAL, PRELUDE_SOURCE } from "./prelude.ts";
+import { ADAPTERS_SEAL, BATCH_TRAILER, PRELUDE_SOURCE } from "./prelude.ts";
 import { SOURCE_NESTING_MAX, sourceNesting } from "./source-check.ts";
 import { releaseVariant } from "./wasm.ts";
 
@@ -80,6 +80,10 @@ export interface SandboxStats {
 
 /** Live pieces of one Wasm module instance. */
 interface Instance {
+  /** The context JSON this instance holds (the guest caches it; "" resends nothing). */
+  sentCtxJson?: string;
+  /** Adapter names as guest strings, created once. */
+  adapterNames?: Map<string, QuickJSHandle>;
   /** Linear memory above which the instance is stopped and recycled, bytes. */
   heapCapBytes: number;
   module: QuickJSWASMModule;
@@ -386,9 +390,21 @@ export class Sandbox implements Disposable {
     }
   }
 
+  /** The guest string of an adapter's name, kept for the instance's life. */
+  private adapterHandle(inst: Instance, adapter: string): QuickJSHandle {
+    inst.adapterNames ??= new Map();
+    let h = inst.adapterNames.get(adapter);
+    if (h === undefined) {
+      h = inst.context.newString(adapter);
+      inst.adapterNames.set(adapter, h);
+    }
+    return h;
+  }
+
   /** Dispose every handle of an instance; an abort here is swallowed (the instance is gone). */
   private static teardown(inst: Partial<Instance>, _extra: QuickJSHandle[]): void {
     try {
+      for (const h of inst.adapterNames?.values() ?? []) h.dispose();
       for (const h of [inst.fnCall, inst.fnBatch, inst.fnSettled, inst.fnLogs, inst.host]) h?.dispose();
       inst.context?.dispose();
       inst.runtime?.dispose();
@@ -593,6 +609,7 @@ export class Sandbox implements Disposable {
       const hArgs = [context.newString(hook), context.newString(inputJson), context.newString(ctxJson)];
       const r = context.callFunction(inst.fnCall, context.undefined, ...hArgs);
       for (const h of hArgs) h.dispose();
+      inst.sentCtxJson = ctxJson; // the guest's cached context is this one now
       if (r.error) return this.escaped(inst, r.error, `hook ${hook}`);
       let wire = context.getString(r.value);
       r.value.dispose();
@@ -649,10 +666,16 @@ export class Sandbox implements Disposable {
     const { context } = inst;
     try {
       armClock(this.clock, this.opts.limits.timeout_ms);
-      const view = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
-      const hArgs = [context.newString(adapter), context.newArrayBuffer(view.slice().buffer), context.newNumber(n), context.newString(ctxJson)];
-      const r = context.callFunction(inst.fnBatch, context.undefined, ...hArgs);
+      const bytes =
+        input.byteOffset === 0 && input.byteLength === input.buffer.byteLength
+          ? input.buffer
+          : new Uint8Array(input.buffer, input.byteOffset, input.byteLength).slice().buffer;
+      // The context crosses only when it changed since this instance last saw it.
+      const sendCtx = ctxJson === inst.sentCtxJson ? "" : ctxJson;
+      const hArgs = [context.newArrayBuffer(bytes as ArrayBuffer), context.newNumber(n), context.newString(sendCtx)];
+      const r = context.callFunction(inst.fnBatch, context.undefined, this.adapterHandle(inst, adapter), ...hArgs);
       for (const h of hArgs) h.dispose();
+      inst.sentCtxJson = ctxJson;
       if (r.error) return this.escaped(inst, r.error, `adapter ${adapter}`);
       if (context.typeof(r.value) === "string") {
         const wire = context.getString(r.value);
@@ -666,13 +689,15 @@ export class Sandbox implements Disposable {
       const lifetime = context.getArrayBuffer(r.value);
       r.value.dispose();
       const got = lifetime.value;
-      if (got.byteLength !== out.byteLength) {
+      const expected = out.byteLength + BATCH_TRAILER * 8;
+      if (got.byteLength !== expected) {
         lifetime.dispose();
-        return this.failure("invalid-output", `adapter ${adapter} returned ${got.byteLength} bytes, expected ${out.byteLength}`);
+        return this.failure("invalid-output", `adapter ${adapter} returned ${got.byteLength} bytes, expected ${expected}`);
       }
-      new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(got);
+      new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(got.subarray(0, out.byteLength));
+      const pendingLogs = new Float64Array(got.buffer.slice(got.byteOffset + out.byteLength, got.byteOffset + expected))[0]!;
       lifetime.dispose();
-      return { ok: true, value: null, logs: this.takeLogs(inst) };
+      return { ok: true, value: null, logs: pendingLogs > 0 ? this.takeLogs(inst) : [] };
     } catch (e) {
       if (e instanceof PolicyError) throw e;
       if (isWasmCrash(e)) return this.crashed(e);
