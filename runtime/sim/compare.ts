@@ -173,7 +173,7 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
     let done = 0;
     const finished = new Array<boolean>(runs.length).fill(false);
     let parsedUpTo = 0;
-    const ranges = new Map<string, RangeOfInterest | null>();
+    const ranges = new Map<string, RangeOfInterest>();
     // Parse finished cells in matrix order: a workload's first cell fixes the default range.
     const parseReady = async (): Promise<void> => {
       while (parsedUpTo < runs.length && finished[parsedUpTo]) {
@@ -202,15 +202,13 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
   }
 }
 
-async function summarizeCell(run: CellRun, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest | null>): Promise<void> {
+async function summarizeCell(run: CellRun, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest>): Promise<void> {
   const c = run.cell;
   if (c.result !== undefined) {
-    let range: RangeOfInterest | null | undefined = rangeAddr !== undefined ? { startPage: rangeAddr, sizePages: 1 } : ranges.get(c.workload);
+    const range: RangeOfInterest | undefined = rangeAddr !== undefined ? { startPage: rangeAddr, sizePages: 1 } : ranges.get(c.workload);
     c.events = await summarizeEvents(run.eventsFile, c.result.simTimeNs, range);
-    if (range === undefined) {
-      range = c.events.range;
-      ranges.set(c.workload, range);
-    }
+    // The first cell with a migration fixes the workload's range for the cells after it.
+    if (range === undefined && c.events.range !== null) ranges.set(c.workload, c.events.range);
   }
   rmSync(run.eventsFile, { force: true });
 }

@@ -44,9 +44,10 @@ export function fmtBytes(b: number): string {
   return `${b} B`;
 }
 
-/** "Nice" axis ticks from 0 to at least max. */
-function ticks(max: number, count = 5): number[] {
-  if (max <= 0) return [0, 1];
+/** "Nice" axis ticks from 0 to at least max; `unit` > 1 makes them nice in that unit. */
+function ticks(max: number, count = 5, unit = 1): number[] {
+  if (max <= 0) return [0, unit];
+  if (unit > 1) return ticks(max / unit, count).map((t) => t * unit);
   const raw = max / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
@@ -92,7 +93,7 @@ function barChart(id: string, title: string, labels: string[], values: (number |
   const h = top + labels.length * (barH + gap) + 50;
   const w = LABEL_W + plotW + 110;
   const max = Math.max(0, ...values.map((v) => v ?? 0));
-  const tk = ticks(max);
+  const tk = ticks(max, 5, max >= 1e9 ? 1e9 : max >= 1e6 ? 1e6 : max >= 1e3 ? 1e3 : 1);
   const scale = plotW / tk.at(-1)!;
   const desc = labels.map((l, i) => `${l}: ${values[i] === null ? "failed" : fmtValue(values[i]!)}`).join("; ");
   let s = svgOpen(w, h, title, desc, id);
@@ -100,7 +101,7 @@ function barChart(id: string, title: string, labels: string[], values: (number |
   for (const t of tk) {
     const x = LABEL_W + t * scale;
     s += `<line x1="${fmtC(x)}" y1="${top}" x2="${fmtC(x)}" y2="${axisY}" stroke="#ddd"/>`;
-    s += text(x, axisY + 15, fmtValue(t), 'text-anchor="middle" fill="#444"');
+    s += text(x, axisY + 15, t === 0 ? "0" : fmtValue(t), 'text-anchor="middle" fill="#444"');
   }
   s += `<line x1="${LABEL_W}" y1="${axisY}" x2="${LABEL_W + plotW}" y2="${axisY}" stroke="#333"/>`;
   s += text(LABEL_W + plotW / 2, axisY + 35, axisTitle, 'text-anchor="middle" font-weight="bold"');
@@ -124,7 +125,7 @@ function barChart(id: string, title: string, labels: string[], values: (number |
 function bytesChart(id: string, title: string, labels: string[], cells: CompareCell[]): string {
   const dirs = ["h2d", "d2h", "d2d"] as const;
   const plotW = 560;
-  const barH = 10;
+  const barH = 13;
   const groupGap = 12;
   const top = 30;
   const groupH = dirs.length * barH + groupGap;
@@ -132,7 +133,7 @@ function bytesChart(id: string, title: string, labels: string[], cells: CompareC
   const h = axisY + 50;
   const w = LABEL_W + plotW + 110;
   const max = Math.max(0, ...cells.flatMap((c) => dirs.map((d) => c.result?.bytesMigrated[d] ?? 0)));
-  const tk = ticks(max);
+  const tk = ticks(max, 5, max >= 2 ** 30 ? 2 ** 30 : max >= 2 ** 20 ? 2 ** 20 : max >= 2 ** 10 ? 2 ** 10 : 1);
   const scale = plotW / tk.at(-1)!;
   const desc = cells
     .map((c, i) => `${labels[i]}: ${c.result ? dirs.map((d) => `${d} ${fmtBytes(c.result!.bytesMigrated[d])}`).join(", ") : "failed"}`)
@@ -146,7 +147,7 @@ function bytesChart(id: string, title: string, labels: string[], cells: CompareC
   for (const t of tk) {
     const x = LABEL_W + t * scale;
     s += `<line x1="${fmtC(x)}" y1="${top}" x2="${fmtC(x)}" y2="${axisY}" stroke="#ddd"/>`;
-    s += text(x, axisY + 15, fmtBytes(t), 'text-anchor="middle" fill="#444"');
+    s += text(x, axisY + 15, t === 0 ? "0" : fmtBytes(t), 'text-anchor="middle" fill="#444"');
   }
   s += `<line x1="${LABEL_W}" y1="${axisY}" x2="${LABEL_W + plotW}" y2="${axisY}" stroke="#333"/>`;
   s += text(LABEL_W + plotW / 2, axisY + 35, "bytes migrated (binary units)", 'text-anchor="middle" font-weight="bold"');
@@ -162,7 +163,7 @@ function bytesChart(id: string, title: string, labels: string[], cells: CompareC
       const y = y0 + k * barH;
       s += `<g><title>${escapeXml(`${labels[i]} ${d}: ${fmtBytes(v)}`)}</title>`;
       s += `<rect x="${LABEL_W}" y="${y}" width="${fmtC(Math.max(v > 0 ? 1 : 0, v * scale))}" height="${barH - 1}" fill="${DIR_COLORS[d]}"/>`;
-      s += text(LABEL_W + v * scale + 4, y + barH - 1, fmtBytes(v), 'font-size="10" fill="#222"');
+      s += text(LABEL_W + v * scale + 4, y + barH - 3, fmtBytes(v), 'font-size="10" fill="#222"');
       s += "</g>";
     });
   });
