@@ -56,7 +56,9 @@ export interface RangeEvent {
 /** A cell's event stream, reduced to what the report draws. Sizes are bounded by the constants above. */
 export interface CellEvents {
   lines: number;
-  /** PAGE_FAULT_START and MIGRATE_START counts per bin of [0, simTimeNs]. */
+  /** Length of the time axis the bins divide (the workload's slowest cell), ns. */
+  spanNs: number;
+  /** PAGE_FAULT_START and MIGRATE_START counts per bin of [0, spanNs]. */
   faultsPerBin: number[];
   migrationsPerBin: number[];
   range: RangeOfInterest | null;
@@ -175,10 +177,16 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
     let parsedUpTo = 0;
     const ranges = new Map<string, RangeOfInterest>();
     // Parse finished cells in matrix order: a workload's first cell fixes the default range.
+    // A workload's cells share one time axis (its slowest cell's), so their bins compare:
+    // they are summarized once all of them have finished.
+    const perWorkload = opts.policies.length;
     const parseReady = async (): Promise<void> => {
-      while (parsedUpTo < runs.length && finished[parsedUpTo]) {
-        const run = runs[parsedUpTo++]!;
-        await summarizeCell(run, opts.range, ranges);
+      while (parsedUpTo < runs.length) {
+        const first = parsedUpTo - (parsedUpTo % perWorkload);
+        const group = runs.slice(first, first + perWorkload);
+        if (!finished.slice(first, first + perWorkload).every(Boolean)) return;
+        const spanNs = Math.max(0, ...group.map((r) => r.cell.result?.simTimeNs ?? 0));
+        await summarizeCell(runs[parsedUpTo++]!, spanNs, opts.range, ranges);
       }
     };
     let parsing: Promise<void> = Promise.resolve();
@@ -202,11 +210,11 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
   }
 }
 
-async function summarizeCell(run: CellRun, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest>): Promise<void> {
+async function summarizeCell(run: CellRun, spanNs: number, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest>): Promise<void> {
   const c = run.cell;
   if (c.result !== undefined) {
     const range: RangeOfInterest | undefined = rangeAddr !== undefined ? { startPage: rangeAddr, sizePages: 1 } : ranges.get(c.workload);
-    c.events = await summarizeEvents(run.eventsFile, c.result.simTimeNs, range);
+    c.events = await summarizeEvents(run.eventsFile, spanNs, range);
     // The first cell with a migration fixes the workload's range for the cells after it.
     if (range === undefined && c.events.range !== null) ranges.set(c.workload, c.events.range);
   }
@@ -258,11 +266,11 @@ function sizeOfLine(line: string): number {
  * the range is the first MIGRATE_START's window (with the faults just before it); null: none.
  * Streams the file in chunks; memory is bounded by the constants above, not by the file.
  */
-export async function summarizeEvents(file: string, simTimeNs: number, range: RangeOfInterest | null | undefined): Promise<CellEvents> {
+export async function summarizeEvents(file: string, spanNs: number, range: RangeOfInterest | null | undefined): Promise<CellEvents> {
   const faults = new Array<number>(TIMELINE_BINS).fill(0);
   const migrations = new Array<number>(TIMELINE_BINS).fill(0);
-  const span = Math.max(1, simTimeNs + 1);
-  const out: CellEvents = { lines: 0, faultsPerBin: faults, migrationsPerBin: migrations, range: range ?? null, rangeEvents: [], rangeEventsDropped: 0 };
+  const span = Math.max(1, spanNs + 1);
+  const out: CellEvents = { lines: 0, spanNs, faultsPerBin: faults, migrationsPerBin: migrations, range: range ?? null, rangeEvents: [], rangeEventsDropped: 0 };
   let chosen: RangeOfInterest | null | undefined = range;
   const lookbehind: string[] = [];
   const binOf = (line: string): number => {

@@ -44,6 +44,26 @@ export function fmtBytes(b: number): string {
   return `${b} B`;
 }
 
+const TIME_UNITS: [number, string][] = [
+  [1e9, "s"],
+  [1e6, "ms"],
+  [1e3, "µs"],
+  [1, "ns"],
+];
+const BYTE_UNITS: [number, string][] = [
+  [2 ** 30, "GiB"],
+  [2 ** 20, "MiB"],
+  [2 ** 10, "KiB"],
+  [1, "B"],
+];
+
+/** Ticks for an axis from 0 to max, nice in the unit max is best shown in, and their labels. */
+function axis(max: number, units: [number, string][], count = 5): { ticks: number[]; label: (v: number) => string } {
+  const [unit, name] = units.find(([u]) => max >= u) ?? units.at(-1)!;
+  const tk = ticks(max, count, unit);
+  return { ticks: tk, label: (v) => (v === 0 ? "0" : `${Number((v / unit).toPrecision(6))} ${name}`) };
+}
+
 /** "Nice" axis ticks from 0 to at least max; `unit` > 1 makes them nice in that unit. */
 function ticks(max: number, count = 5, unit = 1): number[] {
   if (max <= 0) return [0, unit];
@@ -85,7 +105,7 @@ function clip(s: string, n: number): string {
 }
 
 /** Horizontal bars: one per policy, with an x axis in `unit`. */
-function barChart(id: string, title: string, labels: string[], values: (number | null)[], fmtValue: (v: number) => string, axisTitle: string): string {
+function barChart(id: string, title: string, labels: string[], values: (number | null)[], fmtValue: (v: number) => string, units: [number, string][], axisTitle: string): string {
   const plotW = 560;
   const barH = 20;
   const gap = 8;
@@ -93,7 +113,8 @@ function barChart(id: string, title: string, labels: string[], values: (number |
   const h = top + labels.length * (barH + gap) + 50;
   const w = LABEL_W + plotW + 110;
   const max = Math.max(0, ...values.map((v) => v ?? 0));
-  const tk = ticks(max, 5, max >= 1e9 ? 1e9 : max >= 1e6 ? 1e6 : max >= 1e3 ? 1e3 : 1);
+  const ax = axis(max, units);
+  const tk = ax.ticks;
   const scale = plotW / tk.at(-1)!;
   const desc = labels.map((l, i) => `${l}: ${values[i] === null ? "failed" : fmtValue(values[i]!)}`).join("; ");
   let s = svgOpen(w, h, title, desc, id);
@@ -101,7 +122,7 @@ function barChart(id: string, title: string, labels: string[], values: (number |
   for (const t of tk) {
     const x = LABEL_W + t * scale;
     s += `<line x1="${fmtC(x)}" y1="${top}" x2="${fmtC(x)}" y2="${axisY}" stroke="#ddd"/>`;
-    s += text(x, axisY + 15, t === 0 ? "0" : fmtValue(t), 'text-anchor="middle" fill="#444"');
+    s += text(x, axisY + 15, ax.label(t), 'text-anchor="middle" fill="#444"');
   }
   s += `<line x1="${LABEL_W}" y1="${axisY}" x2="${LABEL_W + plotW}" y2="${axisY}" stroke="#333"/>`;
   s += text(LABEL_W + plotW / 2, axisY + 35, axisTitle, 'text-anchor="middle" font-weight="bold"');
@@ -133,7 +154,8 @@ function bytesChart(id: string, title: string, labels: string[], cells: CompareC
   const h = axisY + 50;
   const w = LABEL_W + plotW + 110;
   const max = Math.max(0, ...cells.flatMap((c) => dirs.map((d) => c.result?.bytesMigrated[d] ?? 0)));
-  const tk = ticks(max, 5, max >= 2 ** 30 ? 2 ** 30 : max >= 2 ** 20 ? 2 ** 20 : max >= 2 ** 10 ? 2 ** 10 : 1);
+  const ax = axis(max, BYTE_UNITS);
+  const tk = ax.ticks;
   const scale = plotW / tk.at(-1)!;
   const desc = cells
     .map((c, i) => `${labels[i]}: ${c.result ? dirs.map((d) => `${d} ${fmtBytes(c.result!.bytesMigrated[d])}`).join(", ") : "failed"}`)
@@ -147,7 +169,7 @@ function bytesChart(id: string, title: string, labels: string[], cells: CompareC
   for (const t of tk) {
     const x = LABEL_W + t * scale;
     s += `<line x1="${fmtC(x)}" y1="${top}" x2="${fmtC(x)}" y2="${axisY}" stroke="#ddd"/>`;
-    s += text(x, axisY + 15, t === 0 ? "0" : fmtBytes(t), 'text-anchor="middle" fill="#444"');
+    s += text(x, axisY + 15, ax.label(t), 'text-anchor="middle" fill="#444"');
   }
   s += `<line x1="${LABEL_W}" y1="${axisY}" x2="${LABEL_W + plotW}" y2="${axisY}" stroke="#333"/>`;
   s += text(LABEL_W + plotW / 2, axisY + 35, "bytes migrated (binary units)", 'text-anchor="middle" font-weight="bold"');
@@ -205,7 +227,8 @@ function timelineChart(id: string, title: string, labels: string[], cells: Compa
     const max = Math.max(1, ...e.faultsPerBin, ...e.migrationsPerBin);
     const tk = ticks(max, 3);
     const ymax = tk.at(-1)!;
-    const simNs = c.result!.simTimeNs;
+    const spanNs = Math.max(1, e.spanNs);
+    const xAxis = axis(spanNs, TIME_UNITS, 4);
     s += `<g><title>${escapeXml(`${label}: faults and migrations over simulated time`)}</title>`;
     s += text(ox, oy - 8, clip(label, 50), 'font-weight="bold"');
     for (const t of tk) {
@@ -213,16 +236,22 @@ function timelineChart(id: string, title: string, labels: string[], cells: Compa
       s += `<line x1="${ox}" y1="${fmtC(y)}" x2="${ox + panelW}" y2="${fmtC(y)}" stroke="#eee"/>`;
       s += text(ox - 4, y + 4, String(t), 'text-anchor="end" fill="#444" font-size="10"');
     }
-    for (let k = 0; k <= 4; k++) {
-      const x = ox + (k / 4) * panelW;
+    for (const t of xAxis.ticks) {
+      if (t > spanNs) break;
+      const x = ox + (t / spanNs) * panelW;
       s += `<line x1="${fmtC(x)}" y1="${oy + panelH}" x2="${fmtC(x)}" y2="${oy + panelH + 4}" stroke="#333"/>`;
-      s += text(x, oy + panelH + 15, fmtNs((simNs * k) / 4), 'text-anchor="middle" fill="#444" font-size="10"');
+      s += text(x, oy + panelH + 15, xAxis.label(t), 'text-anchor="middle" fill="#444" font-size="10"');
     }
+    const endX = ox + (Math.min(spanNs, c.result!.simTimeNs) / spanNs) * panelW;
+    s += `<line x1="${fmtC(endX)}" y1="${oy}" x2="${fmtC(endX)}" y2="${oy + panelH}" stroke="#999" stroke-dasharray="2 2"/>`;
+    s += text(ox + panelW, oy - 8, `ends at ${fmtNs(c.result!.simTimeNs)} (dotted line)`, 'text-anchor="end" fill="#666" font-size="10"');
     s += `<rect x="${ox}" y="${oy}" width="${panelW}" height="${panelH}" fill="none" stroke="#333"/>`;
-    s += text(ox + panelW / 2, oy + panelH + 30, `simulated time (bin = ${fmtNs(simNs / bins)})`, 'text-anchor="middle" font-size="10"');
+    s += text(ox + panelW / 2, oy + panelH + 30, `simulated time (bin = ${fmtNs(spanNs / bins)})`, 'text-anchor="middle" font-size="10"');
     s += text(ox - 40, oy + panelH / 2, "events", `text-anchor="middle" font-size="10" transform="rotate(-90 ${ox - 40} ${oy + panelH / 2})"`);
     const line = (vals: number[], color: string, dash: string): string => {
-      const pts = vals.map((v, k) => `${fmtC(ox + ((k + 0.5) / bins) * panelW)},${fmtC(oy + panelH - (v / ymax) * panelH)}`).join(" ");
+      // Bins after the cell's end are empty by construction: stop the line there.
+      const used = Math.max(1, Math.min(bins, Math.ceil(((c.result!.simTimeNs + 1) * bins) / (spanNs + 1))));
+      const pts = vals.slice(0, used).map((v, k) => `${fmtC(ox + ((k + 0.5) / bins) * panelW)},${fmtC(oy + panelH - (v / ymax) * panelH)}`).join(" ");
       return `<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="1.5"${dash ? ` stroke-dasharray="${dash}"` : ""}/>`;
     };
     s += line(e.faultsPerBin, "#e15759", "");
@@ -338,14 +367,14 @@ export function renderReport(input: ReportInput): string {
     const cells = input.cells.filter((c) => c.workload === wl);
     const labels = labelsOf(cells);
     const fastest = Math.min(...cells.map((c) => c.result?.simTimeNs ?? Number.POSITIVE_INFINITY));
-    parts.push(`<h2>Workload ${escapeXml(wl)}</h2>`);
+    parts.push(`<h2 id="w${wi}">Workload ${escapeXml(wl)}</h2>`);
     parts.push(
       "<table><thead><tr><th>policy</th><th>simulated time</th><th>vs fastest</th><th>faults handled</th><th>faults dropped</th><th>h2d</th><th>d2h</th><th>d2d</th><th>evictions</th><th>thrash events</th><th>fallbacks</th></tr></thead><tbody>",
     );
     cells.forEach((c, i) => {
       const r = c.result;
       if (!r) {
-        parts.push(`<tr><td>${escapeXml(labels[i]!)}</td><td class="fail" colspan="10">failed (exit ${c.exitCode})</td></tr>`);
+        parts.push(`<tr><td>${escapeXml(labels[i]!)}</td><td class="fail" colspan="10" style="text-align:left">failed (exit ${c.exitCode})</td></tr>`);
         return;
       }
       parts.push(
@@ -357,14 +386,14 @@ export function renderReport(input: ReportInput): string {
       if (!c.result) parts.push(`<p class="fail">${escapeXml(c.policyFile)} failed (exit ${c.exitCode}):</p><pre>${escapeXml(c.error ?? "")}</pre>`);
     }
     const id = `w${wi}`;
-    parts.push("<h3>Simulated time per policy</h3>");
-    parts.push(barChart(`${id}-time`, `Simulated time per policy, workload ${wl}`, labels, cells.map((c) => c.result?.simTimeNs ?? null), fmtNs, "simulated time"));
-    parts.push("<h3>Bytes migrated per policy and direction</h3>");
+    parts.push(`<h3 id="w${wi}-time">Simulated time per policy</h3>`);
+    parts.push(barChart(`${id}-time`, `Simulated time per policy, workload ${wl}`, labels, cells.map((c) => c.result?.simTimeNs ?? null), fmtNs, TIME_UNITS, "simulated time"));
+    parts.push(`<h3 id="w${wi}-bytes">Bytes migrated per policy and direction</h3>`);
     parts.push(bytesChart(`${id}-bytes`, `Bytes migrated per policy (h2d, d2h, d2d), workload ${wl}`, labels, cells));
-    parts.push("<h3>Faults and migrations over simulated time</h3>");
+    parts.push(`<h3 id="w${wi}-timeline">Faults and migrations over simulated time</h3>`);
     parts.push(timelineChart(`${id}-timeline`, `Page faults and migrations over simulated time per policy, workload ${wl}`, labels, cells));
     const first = cells.find((c) => c.events?.range);
-    parts.push("<h3>Life of one range</h3>");
+    parts.push(`<h3 id="w${wi}-life">Life of one range</h3>`);
     if (!first) {
       parts.push('<p class="note">No migration in this workload: no range to follow.</p>');
       return;
