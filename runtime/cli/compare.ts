@@ -37,7 +37,7 @@ Options:
   --seed N           PRNG seed of every cell (default ${SEED_DEFAULT})
   --jobs N           cells run at once (default: the number of cores)
   --range ADDR       the page (hex 0x... or decimal) whose range the report follows
-                     (default: the first migration of each workload's first policy)
+                     (default: the first migration of each workload, in policy order)
   --plugin-root DIR  another folder policy plugins may live in (repeatable)
 
 Results are ordered by (workload, policy) and are byte-identical for the same inputs.

@@ -175,7 +175,7 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
     let done = 0;
     const finished = new Array<boolean>(runs.length).fill(false);
     let parsedUpTo = 0;
-    const ranges = new Map<string, RangeOfInterest>();
+    const ranges = new Map<string, RangeOfInterest | null>();
     // Parse finished cells in matrix order: a workload's first cell fixes the default range.
     // A workload's cells share one time axis (its slowest cell's), so their bins compare:
     // they are summarized once all of them have finished.
@@ -186,6 +186,14 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
         const group = runs.slice(first, first + perWorkload);
         if (!finished.slice(first, first + perWorkload).every(Boolean)) return;
         const spanNs = Math.max(0, ...group.map((r) => r.cell.result?.simTimeNs ?? 0));
+        const workload = runs[first]!.cell.workload;
+        if (opts.range === undefined && !ranges.has(workload)) {
+          // The first migration of the first cell that has one: every cell then follows it,
+          // including cells before it that migrated nothing there.
+          let range: RangeOfInterest | null = null;
+          for (const r of group) if (range === null && r.cell.result !== undefined) range = await firstMigration(r.eventsFile);
+          ranges.set(workload, range);
+        }
         await summarizeCell(runs[parsedUpTo++]!, spanNs, opts.range, ranges);
       }
     };
@@ -210,13 +218,11 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
   }
 }
 
-async function summarizeCell(run: CellRun, spanNs: number, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest>): Promise<void> {
+async function summarizeCell(run: CellRun, spanNs: number, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest | null>): Promise<void> {
   const c = run.cell;
   if (c.result !== undefined) {
-    const range: RangeOfInterest | undefined = rangeAddr !== undefined ? { startPage: rangeAddr, sizePages: 1 } : ranges.get(c.workload);
+    const range = rangeAddr !== undefined ? { startPage: rangeAddr, sizePages: 1 } : (ranges.get(c.workload) ?? null);
     c.events = await summarizeEvents(run.eventsFile, spanNs, range);
-    // The first cell with a migration fixes the workload's range for the cells after it.
-    if (range === undefined && c.events.range !== null) ranges.set(c.workload, c.events.range);
   }
   rmSync(run.eventsFile, { force: true });
 }
@@ -310,6 +316,16 @@ export async function summarizeEvents(file: string, spanNs: number, range: Range
     }
     if (overlaps(chosen, pageOfLine(line), sizeOfLine(line))) keep(line);
   };
+  await forEachLine(file, (line) => {
+    onLine(line);
+    return true;
+  });
+  if (chosen === undefined) out.range = null;
+  return out;
+}
+
+/** Call onLine for every non-empty line of a file, read in chunks, until it returns false. */
+async function forEachLine(file: string, onLine: (line: string) => boolean): Promise<void> {
   let rest = "";
   const dec = new TextDecoder();
   const f = Bun.file(file);
@@ -320,12 +336,21 @@ export async function summarizeEvents(file: string, spanNs: number, range: Range
     for (;;) {
       const nl = text.indexOf("\n", start);
       if (nl < 0) break;
-      if (nl > start) onLine(text.slice(start, nl));
+      if (nl > start && !onLine(text.slice(start, nl))) return;
       start = nl + 1;
     }
     rest = text.slice(start);
   }
   if (rest.length > 0) onLine(rest);
-  if (chosen === undefined) out.range = null;
-  return out;
+}
+
+/** The window of the first MIGRATE_START in an SMI event file, or null when it has none. */
+export async function firstMigration(file: string): Promise<RangeOfInterest | null> {
+  let found: RangeOfInterest | null = null;
+  await forEachLine(file, (line) => {
+    if (line.charCodeAt(0) !== 0x35 || line.charCodeAt(1) !== 0x20) return true;
+    found = { startPage: pageOfLine(line), sizePages: sizeOfLine(line) };
+    return false;
+  });
+  return found;
 }
