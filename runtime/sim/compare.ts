@@ -114,7 +114,7 @@ interface CellRun {
   eventsFile: string;
 }
 
-async function runCell(opts: CompareOptions, cell: CompareCell, eventsFile: string): Promise<void> {
+async function runCell(opts: CompareOptions, cell: CompareCell, eventsFile: string, live: Set<Bun.Subprocess>): Promise<void> {
   const argv = [
     process.execPath,
     opts.cliPath ?? CLI_PATH,
@@ -133,11 +133,15 @@ async function runCell(opts: CompareOptions, cell: CompareCell, eventsFile: stri
   ];
   for (const r of opts.pluginRoots ?? []) argv.push("--plugin-root", r);
   const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([
-    readCapped(child.stdout, CELL_STDOUT_BYTES_MAX),
-    readCapped(child.stderr, CELL_STDERR_BYTES_MAX),
-    child.exited,
-  ]);
+  live.add(child);
+  let out: string;
+  let err: string;
+  let code: number;
+  try {
+    [out, err, code] = await Promise.all([readCapped(child.stdout, CELL_STDOUT_BYTES_MAX), readCapped(child.stderr, CELL_STDERR_BYTES_MAX), child.exited]);
+  } finally {
+    live.delete(child);
+  }
   if (code !== 0) {
     cell.exitCode = code;
     cell.error = err.trimEnd() || `exited with code ${code}`;
@@ -163,6 +167,15 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
   assert(total > 0 && total <= COMPARE_CELLS_MAX, `1 to ${COMPARE_CELLS_MAX} cells, got ${total}`);
   assert(opts.jobs >= 1, "at least one job");
   const dir = mkdtempSync(join(tmpdir(), "svmrt-compare-"));
+  // Interrupted (Ctrl-C, kill): stop the cells and remove their event files before exiting.
+  const live = new Set<Bun.Subprocess>();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    for (const c of live) c.kill();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(128 + (sig === "SIGINT" ? 2 : 15));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const runs: CellRun[] = [];
   for (const workload of opts.workloads) {
     for (const p of opts.policies) {
@@ -202,7 +215,7 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
       while (next < runs.length) {
         const i = next++;
         const run = runs[i]!;
-        await runCell(opts, run.cell, run.eventsFile);
+        await runCell(opts, run.cell, run.eventsFile, live);
         finished[i] = true;
         done++;
         opts.onCellDone?.(done, total, run.cell);
@@ -214,6 +227,8 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
     assert(parsedUpTo === runs.length, "every cell summarized");
     return runs.map((r) => r.cell);
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     rmSync(dir, { recursive: true, force: true });
   }
 }
