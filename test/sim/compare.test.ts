@@ -9,10 +9,10 @@ import { EXIT } from "../../runtime/cli/exit.ts";
 import { RANGE_EVENTS_MAX, summarizeEvents, TIMELINE_BINS } from "../../runtime/sim/compare.ts";
 import { escapeXml } from "../../runtime/sim/report.ts";
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+async function run(argv: string[], interactive = false): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const io: CliIO = { out: (t) => (out += t), err: (t) => (err += t), interactive: false };
+  const io: CliIO = { out: (t) => (out += t), err: (t) => (err += t), interactive };
   const code = await main(argv, io);
   return { code, out, err };
 }
@@ -124,6 +124,14 @@ describe("svmrt compare", () => {
     const html = readFileSync(f, "utf8");
     expect(html).toContain("failed (exit 4)");
     expect(html.match(/<svg\b/g)?.length).toBe(html.match(/<\/svg>/g)?.length);
+  });
+
+  test("a progress bar on stderr only when interactive", async () => {
+    const args = ["compare", "--workloads", wB, "--policies", `${pKernel},${pXgmi}`];
+    const tty = await run(args, true);
+    expect(tty.err).toContain("] 2/2 cells\n");
+    expect((await run(args)).err).toBe("");
+    expect(tty.out).toBe((await run(args)).out);
   });
 
   test("--range chooses the range the report follows", async () => {
