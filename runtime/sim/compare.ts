@@ -56,7 +56,7 @@ export interface RangeEvent {
 /** A cell's event stream, reduced to what the report draws. Sizes are bounded by the constants above. */
 export interface CellEvents {
   lines: number;
-  /** Length of the time axis the bins divide (the workload's slowest cell), ns. */
+  /** Length of the time axis the bins divide (the cell's simulated time), ns. */
   spanNs: number;
   /** PAGE_FAULT_START and MIGRATE_START counts per bin of [0, spanNs]. */
   faultsPerBin: number[];
@@ -190,15 +190,15 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
     let parsedUpTo = 0;
     const ranges = new Map<string, RangeOfInterest | null>();
     // Parse finished cells in matrix order: a workload's first cell fixes the default range.
-    // A workload's cells share one time axis (its slowest cell's), so their bins compare:
-    // they are summarized once all of them have finished.
+    // A workload's cells are summarized once all of them have finished: they follow one range,
+    // the first migration of the first cell that has one. Each cell is binned over its own
+    // simulated time (a shared axis flattens fast cells next to a slow one into one bin).
     const perWorkload = opts.policies.length;
     const parseReady = async (): Promise<void> => {
       while (parsedUpTo < runs.length) {
         const first = parsedUpTo - (parsedUpTo % perWorkload);
         const group = runs.slice(first, first + perWorkload);
         if (!finished.slice(first, first + perWorkload).every(Boolean)) return;
-        const spanNs = Math.max(0, ...group.map((r) => r.cell.result?.simTimeNs ?? 0));
         const workload = runs[first]!.cell.workload;
         if (opts.range === undefined && !ranges.has(workload)) {
           // The first migration of the first cell that has one: every cell then follows it,
@@ -207,7 +207,7 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
           for (const r of group) if (range === null && r.cell.result !== undefined) range = await firstMigration(r.eventsFile);
           ranges.set(workload, range);
         }
-        await summarizeCell(runs[parsedUpTo++]!, spanNs, opts.range, ranges);
+        await summarizeCell(runs[parsedUpTo++]!, opts.range, ranges);
       }
     };
     let parsing: Promise<void> = Promise.resolve();
@@ -233,11 +233,11 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
   }
 }
 
-async function summarizeCell(run: CellRun, spanNs: number, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest | null>): Promise<void> {
+async function summarizeCell(run: CellRun, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest | null>): Promise<void> {
   const c = run.cell;
   if (c.result !== undefined) {
     const range = rangeAddr !== undefined ? { startPage: rangeAddr, sizePages: 1 } : (ranges.get(c.workload) ?? null);
-    c.events = await summarizeEvents(run.eventsFile, spanNs, range);
+    c.events = await summarizeEvents(run.eventsFile, c.result.simTimeNs, range);
   }
   rmSync(run.eventsFile, { force: true });
 }

@@ -242,9 +242,7 @@ function timelineChart(id: string, title: string, labels: string[], cells: Compa
       s += `<line x1="${fmtC(x)}" y1="${oy + panelH}" x2="${fmtC(x)}" y2="${oy + panelH + 4}" stroke="#333"/>`;
       s += text(x, oy + panelH + 15, xAxis.label(t), 'text-anchor="middle" fill="#444" font-size="10"');
     }
-    const endX = ox + (Math.min(spanNs, c.result!.simTimeNs) / spanNs) * panelW;
-    s += `<line x1="${fmtC(endX)}" y1="${oy}" x2="${fmtC(endX)}" y2="${oy + panelH}" stroke="#999" stroke-dasharray="2 2"/>`;
-    s += text(ox + panelW, oy - 8, `ends at ${fmtNs(c.result!.simTimeNs)} (dotted line)`, 'text-anchor="end" fill="#666" font-size="10"');
+    s += text(ox + panelW, oy - 8, `ends at ${fmtNs(c.result!.simTimeNs)}`, 'text-anchor="end" fill="#666" font-size="10"');
     s += `<rect x="${ox}" y="${oy}" width="${panelW}" height="${panelH}" fill="none" stroke="#333"/>`;
     s += text(ox + panelW / 2, oy + panelH + 30, `simulated time (bin = ${fmtNs(spanNs / bins)})`, 'text-anchor="middle" font-size="10"');
     s += text(ox - 40, oy + panelH / 2, "events", `text-anchor="middle" font-size="10" transform="rotate(-90 ${ox - 40} ${oy + panelH / 2})"`);
