@@ -1,0 +1,185 @@
+/**
+ * `svmrt compare`: run workloads × MigrationPolicy files through the simulator, one child
+ * process per cell on all cores, and print a table (or one JSON object); optionally write a
+ * self-contained HTML report.
+ */
+import { availableParallelism } from "node:os";
+import { ConfigError, UsageError } from "../errors.ts";
+import { findPolicyFiles } from "../policy/files.ts";
+import { readPolicySpec } from "../policy/loader.ts";
+import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
+import { COMPARE_CELLS_MAX, type CompareCell, runCompareMatrix } from "../sim/compare.ts";
+import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
+import { fmtBytes, fmtNs, renderReport } from "../sim/report.ts";
+import { loadWorkloadFile } from "../sim/workload.ts";
+import { type CliIO, type Command, flagInt, flagString, parseFlags } from "./command.ts";
+import { EXIT } from "./exit.ts";
+import { SEED_DEFAULT } from "./sim.ts";
+
+/** Most parallel cells. */
+export const COMPARE_JOBS_MAX = 256;
+/** Width of the progress bar, characters. */
+const PROGRESS_BAR_CHARS = 30;
+
+const HELP = `Usage: svmrt compare --workloads A,B,.. --policies FILE|DIR,.. [options]
+
+Run every workload with every MigrationPolicy in the simulator (one process per cell, in
+parallel) and compare: simulated time, faults, bytes moved, evictions, thrashing.
+
+Options:
+  --profile P        machine profile: ${shippedProfiles().join(", ")} or a YAML path (default ${PROFILE_DEFAULT})
+  --workloads LIST   comma-separated built-in workloads (${Object.keys(BUILTINS).join(", ")}) or workload YAML files
+  --policies LIST    comma-separated MigrationPolicy files or folders (every MigrationPolicy .yaml below;
+                     other kinds are skipped). The native kernel default is not implied: name
+                     policies/migration/kernel-default.yaml to include it.
+  --report FILE      also write a self-contained HTML report (charts, timelines, one range's life)
+  --json             print one JSON object {profile, seed, cells: [{workload, policy, result}]}
+  --seed N           PRNG seed of every cell (default ${SEED_DEFAULT})
+  --jobs N           cells run at once (default: the number of cores)
+  --range ADDR       the page (hex 0x... or decimal) whose range the report follows
+                     (default: the first migration of each workload, in policy order)
+  --plugin-root DIR  another folder policy plugins may live in (repeatable)
+
+Results are ordered by (workload, policy) and are byte-identical for the same inputs.
+A cell that fails is reported with its stderr; the others complete, and the exit code is 1.
+`;
+
+function splitList(flag: string, v: string | undefined): string[] {
+  if (v === undefined) throw new UsageError(`--${flag} is required`);
+  const items = v.split(",").map((s) => s.trim());
+  if (items.some((s) => s === "")) throw new UsageError(`--${flag}: empty item in '${v}'`);
+  return items;
+}
+
+function parseRange(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = /^0x[0-9a-f]+$/i.test(v) ? Number.parseInt(v.slice(2), 16) : /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`--range: expected a page number in hex (0x...) or decimal, got '${v}'`);
+  return n;
+}
+
+function table(cells: CompareCell[]): string {
+  const head = ["policy", "sim time", "vs fastest", "faults", "dropped", "h2d", "d2h", "d2d", "evictions", "thrash", "fallbacks"];
+  const out: string[] = [];
+  const workloads = [...new Set(cells.map((c) => c.workload))];
+  for (const wl of workloads) {
+    const cs = cells.filter((c) => c.workload === wl);
+    const fastest = Math.min(...cs.map((c) => c.result?.simTimeNs ?? Number.POSITIVE_INFINITY));
+    const rows = cs.map((c) => {
+      const r = c.result;
+      if (!r) return [c.policy, `FAILED (exit ${c.exitCode})`];
+      return [
+        c.policy,
+        fmtNs(r.simTimeNs),
+        `${(r.simTimeNs / fastest).toFixed(2)}x`,
+        String(r.gpuFaults),
+        String(r.gpuFaultsDropped),
+        fmtBytes(r.bytesMigrated.h2d),
+        fmtBytes(r.bytesMigrated.d2h),
+        fmtBytes(r.bytesMigrated.d2d),
+        String(r.evictions),
+        String(r.thrashEvents),
+        String(r.vramFallbacks + r.policyFallbacks),
+      ];
+    });
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r.length === head.length ? (r[i]?.length ?? 0) : 0))));
+    const fmtRow = (r: string[]): string =>
+      r.length === head.length ? r.map((v, i) => (i === 0 ? v.padEnd(widths[0]!) : v.padStart(widths[i]!))).join("  ") : `${r[0]!.padEnd(widths[0]!)}  ${r[1]}`;
+    out.push(`${wl}`, `  ${fmtRow(head)}`, ...rows.map((r) => `  ${fmtRow(r)}`), "");
+  }
+  return `${out.join("\n")}`;
+}
+
+export const compareCommand: Command = {
+  name: "compare",
+  summary: "run workloads × migration policies in the simulator and compare them (table, JSON, HTML report)",
+  help: HELP,
+  async run(argv: string[], io: CliIO): Promise<number> {
+    const p = parseFlags(argv, {
+      profile: { type: "string" },
+      workloads: { type: "string" },
+      policies: { type: "string" },
+      report: { type: "string" },
+      json: { type: "boolean" },
+      seed: { type: "string" },
+      jobs: { type: "string" },
+      range: { type: "string" },
+      "plugin-root": { type: "string", multiple: true },
+    });
+    if (p.help) {
+      io.out(HELP);
+      return EXIT.ok;
+    }
+    if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
+    const seed = flagInt(p, "seed", SEED_DEFAULT, 0, 2 ** 32 - 1);
+    const jobs = flagInt(p, "jobs", Math.min(COMPARE_JOBS_MAX, availableParallelism()), 1, COMPARE_JOBS_MAX);
+    const range = parseRange(flagString(p, "range"));
+    const workloads = splitList("workloads", flagString(p, "workloads"));
+    const policyArgs = splitList("policies", flagString(p, "policies"));
+    const pluginRoots = (p.values["plugin-root"] as string[] | undefined) ?? [];
+    const profileArg = flagString(p, "profile") ?? PROFILE_DEFAULT;
+    // Check every input here, once, so a bad file is a config error (exit 3) and not N failing cells.
+    const profile = loadProfile(profileArg);
+    for (const w of workloads) {
+      if (builtinWorkload(w, profile) !== undefined) continue;
+      if (!/[/\\]|\.ya?ml$/.test(w)) throw new UsageError(`--workloads ${w}: no such built-in (svmrt sim --list-workloads) and not a .yaml path`);
+      loadWorkloadFile(w, profile);
+    }
+    if (new Set(workloads).size !== workloads.length) throw new UsageError("--workloads: a workload is named twice");
+    const explicit = new Set(policyArgs.filter((a) => /\.ya?ml$/.test(a)));
+    const policies: { file: string; name: string }[] = [];
+    for (const file of findPolicyFiles(policyArgs)) {
+      if (policies.some((q) => q.file === file)) continue;
+      const spec = await readPolicySpec(file, { pluginRoots });
+      if (spec.kind !== "MigrationPolicy") {
+        if (explicit.has(file)) throw new ConfigError({ file, line: 2, col: 1 }, "kind", "a MigrationPolicy for the simulator", `it is a ${spec.kind}`);
+        continue;
+      }
+      policies.push({ file, name: spec.name });
+    }
+    if (policies.length === 0) throw new UsageError(`--policies ${policyArgs.join(",")}: no MigrationPolicy file found`);
+    if (workloads.length * policies.length > COMPARE_CELLS_MAX) {
+      throw new UsageError(`${workloads.length} workloads × ${policies.length} policies: at most ${COMPARE_CELLS_MAX} cells`);
+    }
+    const reportFile = flagString(p, "report");
+    const total = workloads.length * policies.length;
+    const progress = (done: number): void => {
+      const filled = Math.round((done / total) * PROGRESS_BAR_CHARS);
+      io.err(`\r[${"#".repeat(filled)}${" ".repeat(PROGRESS_BAR_CHARS - filled)}] ${done}/${total} cells${done === total ? "\n" : ""}`);
+    };
+    if (io.interactive) progress(0);
+    const cells = await runCompareMatrix({
+      profile: profileArg,
+      workloads,
+      policies,
+      seed,
+      jobs,
+      range,
+      pluginRoots,
+      onCellDone: io.interactive ? (done) => progress(done) : undefined,
+    });
+    const failed = cells.filter((c) => c.result === undefined);
+    for (const c of failed) io.err(`svmrt compare: ${c.workload} × ${c.policyFile} failed (exit ${c.exitCode}):\n${c.error}\n`);
+    if (reportFile !== undefined) {
+      try {
+        await Bun.write(reportFile, renderReport({ profile: profile.name, seed, cells }));
+      } catch (e) {
+        throw new UsageError(`--report ${reportFile}: cannot write: ${(e as Error).message}`);
+      }
+    }
+    if (p.values.json === true) {
+      const out = {
+        profile: profile.name,
+        seed,
+        cells: cells.map((c) =>
+          c.result ? { workload: c.workload, policy: c.policy, result: c.result } : { workload: c.workload, policy: c.policy, policyFile: c.policyFile, exitCode: c.exitCode, error: c.error },
+        ),
+      };
+      io.out(`${JSON.stringify(out)}\n`);
+    } else {
+      io.out(`${profile.name}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}`);
+      if (reportFile !== undefined) io.out(`report: ${reportFile}\n`);
+    }
+    return failed.length > 0 ? EXIT.failed : EXIT.ok;
+  },
+};
