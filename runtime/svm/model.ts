@@ -264,6 +264,8 @@ export class SvmModel {
   /** Set by probe(): location of the probed page, and last page of the same mapped run. */
   probeLoc = -1;
   probeLast = 0;
+  /** Completion time of the last SET_ATTR that threw after doing work (a failed prefetch), ns. */
+  failedOpEndNs = 0;
 
   constructor(opts: SvmModelOptions) {
     if (opts.gpus.length === 0 || opts.gpus.length > GPUS_PER_PROCESS_MAX) {
@@ -383,12 +385,13 @@ export class SvmModel {
     return now;
   }
 
-  /** SET_XNACK_MODE: negative queries; a change needs a process without user queues (§5). */
+  /** SET_XNACK_MODE: negative queries; any set (even to the current mode) needs a process without user queues (§5). */
   setXnack(pid: number, value: number): number {
     const p = this.proc(pid);
     if (value < 0) return p.xnack ? 1 : 0;
     const on = value !== 0;
-    if (on !== p.xnack && p.userQueues > 0) {
+    // kfd_ioctl_set_xnack_mode checks the queues before comparing: any set fails with queues.
+    if (p.userQueues > 0) {
       throw new KfdError("SET_XNACK_MODE", "EBUSY", ERRNO.EBUSY, "the process has user-mode queues");
     }
     p.xnack = on;
@@ -514,7 +517,9 @@ export class SvmModel {
    * size), apply the attributes; PREFETCH_LOC migrates each whole range, every time; with
    * XNACK off or GPU_ALWAYS_MAPPED, map the ranges on their access|aip GPUs.
    * @returns completion time, ns.
-   * @throws KfdError EINVAL (unknown attribute, bad gpu_id, bad size), EFAULT (not mapped).
+   * @throws KfdError EINVAL (unknown attribute, bad or non-SVM gpu_id, bad size), EFAULT (not
+   * mapped), EADDRINUSE (a non-SVM buffer is mapped there), ENOMEM (a PREFETCH_LOC could not
+   * reserve VRAM; the other ranges are still updated, failedOpEndNs says when it ended).
    */
   setAttr(pid: number, start: number, npages: number, attrs: readonly AttrPair[], now: number): number {
     const p = this.proc(pid);
@@ -528,15 +533,13 @@ export class SvmModel {
       switch (type) {
         case SVM_ATTR.PREFERRED_LOC:
         case SVM_ATTR.PREFETCH_LOC:
-          if (value !== LOC_SYSMEM && value !== LOC_UNDEFINED && !this.gpuById.has(value)) {
-            throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `location 0x${value.toString(16)} is no GPU of the process`);
-          }
+          if (value !== LOC_SYSMEM && value !== LOC_UNDEFINED) this.checkAttrGpu(op, value);
           if (type === SVM_ATTR.PREFETCH_LOC) prefetch = true;
           break;
         case SVM_ATTR.ACCESS:
         case SVM_ATTR.ACCESS_IN_PLACE:
         case SVM_ATTR.NO_ACCESS:
-          if (!this.gpuById.has(value)) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `gpu_id 0x${value.toString(16)} is no GPU of the process`);
+          this.checkAttrGpu(op, value);
           break;
         case SVM_ATTR.SET_FLAGS:
         case SVM_ATTR.CLR_FLAGS:
@@ -547,15 +550,36 @@ export class SvmModel {
       }
     }
     if (!this.vmaCovers(p, start, last)) throw new KfdError(op, "EFAULT", ERRNO.EFAULT, `[${start}, ${last}] is not all mapped by the CPU`);
+    // svm_range_is_vm_bo_mapped: the interval must not hold a non-SVM buffer mapping.
+    const bo = p.boMappings;
+    for (let i = 0; i < bo.length; i += 2) {
+      if (bo[i]! <= last && bo[i + 1]! >= start) {
+        throw new KfdError(op, "EADDRINUSE", ERRNO.EADDRINUSE, `[${bo[i]}, ${bo[i + 1]}] is mapped by a non-SVM buffer`);
+      }
+    }
     const update = this.rangesCovering(p, start, last, true);
     for (const r of update) this.rangeApplyAttrs(r, attrs);
     let t = now;
-    if (prefetch) for (const r of update) t = this.rangeTriggerMigration(p, r, t);
+    let failed: KfdError | null = null;
     for (const r of update) {
+      if (prefetch) {
+        const e = this.rangeTriggerMigration(p, r, t);
+        if (e < 0) {
+          // svm_range_set_attr: r = svm_range_trigger_migration(...); if (r) goto out_unlock_range; ... ret = r.
+          t = -1 - e;
+          failed = new KfdError(op, "ENOMEM", ERRNO.ENOMEM, `no VRAM for the ${r.npages}-page range at ${r.start} on GPU 0x${r.prefetchLoc.toString(16)}`);
+          continue;
+        }
+        t = e;
+      }
       if (!p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) t = this.rangeValidateAndMap(r, t);
     }
     p.ctx.nowNs = t;
     this.endOp();
+    if (failed !== null) {
+      this.failedOpEndNs = t;
+      throw failed;
+    }
     return t;
   }
 
@@ -572,6 +596,8 @@ export class SvmModel {
       throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `bad interval start ${start} size ${npages} pages`);
     }
     const last = start + npages - 1;
+    // svm_range_is_valid guards GET_ATTR too.
+    if (!this.vmaCovers(p, start, last)) throw new KfdError(op, "EFAULT", ERRNO.EFAULT, `[${start}, ${last}] is not all mapped by the CPU`);
     const all = 2 ** this.gpus.length - 1;
     let preferred = LOC_UNDEFINED;
     let prefetch = LOC_UNDEFINED;
@@ -641,6 +667,13 @@ export class SvmModel {
       }
     }
     return attrs;
+  }
+
+  /** svm_range_check_attr: a gpu_id must name a GPU of the process that supports SVM. */
+  private checkAttrGpu(op: string, value: number): void {
+    const g = this.gpuById.get(value);
+    if (g === undefined) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `gpu_id 0x${value.toString(16)} is no GPU of the process`);
+    if (!g.svmSupported) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `GPU 0x${value.toString(16)} not supported (no SVM)`);
   }
 
   private rangeApplyAttrs(r: SvmRange, attrs: readonly AttrPair[]): void {
@@ -1068,17 +1101,13 @@ export class SvmModel {
    * svm_range_trigger_migration (§5): migrate the whole range to best_prefetch_location,
    * every time PREFETCH_LOC is set. A GPU target is redirected to system memory when a GPU
    * needing access (XNACK on: aip GPUs; off: access|aip) is outside the target's hive.
+   * Returns the end time, or -1 - t when the VRAM reservation failed (SET_ATTR fails).
    */
   private rangeTriggerMigration(p: SvmProcess, r: SvmRange, t: number): number {
     const best = this.bestPrefetchLocation(p, r);
     if (best === LOC_UNDEFINED || (r.actualLoc === 0 && best === 0)) return t;
     if (best === 0) return this.migrateToRam(p, r, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t, false);
-    const e = this.migrateToVram(p, r, best, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t);
-    if (e < 0) {
-      this.stats.vramFallbacks++;
-      return -1 - e;
-    }
-    return e;
+    return this.migrateToVram(p, r, best, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t);
   }
 
   private bestPrefetchLocation(p: SvmProcess, r: SvmRange): number {

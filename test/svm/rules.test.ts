@@ -439,13 +439,15 @@ describe("§5 SET_ATTR and GET_ATTR", () => {
     expect(x.m.stats.migrations.h2d).toBe(0);
   });
 
-  test("SET_XNACK_MODE: negative queries; a change needs no user queues", () => {
+  test("SET_XNACK_MODE: negative queries; any set (even to the current mode) needs no user queues", () => {
     const { m } = fixture(gpus(1));
     expect(m.setXnack(PID, -1)).toBe(1);
     expect(m.setXnack(PID, 0)).toBe(0);
     m.proc(PID).userQueues = 1;
     expect(() => m.setXnack(PID, 1)).toThrow(KfdError);
-    expect(m.setXnack(PID, 0)).toBe(0);
+    // kfd_ioctl_set_xnack_mode checks the queue list before comparing the mode.
+    expect(() => m.setXnack(PID, 0)).toThrow(KfdError);
+    expect(m.setXnack(PID, -1)).toBe(0);
   });
 });
 
