@@ -41,7 +41,7 @@ import {
   UNREGISTERED_ALIGN_PAGES,
 } from "./constants.ts";
 import * as ev from "./events.ts";
-import { SvmRange, SvmRangeList } from "./range.ts";
+import { NEVER_NS, SvmRange, SvmRangeList } from "./range.ts";
 import { runsAdd, runsClip, runsContains, runsGaps, runsOverlap, runsRemove, runsTotal, runsWellFormed } from "./runs.ts";
 
 /** A GPU of the machine. Every process uses every GPU; `index` is its bit in the masks. */
@@ -222,6 +222,13 @@ export const EVICTION_CANDIDATES_MAX = 64;
 
 const NO_WORK: SvmWork[] = [];
 
+/** How a fault with a range is handled once its duplicate check passed. */
+const FAULT_KIND_HANDLE = 0;
+/** The vma went away (stale retry fault): dropped. */
+const FAULT_KIND_NO_VMA = 1;
+/** No permission for the access: -EPERM, fatal. */
+const FAULT_KIND_EPERM = 2;
+
 /** Aggregated GET_ATTR answer for an access query (§5). */
 export type AttrPair = [type: number, value: number];
 
@@ -257,6 +264,7 @@ export class SvmModel {
   private batch = new Float64Array(64 * FAULT_STRIDE);
   private decisions = new Float64Array(64 * DECISION_STRIDE);
   private batchRanges: (SvmRange | null)[] = [];
+  private faultKinds = new Uint8Array(64);
   private readonly observed: ObservedEvent[] = [];
   /** The decider wants observe() batches (MigrationDecider.observes !== false). */
   private readonly observing: boolean;
@@ -474,6 +482,9 @@ export class SvmModel {
       p.vmas.splice(i, 1, ...pieces);
     }
     for (const r of this.rangesCovering(p, start, last, false)) {
+      // svm_range_unmap_from_cpu: pending faults are drained by the deferred worker; until
+      // then every fault of the process is dropped (§2).
+      p.drainPagefaults = true;
       r.pendingRemove = true;
       for (let g = 0; g < r.mapped.length; g++) {
         if (r.mappedOn(g) !== null) {
@@ -498,6 +509,8 @@ export class SvmModel {
     const p = this.processes.get(pid);
     if (p === undefined) return;
     this.opCtx = p.ctx;
+    // svm_range_drain_retry_fault, then the ranges are freed.
+    p.drainPagefaults = false;
     for (const r of p.deferred) if (r.linked) this.rangeFree(p, r);
     p.deferred.length = 0;
     p.deferredScheduled = false;
@@ -767,6 +780,8 @@ export class SvmModel {
     const tail = new SvmRange(at, r.last);
     tail.copyAttributes(r);
     tail.pendingRemove = r.pendingRemove;
+    // The kernel's pieces are new svm_ranges (svm_range_new): validate_timestamp 0.
+    r.validateTimestampNs = NEVER_NS;
     r.last = at - 1;
     tail.vramRuns = runsClip(r.vramRuns, at, tail.last);
     r.vramRuns = runsClip(r.vramRuns, r.start, r.last);
@@ -1094,6 +1109,7 @@ export class SvmModel {
       t += this.costs.mapNs(g, r.npages);
       r.setMapped(g, [r.start, r.last]);
     }
+    if (mask !== 0) r.validateTimestampNs = t;
     return t;
   }
 
@@ -1148,8 +1164,10 @@ export class SvmModel {
       this.batch = new Float64Array(n * FAULT_STRIDE);
       this.decisions = new Float64Array(n * DECISION_STRIDE);
     }
+    if (this.faultKinds.length < n) this.faultKinds = new Uint8Array(n);
     const batch = this.batch;
     const ranges = this.batchRanges;
+    const kinds = this.faultKinds;
     let m = 0;
     // Pre-checks, in the kernel's order, before the policy decides.
     for (let i = 0; i < n; i++) {
@@ -1171,26 +1189,33 @@ export class SvmModel {
       if (r === null) {
         r = this.rangeCreateUnregistered(p, addr);
         if (r === null) {
+          // -EFAULT via out_unlock_svms: svm_range_count_fault still runs.
+          p.faults[gi]!++;
           results[i] = this.faultFatal(p, gpu.id);
           continue;
         }
       }
-      if (r.pendingRemove || now < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS) {
+      if (r.pendingRemove) {
+        // svm_range_skip_recover: dropped, counted.
+        p.faults[gi]!++;
         results[i] = FAULT_RESULT.DROPPED;
         continue;
       }
+      // The duplicate check (before the vma and permission checks in the kernel) uses the
+      // time the fault is handled: it is done in the apply loop below.
+      ranges[i] = r;
       const vma = this.vmaFind(p, addr);
       if (vma === null) {
-        results[i] = FAULT_RESULT.DROPPED;
+        kinds[i] = FAULT_KIND_NO_VMA;
         continue;
       }
       // A write to a read-only CPU mapping, or to a GPU_RO range (mapped read-only on the
-      // GPU), cannot be satisfied by mapping: a protection fault, fatal.
+      // GPU), cannot be satisfied by mapping: a protection fault (-EPERM), fatal.
       if (!vma.read || (writes[i] === 1 && (!vma.write || (r.flags & SVM_FLAG.GPU_RO) !== 0))) {
-        results[i] = this.faultFatal(p, gpu.id);
+        kinds[i] = FAULT_KIND_EPERM;
         continue;
       }
-      ranges[i] = r;
+      kinds[i] = FAULT_KIND_HANDLE;
       const b = m * FAULT_STRIDE;
       batch[b + F.gpuId] = gpu.id;
       batch[b + F.gpuIndex] = gi;
@@ -1224,13 +1249,22 @@ export class SvmModel {
         doneNs[i] = t;
         continue;
       }
+      const kind = kinds[i]!;
       const d = k * DECISION_STRIDE;
-      k++;
-      // A fault earlier in this batch may have validated the range: a duplicate now.
-      if (t < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS || !r.linked) {
+      if (kind === FAULT_KIND_HANDLE) k++;
+      // Duplicate suppression at the time this fault is handled (ktime per fault): a fault
+      // earlier in this batch may have validated the range. Dropped faults are counted.
+      if (t < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS || !r.linked || kind === FAULT_KIND_NO_VMA) {
         results[i] = FAULT_RESULT.DROPPED;
+        p.faults[gi]!++;
         this.stats.gpuFaultsDropped++;
         t += this.costs.faultDropNs;
+        doneNs[i] = t;
+        continue;
+      }
+      if (kind === FAULT_KIND_EPERM) {
+        p.faults[gi]!++;
+        results[i] = this.faultFatal(p, gpu.id);
         doneNs[i] = t;
         continue;
       }
@@ -1266,6 +1300,8 @@ export class SvmModel {
   ): number {
     const gpu = this.gpus[gi]!;
     if (best === LOC_DENY) {
+      // -EACCES: counted like every fault past the range lookup.
+      p.faults[gi]!++;
       results[i] = this.faultFatal(p, gpu.id);
       return t;
     }

@@ -4,8 +4,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import { KfdError } from "../../runtime/errors.ts";
+import { nativeKernelDefault, SVM_FLAG } from "../../runtime/policy/contracts/migration.ts";
 import { SVM_ATTR } from "../../runtime/svm/constants.ts";
-import { BASE, fixture, GIB, GIB_PAGES, gpus, PID } from "./helpers.ts";
+import { type SvmCosts, SvmModel } from "../../runtime/svm/model.ts";
+import { BASE, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, PID } from "./helpers.ts";
 
 // ---- attr-check ----
 /**
@@ -95,4 +97,101 @@ test("SET_XNACK_MODE to the current value with user queues: EBUSY; a query still
   m.proc(PID).userQueues = 1;
   expect(() => m.setXnack(PID, 1)).toThrow(KfdError);
   expect(m.setXnack(PID, -1)).toBe(1);
+});
+
+// ---- drain ----
+/**
+ * Review: drain_pagefaults during munmap.
+ * kfd-svm.md §2: "if svms.drain_pagefaults: drop (unmap in progress)".
+ * kfd_svm.c svm_range_unmap_from_cpu: "Make sure pending page faults are drained in the
+ * deferred worker before the range is freed ..." -> atomic_inc(&svms->drain_pagefaults);
+ * restore_pages drops every fault of the process while it is set; the deferred_list worker
+ * drains and clears it. The model sets drainPagefaults only at process destroy, so a fault
+ * on another range during an munmap is handled.
+ */
+
+test("munmap in progress: a fault on an unrelated range is dropped until the deferred worker ran", () => {
+  const f = fixture(gpus(1));
+  const [, t] = f.fault(0, BASE, 0);
+  f.m.vmaRemove(PID, BASE, 512, t + 1000); // deferred work pending
+  const [res] = f.fault(0, BASE + GIB_PAGES, t + 2000); // another range, still mapped
+  expect(res).toBe(FAULT_RESULT.DROPPED);
+  // After the deferred worker, faults are handled again.
+  f.m.deferredWork(PID, t + 10_000);
+  const [res2] = f.fault(0, BASE + GIB_PAGES, t + 20_000);
+  expect(res2).toBe(FAULT_RESULT.MIGRATED);
+});
+
+// ---- duplicate ----
+/**
+ * Review: the 2 ms duplicate-fault window (kfd-svm.md §2:
+ *   "if now < r.validate_timestamp + 2 ms: drop   # duplicate suppression, per whole range").
+ */
+
+describe("duplicate window", () => {
+  test("'now' is the time the fault is handled, not the start of its batch", () => {
+    // kfd_svm.c svm_range_restore_pages: ktime_t timestamp = ktime_get_boottime(); ...
+    //   if (ktime_before(timestamp, ktime_add_ns(prange->validate_timestamp, 2 ms))) drop.
+    // Faults are handled one after another; a fault queued behind a 3 ms copy is checked
+    // when its turn comes. The model pre-checks every fault of a batch at the batch start.
+    const costs: SvmCosts = { copyNs: () => 3_000_000, mapNs: () => 100, faultServiceNs: 10_000, faultDropNs: 10, queueEvictNs: 1_000 };
+    const m = new SvmModel({ gpus: gpus(1), decider: nativeKernelDefault(), costs, seed: 1, fullCheckEvery: 1 });
+    m.processCreate(PID, { xnack: true });
+    m.vmaAdd(PID, BASE, 4096);
+    const results = new Uint8Array(2);
+    const done = new Float64Array(2);
+    // Range B = [BASE+512, BASE+1023] validated at tB.
+    m.restorePages(PID, 0, 1, Float64Array.of(BASE + 512), Uint8Array.of(0), 0, results, done);
+    const tB = done[0]!;
+    expect(results[0]).toBe(FAULT_RESULT.MIGRATED);
+    // Batch at tB + 1 ms: a fault on a new range A (3 ms copy) then one on B.
+    const now = tB + 1_000_000;
+    m.restorePages(PID, 0, 2, Float64Array.of(BASE, BASE + 600), Uint8Array.of(0, 0), now, results, done);
+    expect(results[0]).toBe(FAULT_RESULT.MIGRATED);
+    // B's fault is handled after A's copy, more than 2 ms after tB: not a duplicate.
+    expect(done[0]! - tB).toBeGreaterThan(2_000_000);
+    expect(results[1]).not.toBe(FAULT_RESULT.DROPPED);
+  });
+
+  test("pieces of a split range start with validate_timestamp 0", () => {
+    // kfd_svm.c: svm_range_add clones a partly covered range (svm_range_clone ->
+    // svm_range_new: prange->validate_timestamp = 0) and svm_range_split makes the other
+    // piece with svm_range_new; neither copies validate_timestamp. The model's split keeps
+    // it (range.ts copyAttributes), so a fault on a piece within 2 ms is wrongly dropped.
+    const f = fixture(gpus(1));
+    const [, t] = f.fault(0, BASE, 0);
+    const t2 = f.m.setAttr(PID, BASE + 256, 256, [[SVM_ATTR.GRANULARITY, 8]], t + 100_000);
+    const [res] = f.fault(0, BASE + 10 + 0, t2 + 100_000);
+    expect(t2 + 100_000).toBeLessThan(t + 2_000_000);
+    expect(res).not.toBe(FAULT_RESULT.DROPPED);
+  });
+
+  test("mapping at SET_ATTR (GPU_ALWAYS_MAPPED) sets validate_timestamp", () => {
+    // kfd_svm.c svm_range_validate_and_map ends with
+    //   if (!r) prange->validate_timestamp = ktime_get_boottime();
+    // so a stale retry fault right after SET_ATTR mapped the range is dropped as a duplicate.
+    const f = fixture(gpus(1));
+    const t = f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.SET_FLAGS, SVM_FLAG.GPU_ALWAYS_MAPPED]], 0);
+    expect(f.m.probe(f.m.proc(PID), 0, BASE)).toBe(0); // mapped ahead
+    const [res] = f.fault(0, BASE, t + 500_000);
+    expect(res).toBe(FAULT_RESULT.DROPPED);
+  });
+});
+
+// ---- fault-counter ----
+/**
+ * Review: sysfs counters_<gpuid>/faults. kfd_svm.c svm_range_restore_pages ends every path
+ * past the range lookup (duplicate dropped, skipped pending range, no vma, EPERM, EACCES,
+ * handled) with svm_range_count_fault(node, p, gpuidx), whose comment says: "fault is on
+ * different page of same range or fault is skipped to recover later or fault is on invalid
+ * virtual address ... WRITE_ONCE(pdd->faults, pdd->faults + 1)". kfd-svm.md §6 names the
+ * counter; the model counts only handled faults (model.ts faultApply).
+ */
+
+test("a dropped duplicate still increments the faults counter", () => {
+  const f = fixture(gpus(1));
+  const [, t] = f.fault(0, BASE, 0);
+  const [res] = f.fault(0, BASE + 1, t + 1000);
+  expect(res).toBe(FAULT_RESULT.DROPPED);
+  expect(f.m.proc(PID).faults[0]).toBe(2);
 });
