@@ -274,6 +274,8 @@ export class SvmModel {
   probeLast = 0;
   /** Completion time of the last SET_ATTR that threw after doing work (a failed prefetch), ns. */
   failedOpEndNs = 0;
+  /** Set by rangeTriggerMigration when it migrated (svm_range_trigger_migration's *migrated). */
+  private triggerMigrated = false;
 
   constructor(opts: SvmModelOptions) {
     if (opts.gpus.length === 0 || opts.gpus.length > GPUS_PER_PROCESS_MAX) {
@@ -481,19 +483,28 @@ export class SvmModel {
       if (v.last > last) pieces.push({ ...v, start: last + 1 });
       p.vmas.splice(i, 1, ...pieces);
     }
+    // svm_range_unmap_from_gpus is gated by the notified (unsplit) range's mapped_to_gpu.
+    const mappedRanges: number[] = [];
+    for (let r = p.ranges.firstOverlap(start, last); r !== null && r.start <= last; r = r.next) {
+      if (this.rangeMapped(r)) mappedRanges.push(r.start, r.last);
+    }
     for (const r of this.rangesCovering(p, start, last, false)) {
       // svm_range_unmap_from_cpu: pending faults are drained by the deferred worker; until
       // then every fault of the process is dropped (§2).
       p.drainPagefaults = true;
       r.pendingRemove = true;
-      for (let g = 0; g < r.mapped.length; g++) {
-        if (r.mappedOn(g) !== null) {
+      let wasMapped = false;
+      for (let i = 0; i < mappedRanges.length; i += 2) if (mappedRanges[i]! <= r.start && r.last <= mappedRanges[i + 1]!) wasMapped = true;
+      if (wasMapped) {
+        const mask = r.accessMask | r.aipMask;
+        for (let g = 0; g < this.gpus.length; g++) {
+          if ((mask & (1 << g)) === 0) continue;
           if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(now, pid, r.start, r.npages, this.gpus[g]!.id, UNMAP_TRIGGER.UNMAP_FROM_CPU), this.gpus[g]!.id);
           this.observe("unmap", now, this.gpus[g]!.id, r.start, r.npages, 0, 0, UNMAP_TRIGGER.UNMAP_FROM_CPU);
           this.stats.unmaps++;
-          r.setMapped(g, null);
         }
       }
+      for (let g = 0; g < r.mapped.length; g++) r.setMapped(g, null);
       p.deferred.push(r);
     }
     if (p.deferred.length > 0 && !p.deferredScheduled) {
@@ -527,8 +538,10 @@ export class SvmModel {
   /**
    * SET_ATTR on [start, start+npages): split partly covered ranges at the edges (head and
    * tail keep the old attributes), create ranges in the gaps (chopped at the largest range
-   * size), apply the attributes; PREFETCH_LOC migrates each whole range, every time; with
-   * XNACK off or GPU_ALWAYS_MAPPED, map the ranges on their access|aip GPUs.
+   * size), apply the attributes; then per range: PREFETCH_LOC migrates the whole range
+   * unless it is already there; svm_range_validate_and_map maps it when it migrated or an
+   * access or flag attribute was set (update_mapping), except when the migration evicted
+   * the queues of a mapped always-mapped range (the restore worker remaps).
    * @returns completion time, ns.
    * @throws KfdError EINVAL (unknown attribute, bad or non-SVM gpu_id, bad size), EFAULT (not
    * mapped), EADDRINUSE (a non-SVM buffer is mapped there), ENOMEM (a PREFETCH_LOC could not
@@ -572,10 +585,20 @@ export class SvmModel {
     }
     const update = this.rangesCovering(p, start, last, true);
     for (const r of update) this.rangeApplyAttrs(r, attrs);
+    // svm_range_apply_attrs sets update_mapping for access and flag attributes.
+    let updateMapping = false;
+    for (const [type] of attrs) {
+      if (type === SVM_ATTR.ACCESS || type === SVM_ATTR.ACCESS_IN_PLACE || type === SVM_ATTR.NO_ACCESS || type === SVM_ATTR.SET_FLAGS || type === SVM_ATTR.CLR_FLAGS) {
+        updateMapping = true;
+      }
+    }
     let t = now;
     let failed: KfdError | null = null;
     for (const r of update) {
+      const wasMapped = this.rangeMapped(r);
+      let migrated = false;
       if (prefetch) {
+        this.triggerMigrated = false;
         const e = this.rangeTriggerMigration(p, r, t);
         if (e < 0) {
           // svm_range_set_attr: r = svm_range_trigger_migration(...); if (r) goto out_unlock_range; ... ret = r.
@@ -584,8 +607,13 @@ export class SvmModel {
           continue;
         }
         t = e;
+        migrated = this.triggerMigrated;
       }
-      if (!p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) t = this.rangeValidateAndMap(r, t);
+      // The migration evicted the queues of a mapped always-mapped range: "restore_work
+      // will update mappings of GPUs".
+      if (migrated && (!p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) && wasMapped) continue;
+      if (!migrated && !updateMapping) continue;
+      t = this.rangeValidateAndMap(p, r, t);
     }
     p.ctx.nowNs = t;
     this.endOp();
@@ -983,12 +1011,12 @@ export class SvmModel {
     }
     const gaps = runsGaps(r.vramRuns, s, l);
     const pages = runsTotal(gaps.length > 0 ? gaps : null);
-    // Nothing to collect: the kernel's migrate_vma_setup finds no page and no migration happens.
+    const n = l - s + 1;
     if (pages === 0) {
+      this.emptyMigration(p, r, s, l, 0, best, trigger, t, false);
       this.lruTouch(r, t);
       return t;
     }
-    const n = l - s + 1;
     this.openMigrations++;
     if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, 0, best, r.prefetchLoc, r.preferredLoc, trigger), best);
     const end = this.sdmaCopy(gi, 0, best, gaps, t);
@@ -1011,14 +1039,18 @@ export class SvmModel {
   /**
    * svm_migrate_vram_to_ram for window [s, l]: pages of it in VRAM go back to RAM; when the
    * range has no VRAM page left its buffer is freed and actual_loc becomes 0. `external`:
-   * the move comes from the CPU or the memory manager (invalidates GPU mappings the CPU way).
+   * the move comes from the CPU or the memory manager (the notifier treats it like the
+   * kernel's own migrations).
    */
   private migrateToRam(p: SvmProcess, r: SvmRange, s: number, l: number, trigger: number, t: number, external: boolean): number {
     const from = r.actualLoc;
     if (from === 0) return t;
     const gi = this.gpuById.get(from)!.index;
     const pages = runsOverlap(r.vramRuns, s, l);
-    if (pages === 0) return t;
+    if (pages === 0) {
+      this.emptyMigration(p, r, s, l, from, 0, trigger, t, external);
+      return t;
+    }
     const n = l - s + 1;
     this.openMigrations++;
     if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger), from);
@@ -1036,24 +1068,48 @@ export class SvmModel {
   }
 
   /**
-   * Pages [s, l] of `r` moved: GPU mappings of them are stale. XNACK on (and not
-   * GPU_ALWAYS_MAPPED): unmap from each GPU holding them (UNMAP_FROM_GPU, MMU_NOTIFY_MIGRATE);
-   * the next access faults. Otherwise: a CPU-side (external) invalidation evicts the
-   * process's queues and the restore worker remaps after 1 ms; the kernel's own migrations
-   * remap at once (svm_range_validate_and_map).
+   * A migration whose migrate_vma_setup collects no page: MIGRATE_START is emitted before
+   * the collection and MIGRATE_END on the out_free path, so the pair appears anyway; the
+   * setup still fired the MMU notifier (the range is invalidated). Nothing is counted.
    */
-  private rangeInvalidate(p: SvmProcess, r: SvmRange, s: number, l: number, t: number, external: boolean): void {
+  private emptyMigration(p: SvmProcess, r: SvmRange, s: number, l: number, from: number, to: number, trigger: number, t: number, external: boolean): void {
+    const n = l - s + 1;
+    const node = from !== 0 ? from : to;
+    if (this.sink !== null) {
+      this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, to, r.prefetchLoc, r.preferredLoc, trigger), node);
+      this.sink(ev.fmtMigrateEnd(t, p.pid, s, n, from, to, trigger, 0), node);
+    }
+    this.rangeInvalidate(p, r, s, l, t, external);
+  }
+
+  /** prange->mapped_to_gpu: some GPU has a mapping of some page of the range. */
+  private rangeMapped(r: SvmRange): boolean {
+    for (let g = 0; g < r.mapped.length; g++) {
+      const m = r.mappedOn(g);
+      if (m !== null && m.length > 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Pages [s, l] of `r` moved (svm_range_evict from the MMU notifier, which fires for the
+   * kernel's own migrations too). Nothing happens unless the range is mapped on some GPU.
+   * XNACK on (and not GPU_ALWAYS_MAPPED): svm_range_unmap_from_gpus, UNMAP_FROM_GPU
+   * (MMU_NOTIFY_MIGRATE) for [s, l] on every access|aip GPU; the next access faults.
+   * Otherwise the process's queues are evicted and the restore worker remaps after 1 ms.
+   */
+  private rangeInvalidate(p: SvmProcess, r: SvmRange, s: number, l: number, t: number, _external: boolean): void {
+    if (!this.rangeMapped(r)) return;
     const alwaysMapped = !p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0;
     if (alwaysMapped) {
-      if (!external) return;
       for (let g = 0; g < r.mapped.length; g++) r.setMapped(g, runsRemove(r.mappedOn(g), s, l));
       this.queuesEvict(p, r, t, QUEUE_EVICTION_TRIGGER.SVM);
       return;
     }
-    for (let g = 0; g < r.mapped.length; g++) {
-      const m = r.mappedOn(g);
-      if (m === null || runsOverlap(m, s, l) === 0) continue;
-      r.setMapped(g, runsRemove(m, s, l));
+    const mask = r.accessMask | r.aipMask;
+    for (let g = 0; g < this.gpus.length; g++) {
+      if ((mask & (1 << g)) === 0) continue;
+      r.setMapped(g, runsRemove(r.mappedOn(g), s, l));
       this.stats.unmaps++;
       if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(t, p.pid, s, l - s + 1, this.gpus[g]!.id, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE), this.gpus[g]!.id);
       this.observe("unmap", t, this.gpus[g]!.id, s, l - s + 1, 0, 0, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE);
@@ -1086,7 +1142,7 @@ export class SvmModel {
     if (p === undefined || !p.restoreScheduled) return now;
     p.restoreScheduled = false;
     let t = now;
-    for (const r of p.evictedList) if (r.linked) t = this.rangeValidateAndMap(r, t);
+    for (const r of p.evictedList) if (r.linked) t = this.rangeValidateAndMap(p, r, t);
     p.evictedList.length = 0;
     p.evictedRanges = 0;
     p.queuesEvicted = false;
@@ -1099,9 +1155,22 @@ export class SvmModel {
     return t;
   }
 
-  /** svm_range_validate_and_map: map the whole range on every access|aip GPU. */
-  private rangeValidateAndMap(r: SvmRange, t: number): number {
-    const mask = r.accessMask | r.aipMask;
+  /**
+   * svm_range_validate_and_map(..., MAX_GPU_INSTANCE): map the whole range. XNACK off: on
+   * every access|aip GPU. XNACK on: on the aip GPUs, on actual_loc's GPU when it has ACCESS,
+   * and on every access GPU when the range is mapped already or GPU_ALWAYS_MAPPED. Sets
+   * validate_timestamp unless there was nothing to map.
+   */
+  private rangeValidateAndMap(p: SvmProcess, r: SvmRange, t: number): number {
+    let mask = r.accessMask | r.aipMask;
+    if (p.xnack) {
+      mask = r.aipMask;
+      if (r.actualLoc !== 0) {
+        const bit = 1 << this.gpuById.get(r.actualLoc)!.index;
+        if ((r.accessMask & bit) !== 0) mask |= bit;
+      }
+      if (this.rangeMapped(r) || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) mask |= r.accessMask;
+    }
     for (let g = 0; g < this.gpus.length; g++) {
       if ((mask & (1 << g)) === 0) continue;
       const m = r.mappedOn(g);
@@ -1121,9 +1190,13 @@ export class SvmModel {
    */
   private rangeTriggerMigration(p: SvmProcess, r: SvmRange, t: number): number {
     const best = this.bestPrefetchLocation(p, r);
-    if (best === LOC_UNDEFINED || (r.actualLoc === 0 && best === 0)) return t;
+    // best_loc == prange->actual_loc: nothing to do (even when only part is in VRAM).
+    if (best === LOC_UNDEFINED || best === r.actualLoc) return t;
+    this.triggerMigrated = true;
     if (best === 0) return this.migrateToRam(p, r, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t, false);
-    return this.migrateToVram(p, r, best, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t);
+    const e = this.migrateToVram(p, r, best, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t);
+    if (e < 0) this.triggerMigrated = false;
+    return e;
   }
 
   private bestPrefetchLocation(p: SvmProcess, r: SvmRange): number {
@@ -1321,8 +1394,8 @@ export class SvmModel {
         if (e < 0) {
           t = -1 - e;
           this.stats.vramFallbacks++;
+          // PAGE_FAULT_END still says M: `migration = true` was set before the attempt.
           if (r.actualLoc !== 0 && r.actualLoc !== best) t = this.migrateToRam(p, r, s, l, MIGRATE_TRIGGER.PAGEFAULT_GPU, t, false);
-          else migrated = false;
         } else t = e;
       } else t = this.migrateToRam(p, r, s, l, MIGRATE_TRIGGER.PAGEFAULT_GPU, t, false);
     }

@@ -195,3 +195,164 @@ test("a dropped duplicate still increments the faults counter", () => {
   expect(res).toBe(FAULT_RESULT.DROPPED);
   expect(f.m.proc(PID).faults[0]).toBe(2);
 });
+
+// ---- xnack-on-setattr-map ----
+/**
+ * Review: with XNACK on, SET_ATTR still calls svm_range_validate_and_map(..., MAX_GPU_INSTANCE)
+ * for every updated range (kfd_svm.c svm_range_set_attr). With XNACK on its GPU bitmap is
+ * bitmap_aip plus, "If prefetch range to GPU, or GPU retry fault migrate range to GPU, which
+ * has ACCESS attribute to the range, create mapping on that GPU" (actual_loc's GPU when it is
+ * in bitmap_access). kfd-svm.md is silent for XNACK on; the model maps nothing then.
+ */
+
+describe("XNACK on: SET_ATTR maps like svm_range_validate_and_map", () => {
+  test("prefetch to a GPU with ACCESS maps the whole range on that GPU (no faults afterwards)", () => {
+    const f = fixture(gpus(1));
+    const g0 = f.m.gpus[0]!.id;
+    f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.PREFETCH_LOC, g0]], 0);
+    const p = f.m.proc(PID);
+    // Kernel: bitmap = aip | {actual_loc's GPU if in bitmap_access} -> mapped on GPU 0, in VRAM.
+    expect(f.m.probe(p, 0, BASE)).toBe(g0);
+    expect(f.m.probe(p, 0, BASE + 511)).toBe(g0);
+  });
+
+  test("ACCESS_IN_PLACE GPU gets the range mapped at SET_ATTR time", () => {
+    const f = fixture(gpus(2, { hiveId: 7 }));
+    const g1 = f.m.gpus[1]!.id;
+    f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.ACCESS_IN_PLACE, g1]], 0);
+    const p = f.m.proc(PID);
+    // Kernel: XNACK on -> bitmap_copy(ctx->bitmap, prange->bitmap_aip) -> map on GPU 1.
+    expect(f.m.probe(p, 1, BASE)).toBe(0);
+  });
+});
+
+// ---- xnack-off-own-migration ----
+/**
+ * Review: XNACK off, a prefetch migration of a range already mapped on a GPU.
+ * migrate_vma_setup fires the range's MMU interval notifier (MMU_NOTIFY_MIGRATE) for the
+ * kernel's own migrations too; svm_range_cpu_invalidate_pagetables has no owner filter and
+ * calls svm_range_evict, which with XNACK off (and the range mapped) quiesces the queues
+ * (QUEUE_EVICTION trigger SVM) and schedules restore_work in 1 ms. svm_range_set_attr then
+ * says so: `if (migrated && (!p->xnack_enabled || ...ALWAYS_MAPPED) && prange->mapped_to_gpu)
+ *   { pr_debug("restore_work will update mappings of GPUs"); continue; }`.
+ * kfd-svm.md §7: "A CPU-side invalidation evicts all queues of the process (QUEUE_EVICTION,
+ * trigger SVM); a restore worker remaps after 1 ms". The model (docs/workloads.md) instead
+ * remaps at once, with no queue eviction — while for XNACK on it does treat the same
+ * migration as a notifier invalidation (UNMAP_FROM_GPU, MMU_NOTIFY_MIGRATE).
+ */
+
+test("XNACK off: prefetching a mapped range evicts the queues and restore_work remaps", () => {
+  const f = fixture(gpus(1), { xnack: false });
+  const g0 = f.m.gpus[0]!.id;
+  const t = f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.ACCESS, g0]], 0);
+  expect(f.m.probe(f.m.proc(PID), 0, BASE)).toBe(0); // mapped ahead, in RAM
+  f.events.length = 0;
+  f.m.takeWork();
+  f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.PREFETCH_LOC, g0]], t + 1000);
+  expect(f.events.filter((e) => e.startsWith("9 ")).map((e) => e.split(" ").slice(2).join(" "))).toEqual(["-4242 3fe1 0"]);
+  expect(f.m.takeWork().map((w) => w.kind)).toEqual(["restore"]);
+});
+
+// ---- invalidation ----
+/**
+ * Review: CPU-side invalidation details the model gets different from kfd_svm.c.
+ */
+
+describe("invalidation", () => {
+  test("XNACK off: invalidating a range mapped on no GPU evicts no queues", () => {
+    // kfd-svm.md §7: "ranges must be mapped ahead on all access|aip GPUs. A CPU-side
+    // invalidation evicts all queues". kfd_svm.c svm_range_evict (XNACK off):
+    //   bool mapped = prange->mapped_to_gpu; ... if (!mapped) return r;
+    // A range with no access|aip GPU is never mapped, so a CPU fault on its VRAM pages
+    // must not stop the process's queues.
+    const f = fixture(gpus(1), { xnack: false });
+    const g0 = f.m.gpus[0]!.id;
+    const t = f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.PREFETCH_LOC, g0]], 0);
+    expect(f.m.proc(PID).ranges.head!.vramPages).toBe(512); // prefetched to VRAM, mapped nowhere
+    f.events.length = 0;
+    f.m.cpuAccess(PID, BASE, false, t + 1000);
+    expect(f.events.filter((e) => e.startsWith("9 "))).toEqual([]);
+    expect(f.m.stats.queueEvictions).toBe(0);
+  });
+
+  test("XNACK on: UNMAP_FROM_GPU goes to every access|aip GPU of a mapped range", () => {
+    // kfd_svm.c svm_range_unmap_from_gpus: if (!prange->mapped_to_gpu) return 0;
+    //   bitmap_or(bitmap, prange->bitmap_access, prange->bitmap_aip, ...);
+    //   for_each_set_bit(gpuidx, bitmap, ...) { kfd_smi_event_unmap_from_gpu(pdd->dev, ...) }
+    // XNACK on: both GPUs have ACCESS by default; GPU 0 faulted the window in, GPU 1 never did.
+    const f = fixture(gpus(2));
+    const [g0, g1] = [f.m.gpus[0]!.id, f.m.gpus[1]!.id];
+    const [res, t] = f.fault(0, BASE, 0);
+    expect(res).toBe(FAULT_RESULT.MIGRATED);
+    f.events.length = 0;
+    f.m.cpuAccess(PID, BASE, false, t + 1000);
+    const unmaps = f.events.filter((e) => e.startsWith("b "));
+    const nodes = unmaps.map((e) => e.split(" ")[4]).sort();
+    expect(nodes).toEqual([g0.toString(16), g1.toString(16)].sort());
+  });
+
+  test("XNACK on: migrating a window of a mapped range emits UNMAP_FROM_GPU even where nothing was mapped", () => {
+    // Same svm_range_unmap_from_gpus: the gate is prange->mapped_to_gpu (whole range), not
+    // whether [start, last] is mapped on that GPU. The window-1 migration fires the
+    // notifier (MMU_NOTIFY_MIGRATE) on a range already mapped by the window-0 fault.
+    const f = fixture(gpus(1));
+    let t = f.m.setAttr(PID, BASE, 1024, [], 0);
+    [, t] = f.fault(0, BASE, t);
+    f.events.length = 0;
+    f.fault(0, BASE + 600, t + 3_000_000);
+    const unmaps = f.events.filter((e) => e.startsWith("b ")).map((e) => e.split(" ").slice(3).join(" "));
+    expect(unmaps).toEqual(["@100200(200) 3fe1 1"]);
+  });
+});
+
+// ---- migrate-events ----
+/**
+ * Review: MIGRATE_START/END when migrate_vma_setup collects no page.
+ * kfd_migrate.c svm_migrate_vma_to_vram / svm_migrate_vma_to_ram:
+ *   kfd_smi_event_migration_start(node, pid, start >> PAGE_SHIFT, end >> PAGE_SHIFT, ...);
+ *   r = migrate_vma_setup(&migrate); ...
+ *   cpages = migrate.cpages;
+ *   if (!cpages) { pr_debug("failed collect migrate sys pages ..."); goto out_free; }
+ *   ...
+ * out_free:
+ *   kfd_smi_event_migration_end(node, pid, start >> PAGE_SHIFT, end >> PAGE_SHIFT, ..., trigger, r);
+ * START is emitted before the collection, END on the out_free path: an empty migration still
+ * produces the pair. svm_migrate_vram_to_ram only returns early when actual_loc == 0.
+ * The model (and docs/workloads.md "emits no MIGRATE event") drops both lines.
+ */
+
+test("window with no VRAM page, range still on a GPU: the fault's VRAM->RAM migration still emits START/END", () => {
+  const f = fixture(gpus(1));
+  let t = f.m.setAttr(PID, BASE, 1024, [], 0);
+  [, t] = f.fault(0, BASE, t); // window 0 to VRAM; actual_loc = gpu
+  t = f.m.setAttr(PID, BASE, 1024, [[SVM_ATTR.PREFERRED_LOC, 0]], t + 3_000_000);
+  f.events.length = 0;
+  const [res] = f.fault(0, BASE + 600, t + 3_000_000); // window 1 is in RAM; best = SYSMEM
+  expect(res).toBe(FAULT_RESULT.MIGRATED); // the migrate branch ran (actual_loc != 0)
+  const migr = f.events.filter((e) => e.startsWith("5 ") || e.startsWith("6 ")).map((e) => e.split(" ").slice(3).join(" "));
+  expect(migr).toEqual(["@100200(200) 3fe1->0 ffffffff:0 1", "@100200(200) 3fe1->0 1 0"]);
+});
+
+// ---- fault-end-flag ----
+/**
+ * Review: PAGE_FAULT_END flag when migrate_to_vram fails and the fault maps RAM in place.
+ * kfd_svm.c svm_range_restore_pages:
+ *   if (prange->actual_loc != 0 || best_loc != 0) {
+ *       migration = true;
+ *       if (best_loc) { r = svm_migrate_to_vram(...); if (r) { ... else r = 0; } } ...
+ *   ...
+ *   kfd_smi_event_page_fault_end(node, p->lead_thread, addr, migration);   // 'M'
+ * kfd-svm.md §2 sets the flag by the branch ("if r.actual_loc != 0 or best != 0: ...
+ * emit PAGE_FAULT_END with 'M' (migrated) or 'U'"), and docs/workloads.md says
+ * "PAGE_FAULT_END still says `M` when the migrate branch of §2 ran". The model prints 'U'
+ * on the VRAM-full fallback (model.ts faultApply: `else migrated = false`).
+ */
+
+test("VRAM full, fallback to RAM in place: PAGE_FAULT_END still says M", () => {
+  const f = fixture(gpus(1, { vramReservedBytes: 64 * GIB })); // no VRAM for SVM at all
+  f.fault(0, BASE, 0);
+  const end = f.events.filter((e) => e.startsWith("8 "));
+  expect(end.length).toBe(1);
+  expect(end[0]!.endsWith(" M")).toBe(true);
+  expect(f.events.some((e) => e.startsWith("5 "))).toBe(false); // nothing actually moved
+});
