@@ -228,6 +228,8 @@ const FAULT_KIND_HANDLE = 0;
 const FAULT_KIND_NO_VMA = 1;
 /** No permission for the access: -EPERM, fatal. */
 const FAULT_KIND_EPERM = 2;
+/** In the duplicate window at batch start: checked, and decided if needed, when handled. */
+const FAULT_KIND_LATE = 3;
 
 /** Aggregated GET_ATTR answer for an access query (§5). */
 export type AttrPair = [type: number, value: number];
@@ -265,6 +267,9 @@ export class SvmModel {
   private decisions = new Float64Array(64 * DECISION_STRIDE);
   private batchRanges: (SvmRange | null)[] = [];
   private faultKinds = new Uint8Array(64);
+  /** A single fault decided at its handling time (FAULT_KIND_LATE). */
+  private readonly lateBatch = new Float64Array(FAULT_STRIDE);
+  private readonly lateDecision = new Float64Array(DECISION_STRIDE);
   private readonly observed: ObservedEvent[] = [];
   /** The decider wants observe() batches (MigrationDecider.observes !== false). */
   private readonly observing: boolean;
@@ -1288,25 +1293,15 @@ export class SvmModel {
         kinds[i] = FAULT_KIND_EPERM;
         continue;
       }
+      // Inside the duplicate window now: most likely a duplicate when handled, so the
+      // policy is not asked up front (the kernel decides only after the duplicate check);
+      // if the window has passed by its turn, it is decided alone then.
+      if (now < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS) {
+        kinds[i] = FAULT_KIND_LATE;
+        continue;
+      }
       kinds[i] = FAULT_KIND_HANDLE;
-      const b = m * FAULT_STRIDE;
-      batch[b + F.gpuId] = gpu.id;
-      batch[b + F.gpuIndex] = gi;
-      batch[b + F.addr] = addr;
-      batch[b + F.write] = writes[i]!;
-      batch[b + F.rangeStart] = r.start;
-      batch[b + F.rangeLast] = r.last;
-      batch[b + F.preferredLoc] = r.preferredLoc;
-      batch[b + F.prefetchLoc] = r.prefetchLoc;
-      batch[b + F.actualLoc] = r.actualLoc;
-      batch[b + F.granularity] = r.granularity;
-      batch[b + F.flags] = r.flags;
-      batch[b + F.accessMask] = r.accessMask;
-      batch[b + F.aipMask] = r.aipMask;
-      batch[b + F.vramPages] = r.vramPages;
-      batch[b + F.migrations] = r.migrations;
-      batch[b + F.lastMigrationNs] = r.lastMigrationNs;
-      batch[b + F.faultNs] = now;
+      this.faultRow(batch, m * FAULT_STRIDE, gpu.id, gi, addr, writes[i]!, r, now);
       m++;
     }
     p.ctx.nowNs = now;
@@ -1341,6 +1336,16 @@ export class SvmModel {
         doneNs[i] = t;
         continue;
       }
+      if (kind === FAULT_KIND_LATE) {
+        const one = this.lateBatch;
+        const dec = this.lateDecision;
+        this.faultRow(one, 0, gpu.id, gi, addrs[i]!, writes[i]!, r, t);
+        p.ctx.nowNs = t;
+        this.decider.decideFaults(one, 1, p.ctx, dec);
+        t = this.faultApply(p, r, gi, addrs[i]!, writes[i] === 1, dec[0]!, dec[1]!, dec[2]!, t, results, i);
+        doneNs[i] = t;
+        continue;
+      }
       t = this.faultApply(p, r, gi, addrs[i]!, writes[i] === 1, this.decisions[d]!, this.decisions[d + 1]!, this.decisions[d + 2]!, t, results, i);
       doneNs[i] = t;
     }
@@ -1350,6 +1355,27 @@ export class SvmModel {
     }
     this.endOp();
     return t;
+  }
+
+  /** Write one fault row of a decideFaults batch at offset `b`. */
+  private faultRow(batch: Float64Array, b: number, gpuId: number, gi: number, addr: number, write: number, r: SvmRange, now: number): void {
+    batch[b + F.gpuId] = gpuId;
+    batch[b + F.gpuIndex] = gi;
+    batch[b + F.addr] = addr;
+    batch[b + F.write] = write;
+    batch[b + F.rangeStart] = r.start;
+    batch[b + F.rangeLast] = r.last;
+    batch[b + F.preferredLoc] = r.preferredLoc;
+    batch[b + F.prefetchLoc] = r.prefetchLoc;
+    batch[b + F.actualLoc] = r.actualLoc;
+    batch[b + F.granularity] = r.granularity;
+    batch[b + F.flags] = r.flags;
+    batch[b + F.accessMask] = r.accessMask;
+    batch[b + F.aipMask] = r.aipMask;
+    batch[b + F.vramPages] = r.vramPages;
+    batch[b + F.migrations] = r.migrations;
+    batch[b + F.lastMigrationNs] = r.lastMigrationNs;
+    batch[b + F.faultNs] = now;
   }
 
   private faultFatal(p: SvmProcess, gpuId: number): number {
