@@ -5,7 +5,7 @@
  * model (XNACK-off restore, deferred frees) and the workload's timed hints are events too.
  * Ties break by insertion order, so a run is a pure function of its inputs and seed.
  */
-import { InvariantError } from "../errors.ts";
+import { InvariantError, KfdError } from "../errors.ts";
 import { MIGRATION_BOUNDS, type MigrationDecider } from "../policy/contracts/migration.ts";
 import { SVM_ATTR } from "../svm/constants.ts";
 import {
@@ -303,7 +303,7 @@ export class Simulation {
         const used = new Set(w.streams.filter((s) => s.pid === a.pid && s.agent !== AGENT_CPU).map((s) => s.agent));
         attrs = [...attrs, ...[...used].sort((x, y) => x - y).map((g): AttrPair => [SVM_ATTR.ACCESS, profile.gpus[g]!.id])];
       }
-      this.model.setAttr(a.pid, a.start, a.pages, attrs, this.t0);
+      this.setAttr(a.pid, a.start, a.pages, attrs, this.t0);
     }
     this.drainWork();
     w.streams.forEach((s, i) => {
@@ -366,7 +366,7 @@ export class Simulation {
         case EV_HINT: {
           const h = w.hints[a]!;
           const al = w.allocs[h.alloc]!;
-          this.note(this.model.setAttr(h.pid, al.start + h.offset, h.pages, h.attrs.map((x): AttrPair => [x[0], x[1]]), t));
+          this.note(this.setAttr(h.pid, al.start + h.offset, h.pages, h.attrs.map((x): AttrPair => [x[0], x[1]]), t));
           break;
         }
       }
@@ -382,6 +382,21 @@ export class Simulation {
     for (const ag of this.agents) if (ag.gi !== AGENT_CPU) ag.proc.userQueues--;
     for (const ps of w.processes) if (this.created.has(ps.pid)) this.model.processDestroy(ps.pid, this.endNs);
     return this.result();
+  }
+
+  /**
+   * SET_ATTR as a program that ignores its result: a PREFETCH_LOC that finds no VRAM fails
+   * with ENOMEM (the kernel returns it) and the workload carries on at the time it ended.
+   */
+  private setAttr(pid: number, start: number, pages: number, attrs: AttrPair[], t: number): number {
+    try {
+      return this.model.setAttr(pid, start, pages, attrs, t);
+    } catch (e) {
+      if (e instanceof KfdError && e.errnoName === "ENOMEM") {
+        return this.model.failedOpEndNs;
+      }
+      throw e;
+    }
   }
 
   private note(t: number): void {
@@ -422,7 +437,7 @@ export class Simulation {
             return;
           case "set_attr": {
             const al = this.opts.workload.allocs[op.alloc]!;
-            t = model.setAttr(a.pid, al.start + op.offset, op.pages, op.attrs.map((x): AttrPair => [x[0], x[1]]), t);
+            t = this.setAttr(a.pid, al.start + op.offset, op.pages, op.attrs.map((x): AttrPair => [x[0], x[1]]), t);
             this.drainWork();
             a.opIdx++;
             this.note(t);

@@ -66,7 +66,7 @@ export const QUEUE_EVICTION_TRIGGER = { SVM: 0, USERPTR: 1, TTM: 2, SUSPEND: 3, 
 export const UNMAP_TRIGGER = { MMU_NOTIFY: 0, MMU_NOTIFY_MIGRATE: 1, UNMAP_FROM_CPU: 2 } as const;
 
 /** errno values the model's typed errors carry. */
-export const ERRNO = { EPERM: 1, EFAULT: 14, EBUSY: 16, EINVAL: 22, EACCES: 13, ENOMEM: 12, ENOSPC: 28 } as const;
+export const ERRNO = { EPERM: 1, EFAULT: 14, EBUSY: 16, EINVAL: 22, EACCES: 13, ENOMEM: 12, ENOSPC: 28, EADDRINUSE: 98 } as const;
 export type ErrnoName = keyof typeof ERRNO;
 
 /**

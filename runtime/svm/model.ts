@@ -41,7 +41,7 @@ import {
   UNREGISTERED_ALIGN_PAGES,
 } from "./constants.ts";
 import * as ev from "./events.ts";
-import { SvmRange, SvmRangeList } from "./range.ts";
+import { NEVER_NS, SvmRange, SvmRangeList } from "./range.ts";
 import { runsAdd, runsClip, runsContains, runsGaps, runsOverlap, runsRemove, runsTotal, runsWellFormed } from "./runs.ts";
 
 /** A GPU of the machine. Every process uses every GPU; `index` is its bit in the masks. */
@@ -222,6 +222,15 @@ export const EVICTION_CANDIDATES_MAX = 64;
 
 const NO_WORK: SvmWork[] = [];
 
+/** How a fault with a range is handled once its duplicate check passed. */
+const FAULT_KIND_HANDLE = 0;
+/** The vma went away (stale retry fault): dropped. */
+const FAULT_KIND_NO_VMA = 1;
+/** No permission for the access: -EPERM, fatal. */
+const FAULT_KIND_EPERM = 2;
+/** In the duplicate window at batch start: checked, and decided if needed, when handled. */
+const FAULT_KIND_LATE = 3;
+
 /** Aggregated GET_ATTR answer for an access query (§5). */
 export type AttrPair = [type: number, value: number];
 
@@ -257,6 +266,10 @@ export class SvmModel {
   private batch = new Float64Array(64 * FAULT_STRIDE);
   private decisions = new Float64Array(64 * DECISION_STRIDE);
   private batchRanges: (SvmRange | null)[] = [];
+  private faultKinds = new Uint8Array(64);
+  /** A single fault decided at its handling time (FAULT_KIND_LATE). */
+  private readonly lateBatch = new Float64Array(FAULT_STRIDE);
+  private readonly lateDecision = new Float64Array(DECISION_STRIDE);
   private readonly observed: ObservedEvent[] = [];
   /** The decider wants observe() batches (MigrationDecider.observes !== false). */
   private readonly observing: boolean;
@@ -264,6 +277,10 @@ export class SvmModel {
   /** Set by probe(): location of the probed page, and last page of the same mapped run. */
   probeLoc = -1;
   probeLast = 0;
+  /** Completion time of the last SET_ATTR that threw after doing work (a failed prefetch), ns. */
+  failedOpEndNs = 0;
+  /** Set by rangeTriggerMigration when it migrated (svm_range_trigger_migration's *migrated). */
+  private triggerMigrated = false;
 
   constructor(opts: SvmModelOptions) {
     if (opts.gpus.length === 0 || opts.gpus.length > GPUS_PER_PROCESS_MAX) {
@@ -383,12 +400,13 @@ export class SvmModel {
     return now;
   }
 
-  /** SET_XNACK_MODE: negative queries; a change needs a process without user queues (§5). */
+  /** SET_XNACK_MODE: negative queries; any set (even to the current mode) needs a process without user queues (§5). */
   setXnack(pid: number, value: number): number {
     const p = this.proc(pid);
     if (value < 0) return p.xnack ? 1 : 0;
     const on = value !== 0;
-    if (on !== p.xnack && p.userQueues > 0) {
+    // kfd_ioctl_set_xnack_mode checks the queues before comparing: any set fails with queues.
+    if (p.userQueues > 0) {
       throw new KfdError("SET_XNACK_MODE", "EBUSY", ERRNO.EBUSY, "the process has user-mode queues");
     }
     p.xnack = on;
@@ -470,16 +488,28 @@ export class SvmModel {
       if (v.last > last) pieces.push({ ...v, start: last + 1 });
       p.vmas.splice(i, 1, ...pieces);
     }
+    // svm_range_unmap_from_gpus is gated by the notified (unsplit) range's mapped_to_gpu.
+    const mappedRanges: number[] = [];
+    for (let r = p.ranges.firstOverlap(start, last); r !== null && r.start <= last; r = r.next) {
+      if (this.rangeMapped(r)) mappedRanges.push(r.start, r.last);
+    }
     for (const r of this.rangesCovering(p, start, last, false)) {
+      // svm_range_unmap_from_cpu: pending faults are drained by the deferred worker; until
+      // then every fault of the process is dropped (§2).
+      p.drainPagefaults = true;
       r.pendingRemove = true;
-      for (let g = 0; g < r.mapped.length; g++) {
-        if (r.mappedOn(g) !== null) {
+      let wasMapped = false;
+      for (let i = 0; i < mappedRanges.length; i += 2) if (mappedRanges[i]! <= r.start && r.last <= mappedRanges[i + 1]!) wasMapped = true;
+      if (wasMapped) {
+        const mask = r.accessMask | r.aipMask;
+        for (let g = 0; g < this.gpus.length; g++) {
+          if ((mask & (1 << g)) === 0) continue;
           if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(now, pid, r.start, r.npages, this.gpus[g]!.id, UNMAP_TRIGGER.UNMAP_FROM_CPU), this.gpus[g]!.id);
           this.observe("unmap", now, this.gpus[g]!.id, r.start, r.npages, 0, 0, UNMAP_TRIGGER.UNMAP_FROM_CPU);
           this.stats.unmaps++;
-          r.setMapped(g, null);
         }
       }
+      for (let g = 0; g < r.mapped.length; g++) r.setMapped(g, null);
       p.deferred.push(r);
     }
     if (p.deferred.length > 0 && !p.deferredScheduled) {
@@ -495,6 +525,8 @@ export class SvmModel {
     const p = this.processes.get(pid);
     if (p === undefined) return;
     this.opCtx = p.ctx;
+    // svm_range_drain_retry_fault, then the ranges are freed.
+    p.drainPagefaults = false;
     for (const r of p.deferred) if (r.linked) this.rangeFree(p, r);
     p.deferred.length = 0;
     p.deferredScheduled = false;
@@ -511,10 +543,14 @@ export class SvmModel {
   /**
    * SET_ATTR on [start, start+npages): split partly covered ranges at the edges (head and
    * tail keep the old attributes), create ranges in the gaps (chopped at the largest range
-   * size), apply the attributes; PREFETCH_LOC migrates each whole range, every time; with
-   * XNACK off or GPU_ALWAYS_MAPPED, map the ranges on their access|aip GPUs.
+   * size), apply the attributes; then per range: PREFETCH_LOC migrates the whole range
+   * unless it is already there; svm_range_validate_and_map maps it when it migrated or an
+   * access or flag attribute was set (update_mapping), except when the migration evicted
+   * the queues of a mapped always-mapped range (the restore worker remaps).
    * @returns completion time, ns.
-   * @throws KfdError EINVAL (unknown attribute, bad gpu_id, bad size), EFAULT (not mapped).
+   * @throws KfdError EINVAL (unknown attribute, bad or non-SVM gpu_id, bad size), EFAULT (not
+   * mapped), EADDRINUSE (a non-SVM buffer is mapped there), ENOMEM (a PREFETCH_LOC could not
+   * reserve VRAM; the other ranges are still updated, failedOpEndNs says when it ended).
    */
   setAttr(pid: number, start: number, npages: number, attrs: readonly AttrPair[], now: number): number {
     const p = this.proc(pid);
@@ -528,15 +564,13 @@ export class SvmModel {
       switch (type) {
         case SVM_ATTR.PREFERRED_LOC:
         case SVM_ATTR.PREFETCH_LOC:
-          if (value !== LOC_SYSMEM && value !== LOC_UNDEFINED && !this.gpuById.has(value)) {
-            throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `location 0x${value.toString(16)} is no GPU of the process`);
-          }
+          if (value !== LOC_SYSMEM && value !== LOC_UNDEFINED) this.checkAttrGpu(op, value);
           if (type === SVM_ATTR.PREFETCH_LOC) prefetch = true;
           break;
         case SVM_ATTR.ACCESS:
         case SVM_ATTR.ACCESS_IN_PLACE:
         case SVM_ATTR.NO_ACCESS:
-          if (!this.gpuById.has(value)) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `gpu_id 0x${value.toString(16)} is no GPU of the process`);
+          this.checkAttrGpu(op, value);
           break;
         case SVM_ATTR.SET_FLAGS:
         case SVM_ATTR.CLR_FLAGS:
@@ -547,15 +581,51 @@ export class SvmModel {
       }
     }
     if (!this.vmaCovers(p, start, last)) throw new KfdError(op, "EFAULT", ERRNO.EFAULT, `[${start}, ${last}] is not all mapped by the CPU`);
+    // svm_range_is_vm_bo_mapped: the interval must not hold a non-SVM buffer mapping.
+    const bo = p.boMappings;
+    for (let i = 0; i < bo.length; i += 2) {
+      if (bo[i]! <= last && bo[i + 1]! >= start) {
+        throw new KfdError(op, "EADDRINUSE", ERRNO.EADDRINUSE, `[${bo[i]}, ${bo[i + 1]}] is mapped by a non-SVM buffer`);
+      }
+    }
     const update = this.rangesCovering(p, start, last, true);
     for (const r of update) this.rangeApplyAttrs(r, attrs);
+    // svm_range_apply_attrs sets update_mapping for access and flag attributes.
+    let updateMapping = false;
+    for (const [type] of attrs) {
+      if (type === SVM_ATTR.ACCESS || type === SVM_ATTR.ACCESS_IN_PLACE || type === SVM_ATTR.NO_ACCESS || type === SVM_ATTR.SET_FLAGS || type === SVM_ATTR.CLR_FLAGS) {
+        updateMapping = true;
+      }
+    }
     let t = now;
-    if (prefetch) for (const r of update) t = this.rangeTriggerMigration(p, r, t);
+    let failed: KfdError | null = null;
     for (const r of update) {
-      if (!p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) t = this.rangeValidateAndMap(r, t);
+      const wasMapped = this.rangeMapped(r);
+      let migrated = false;
+      if (prefetch) {
+        this.triggerMigrated = false;
+        const e = this.rangeTriggerMigration(p, r, t);
+        if (e < 0) {
+          // svm_range_set_attr: r = svm_range_trigger_migration(...); if (r) goto out_unlock_range; ... ret = r.
+          t = -1 - e;
+          failed = new KfdError(op, "ENOMEM", ERRNO.ENOMEM, `no VRAM for the ${r.npages}-page range at ${r.start} on GPU 0x${r.prefetchLoc.toString(16)}`);
+          continue;
+        }
+        t = e;
+        migrated = this.triggerMigrated;
+      }
+      // The migration evicted the queues of a mapped always-mapped range: "restore_work
+      // will update mappings of GPUs".
+      if (migrated && (!p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) && wasMapped) continue;
+      if (!migrated && !updateMapping) continue;
+      t = this.rangeValidateAndMap(p, r, t);
     }
     p.ctx.nowNs = t;
     this.endOp();
+    if (failed !== null) {
+      this.failedOpEndNs = t;
+      throw failed;
+    }
     return t;
   }
 
@@ -572,6 +642,8 @@ export class SvmModel {
       throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `bad interval start ${start} size ${npages} pages`);
     }
     const last = start + npages - 1;
+    // svm_range_is_valid guards GET_ATTR too.
+    if (!this.vmaCovers(p, start, last)) throw new KfdError(op, "EFAULT", ERRNO.EFAULT, `[${start}, ${last}] is not all mapped by the CPU`);
     const all = 2 ** this.gpus.length - 1;
     let preferred = LOC_UNDEFINED;
     let prefetch = LOC_UNDEFINED;
@@ -641,6 +713,13 @@ export class SvmModel {
       }
     }
     return attrs;
+  }
+
+  /** svm_range_check_attr: a gpu_id must name a GPU of the process that supports SVM. */
+  private checkAttrGpu(op: string, value: number): void {
+    const g = this.gpuById.get(value);
+    if (g === undefined) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `gpu_id 0x${value.toString(16)} is no GPU of the process`);
+    if (!g.svmSupported) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `GPU 0x${value.toString(16)} not supported (no SVM)`);
   }
 
   private rangeApplyAttrs(r: SvmRange, attrs: readonly AttrPair[]): void {
@@ -734,6 +813,8 @@ export class SvmModel {
     const tail = new SvmRange(at, r.last);
     tail.copyAttributes(r);
     tail.pendingRemove = r.pendingRemove;
+    // The kernel's pieces are new svm_ranges (svm_range_new): validate_timestamp 0.
+    r.validateTimestampNs = NEVER_NS;
     r.last = at - 1;
     tail.vramRuns = runsClip(r.vramRuns, at, tail.last);
     r.vramRuns = runsClip(r.vramRuns, r.start, r.last);
@@ -935,12 +1016,12 @@ export class SvmModel {
     }
     const gaps = runsGaps(r.vramRuns, s, l);
     const pages = runsTotal(gaps.length > 0 ? gaps : null);
-    // Nothing to collect: the kernel's migrate_vma_setup finds no page and no migration happens.
+    const n = l - s + 1;
     if (pages === 0) {
+      this.emptyMigration(p, r, s, l, 0, best, trigger, t, false);
       this.lruTouch(r, t);
       return t;
     }
-    const n = l - s + 1;
     this.openMigrations++;
     if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, 0, best, r.prefetchLoc, r.preferredLoc, trigger), best);
     const end = this.sdmaCopy(gi, 0, best, gaps, t);
@@ -963,14 +1044,18 @@ export class SvmModel {
   /**
    * svm_migrate_vram_to_ram for window [s, l]: pages of it in VRAM go back to RAM; when the
    * range has no VRAM page left its buffer is freed and actual_loc becomes 0. `external`:
-   * the move comes from the CPU or the memory manager (invalidates GPU mappings the CPU way).
+   * the move comes from the CPU or the memory manager (the notifier treats it like the
+   * kernel's own migrations).
    */
   private migrateToRam(p: SvmProcess, r: SvmRange, s: number, l: number, trigger: number, t: number, external: boolean): number {
     const from = r.actualLoc;
     if (from === 0) return t;
     const gi = this.gpuById.get(from)!.index;
     const pages = runsOverlap(r.vramRuns, s, l);
-    if (pages === 0) return t;
+    if (pages === 0) {
+      this.emptyMigration(p, r, s, l, from, 0, trigger, t, external);
+      return t;
+    }
     const n = l - s + 1;
     this.openMigrations++;
     if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger), from);
@@ -988,24 +1073,48 @@ export class SvmModel {
   }
 
   /**
-   * Pages [s, l] of `r` moved: GPU mappings of them are stale. XNACK on (and not
-   * GPU_ALWAYS_MAPPED): unmap from each GPU holding them (UNMAP_FROM_GPU, MMU_NOTIFY_MIGRATE);
-   * the next access faults. Otherwise: a CPU-side (external) invalidation evicts the
-   * process's queues and the restore worker remaps after 1 ms; the kernel's own migrations
-   * remap at once (svm_range_validate_and_map).
+   * A migration whose migrate_vma_setup collects no page: MIGRATE_START is emitted before
+   * the collection and MIGRATE_END on the out_free path, so the pair appears anyway; the
+   * setup still fired the MMU notifier (the range is invalidated). Nothing is counted.
    */
-  private rangeInvalidate(p: SvmProcess, r: SvmRange, s: number, l: number, t: number, external: boolean): void {
+  private emptyMigration(p: SvmProcess, r: SvmRange, s: number, l: number, from: number, to: number, trigger: number, t: number, external: boolean): void {
+    const n = l - s + 1;
+    const node = from !== 0 ? from : to;
+    if (this.sink !== null) {
+      this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, to, r.prefetchLoc, r.preferredLoc, trigger), node);
+      this.sink(ev.fmtMigrateEnd(t, p.pid, s, n, from, to, trigger, 0), node);
+    }
+    this.rangeInvalidate(p, r, s, l, t, external);
+  }
+
+  /** prange->mapped_to_gpu: some GPU has a mapping of some page of the range. */
+  private rangeMapped(r: SvmRange): boolean {
+    for (let g = 0; g < r.mapped.length; g++) {
+      const m = r.mappedOn(g);
+      if (m !== null && m.length > 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Pages [s, l] of `r` moved (svm_range_evict from the MMU notifier, which fires for the
+   * kernel's own migrations too). Nothing happens unless the range is mapped on some GPU.
+   * XNACK on (and not GPU_ALWAYS_MAPPED): svm_range_unmap_from_gpus, UNMAP_FROM_GPU
+   * (MMU_NOTIFY_MIGRATE) for [s, l] on every access|aip GPU; the next access faults.
+   * Otherwise the process's queues are evicted and the restore worker remaps after 1 ms.
+   */
+  private rangeInvalidate(p: SvmProcess, r: SvmRange, s: number, l: number, t: number, _external: boolean): void {
+    if (!this.rangeMapped(r)) return;
     const alwaysMapped = !p.xnack || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0;
     if (alwaysMapped) {
-      if (!external) return;
       for (let g = 0; g < r.mapped.length; g++) r.setMapped(g, runsRemove(r.mappedOn(g), s, l));
       this.queuesEvict(p, r, t, QUEUE_EVICTION_TRIGGER.SVM);
       return;
     }
-    for (let g = 0; g < r.mapped.length; g++) {
-      const m = r.mappedOn(g);
-      if (m === null || runsOverlap(m, s, l) === 0) continue;
-      r.setMapped(g, runsRemove(m, s, l));
+    const mask = r.accessMask | r.aipMask;
+    for (let g = 0; g < this.gpus.length; g++) {
+      if ((mask & (1 << g)) === 0) continue;
+      r.setMapped(g, runsRemove(r.mappedOn(g), s, l));
       this.stats.unmaps++;
       if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(t, p.pid, s, l - s + 1, this.gpus[g]!.id, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE), this.gpus[g]!.id);
       this.observe("unmap", t, this.gpus[g]!.id, s, l - s + 1, 0, 0, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE);
@@ -1038,7 +1147,7 @@ export class SvmModel {
     if (p === undefined || !p.restoreScheduled) return now;
     p.restoreScheduled = false;
     let t = now;
-    for (const r of p.evictedList) if (r.linked) t = this.rangeValidateAndMap(r, t);
+    for (const r of p.evictedList) if (r.linked) t = this.rangeValidateAndMap(p, r, t);
     p.evictedList.length = 0;
     p.evictedRanges = 0;
     p.queuesEvicted = false;
@@ -1051,9 +1160,22 @@ export class SvmModel {
     return t;
   }
 
-  /** svm_range_validate_and_map: map the whole range on every access|aip GPU. */
-  private rangeValidateAndMap(r: SvmRange, t: number): number {
-    const mask = r.accessMask | r.aipMask;
+  /**
+   * svm_range_validate_and_map(..., MAX_GPU_INSTANCE): map the whole range. XNACK off: on
+   * every access|aip GPU. XNACK on: on the aip GPUs, on actual_loc's GPU when it has ACCESS,
+   * and on every access GPU when the range is mapped already or GPU_ALWAYS_MAPPED. Sets
+   * validate_timestamp unless there was nothing to map.
+   */
+  private rangeValidateAndMap(p: SvmProcess, r: SvmRange, t: number): number {
+    let mask = r.accessMask | r.aipMask;
+    if (p.xnack) {
+      mask = r.aipMask;
+      if (r.actualLoc !== 0) {
+        const bit = 1 << this.gpuById.get(r.actualLoc)!.index;
+        if ((r.accessMask & bit) !== 0) mask |= bit;
+      }
+      if (this.rangeMapped(r) || (r.flags & SVM_FLAG.GPU_ALWAYS_MAPPED) !== 0) mask |= r.accessMask;
+    }
     for (let g = 0; g < this.gpus.length; g++) {
       if ((mask & (1 << g)) === 0) continue;
       const m = r.mappedOn(g);
@@ -1061,6 +1183,7 @@ export class SvmModel {
       t += this.costs.mapNs(g, r.npages);
       r.setMapped(g, [r.start, r.last]);
     }
+    if (mask !== 0) r.validateTimestampNs = t;
     return t;
   }
 
@@ -1068,16 +1191,16 @@ export class SvmModel {
    * svm_range_trigger_migration (§5): migrate the whole range to best_prefetch_location,
    * every time PREFETCH_LOC is set. A GPU target is redirected to system memory when a GPU
    * needing access (XNACK on: aip GPUs; off: access|aip) is outside the target's hive.
+   * Returns the end time, or -1 - t when the VRAM reservation failed (SET_ATTR fails).
    */
   private rangeTriggerMigration(p: SvmProcess, r: SvmRange, t: number): number {
     const best = this.bestPrefetchLocation(p, r);
-    if (best === LOC_UNDEFINED || (r.actualLoc === 0 && best === 0)) return t;
+    // best_loc == prange->actual_loc: nothing to do (even when only part is in VRAM).
+    if (best === LOC_UNDEFINED || best === r.actualLoc) return t;
+    this.triggerMigrated = true;
     if (best === 0) return this.migrateToRam(p, r, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t, false);
     const e = this.migrateToVram(p, r, best, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t);
-    if (e < 0) {
-      this.stats.vramFallbacks++;
-      return -1 - e;
-    }
+    if (e < 0) this.triggerMigrated = false;
     return e;
   }
 
@@ -1119,8 +1242,10 @@ export class SvmModel {
       this.batch = new Float64Array(n * FAULT_STRIDE);
       this.decisions = new Float64Array(n * DECISION_STRIDE);
     }
+    if (this.faultKinds.length < n) this.faultKinds = new Uint8Array(n);
     const batch = this.batch;
     const ranges = this.batchRanges;
+    const kinds = this.faultKinds;
     let m = 0;
     // Pre-checks, in the kernel's order, before the policy decides.
     for (let i = 0; i < n; i++) {
@@ -1142,44 +1267,41 @@ export class SvmModel {
       if (r === null) {
         r = this.rangeCreateUnregistered(p, addr);
         if (r === null) {
+          // -EFAULT via out_unlock_svms: svm_range_count_fault still runs.
+          p.faults[gi]!++;
           results[i] = this.faultFatal(p, gpu.id);
           continue;
         }
       }
-      if (r.pendingRemove || now < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS) {
+      if (r.pendingRemove) {
+        // svm_range_skip_recover: dropped, counted.
+        p.faults[gi]!++;
         results[i] = FAULT_RESULT.DROPPED;
         continue;
       }
+      // The duplicate check (before the vma and permission checks in the kernel) uses the
+      // time the fault is handled: it is done in the apply loop below.
+      ranges[i] = r;
       const vma = this.vmaFind(p, addr);
       if (vma === null) {
-        results[i] = FAULT_RESULT.DROPPED;
+        kinds[i] = FAULT_KIND_NO_VMA;
         continue;
       }
       // A write to a read-only CPU mapping, or to a GPU_RO range (mapped read-only on the
-      // GPU), cannot be satisfied by mapping: a protection fault, fatal.
+      // GPU), cannot be satisfied by mapping: a protection fault (-EPERM), fatal.
       if (!vma.read || (writes[i] === 1 && (!vma.write || (r.flags & SVM_FLAG.GPU_RO) !== 0))) {
-        results[i] = this.faultFatal(p, gpu.id);
+        kinds[i] = FAULT_KIND_EPERM;
         continue;
       }
-      ranges[i] = r;
-      const b = m * FAULT_STRIDE;
-      batch[b + F.gpuId] = gpu.id;
-      batch[b + F.gpuIndex] = gi;
-      batch[b + F.addr] = addr;
-      batch[b + F.write] = writes[i]!;
-      batch[b + F.rangeStart] = r.start;
-      batch[b + F.rangeLast] = r.last;
-      batch[b + F.preferredLoc] = r.preferredLoc;
-      batch[b + F.prefetchLoc] = r.prefetchLoc;
-      batch[b + F.actualLoc] = r.actualLoc;
-      batch[b + F.granularity] = r.granularity;
-      batch[b + F.flags] = r.flags;
-      batch[b + F.accessMask] = r.accessMask;
-      batch[b + F.aipMask] = r.aipMask;
-      batch[b + F.vramPages] = r.vramPages;
-      batch[b + F.migrations] = r.migrations;
-      batch[b + F.lastMigrationNs] = r.lastMigrationNs;
-      batch[b + F.faultNs] = now;
+      // Inside the duplicate window now: most likely a duplicate when handled, so the
+      // policy is not asked up front (the kernel decides only after the duplicate check);
+      // if the window has passed by its turn, it is decided alone then.
+      if (now < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS) {
+        kinds[i] = FAULT_KIND_LATE;
+        continue;
+      }
+      kinds[i] = FAULT_KIND_HANDLE;
+      this.faultRow(batch, m * FAULT_STRIDE, gpu.id, gi, addr, writes[i]!, r, now);
       m++;
     }
     p.ctx.nowNs = now;
@@ -1195,13 +1317,32 @@ export class SvmModel {
         doneNs[i] = t;
         continue;
       }
+      const kind = kinds[i]!;
       const d = k * DECISION_STRIDE;
-      k++;
-      // A fault earlier in this batch may have validated the range: a duplicate now.
-      if (t < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS || !r.linked) {
+      if (kind === FAULT_KIND_HANDLE) k++;
+      // Duplicate suppression at the time this fault is handled (ktime per fault): a fault
+      // earlier in this batch may have validated the range. Dropped faults are counted.
+      if (t < r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS || !r.linked || kind === FAULT_KIND_NO_VMA) {
         results[i] = FAULT_RESULT.DROPPED;
+        p.faults[gi]!++;
         this.stats.gpuFaultsDropped++;
         t += this.costs.faultDropNs;
+        doneNs[i] = t;
+        continue;
+      }
+      if (kind === FAULT_KIND_EPERM) {
+        p.faults[gi]!++;
+        results[i] = this.faultFatal(p, gpu.id);
+        doneNs[i] = t;
+        continue;
+      }
+      if (kind === FAULT_KIND_LATE) {
+        const one = this.lateBatch;
+        const dec = this.lateDecision;
+        this.faultRow(one, 0, gpu.id, gi, addrs[i]!, writes[i]!, r, t);
+        p.ctx.nowNs = t;
+        this.decider.decideFaults(one, 1, p.ctx, dec);
+        t = this.faultApply(p, r, gi, addrs[i]!, writes[i] === 1, dec[0]!, dec[1]!, dec[2]!, t, results, i);
         doneNs[i] = t;
         continue;
       }
@@ -1214,6 +1355,27 @@ export class SvmModel {
     }
     this.endOp();
     return t;
+  }
+
+  /** Write one fault row of a decideFaults batch at offset `b`. */
+  private faultRow(batch: Float64Array, b: number, gpuId: number, gi: number, addr: number, write: number, r: SvmRange, now: number): void {
+    batch[b + F.gpuId] = gpuId;
+    batch[b + F.gpuIndex] = gi;
+    batch[b + F.addr] = addr;
+    batch[b + F.write] = write;
+    batch[b + F.rangeStart] = r.start;
+    batch[b + F.rangeLast] = r.last;
+    batch[b + F.preferredLoc] = r.preferredLoc;
+    batch[b + F.prefetchLoc] = r.prefetchLoc;
+    batch[b + F.actualLoc] = r.actualLoc;
+    batch[b + F.granularity] = r.granularity;
+    batch[b + F.flags] = r.flags;
+    batch[b + F.accessMask] = r.accessMask;
+    batch[b + F.aipMask] = r.aipMask;
+    batch[b + F.vramPages] = r.vramPages;
+    batch[b + F.migrations] = r.migrations;
+    batch[b + F.lastMigrationNs] = r.lastMigrationNs;
+    batch[b + F.faultNs] = now;
   }
 
   private faultFatal(p: SvmProcess, gpuId: number): number {
@@ -1237,6 +1399,8 @@ export class SvmModel {
   ): number {
     const gpu = this.gpus[gi]!;
     if (best === LOC_DENY) {
+      // -EACCES: counted like every fault past the range lookup.
+      p.faults[gi]!++;
       results[i] = this.faultFatal(p, gpu.id);
       return t;
     }
@@ -1256,8 +1420,8 @@ export class SvmModel {
         if (e < 0) {
           t = -1 - e;
           this.stats.vramFallbacks++;
+          // PAGE_FAULT_END still says M: `migration = true` was set before the attempt.
           if (r.actualLoc !== 0 && r.actualLoc !== best) t = this.migrateToRam(p, r, s, l, MIGRATE_TRIGGER.PAGEFAULT_GPU, t, false);
-          else migrated = false;
         } else t = e;
       } else t = this.migrateToRam(p, r, s, l, MIGRATE_TRIGGER.PAGEFAULT_GPU, t, false);
     }

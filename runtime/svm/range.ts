@@ -92,7 +92,10 @@ export class SvmRange {
     return this.last - this.start + 1;
   }
 
-  /** Copy every attribute (not placement) from `o`: split pieces keep the old attributes. */
+  /**
+   * Copy every attribute (not placement) from `o`: split pieces keep the old attributes.
+   * Not validate_timestamp: a piece is a new svm_range (svm_range_new sets it to 0).
+   */
   copyAttributes(o: SvmRange): void {
     this.preferredLoc = o.preferredLoc;
     this.prefetchLoc = o.prefetchLoc;
@@ -100,7 +103,6 @@ export class SvmRange {
     this.flags = o.flags;
     this.accessMask = o.accessMask;
     this.aipMask = o.aipMask;
-    this.validateTimestampNs = o.validateTimestampNs;
     this.migrations = o.migrations;
     this.lastMigrationNs = o.lastMigrationNs;
     this.lastMigrationFrom = o.lastMigrationFrom;
