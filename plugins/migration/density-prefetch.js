@@ -27,8 +27,9 @@
 // the bitmaps then start empty, which only makes prefetching more conservative until they
 // fill again.
 //
-// Cost: prefetch evaluates at most 64 blocks per batch, but its input is every fault of the
-// batch as JSON; the policy file raises the sandbox limits so a 4096-fault batch fits.
+// Cost: prefetch evaluates at most 64 blocks per batch, reading the batch's raw records
+// (FaultBatch). Moving 64 KiB per fault means ~32x the faults of the kernel's 2 MiB window,
+// each through the sandbox: the slowest shipped policy to simulate.
 
 /** Tunables, uvm_perf_prefetch style: name, default, bounds, meaning. */
 export const params = {
