@@ -6,8 +6,6 @@
 export const PAGE_BYTES = 4096;
 /** Default migration granularity, log2 pages (2^9 pages = 2 MiB), kfd-svm.md §1. */
 export const GRANULARITY_DEFAULT = 9;
-/** Largest granularity an attribute may set, log2 pages; larger values are capped (§5). */
-export const GRANULARITY_MAX = 0x3f;
 /** Alignment of an unregistered range created on a fault, pages (§3). */
 export const UNREGISTERED_ALIGN_PAGES = 512;
 /** Duplicate fault window per range, ns (AMDGPU_SVM_RANGE_RETRY_FAULT_PENDING, §2). */
@@ -26,44 +24,20 @@ export const MIGRATE_TRIES_MAX = 3;
 /** Most GPUs in one process: access / aip masks are 31-bit integers. */
 export const GPUS_PER_PROCESS_MAX = 31;
 
-/** SET_ATTR / GET_ATTR attribute types (kfd_ioctl.h enum order, §5). */
-export const SVM_ATTR = {
-  PREFERRED_LOC: 0,
-  PREFETCH_LOC: 1,
-  ACCESS: 2,
-  ACCESS_IN_PLACE: 3,
-  NO_ACCESS: 4,
-  SET_FLAGS: 5,
-  CLR_FLAGS: 6,
-  GRANULARITY: 7,
-} as const;
-export type SvmAttrName = keyof typeof SVM_ATTR;
-export const SVM_ATTR_NAMES = Object.keys(SVM_ATTR) as SvmAttrName[];
-
-/** SMI event ids (kfd-uapi.md). */
-export const SMI_EVENT = {
-  VMFAULT: 1,
-  THERMAL_THROTTLE: 2,
-  GPU_PRE_RESET: 3,
-  GPU_POST_RESET: 4,
-  MIGRATE_START: 5,
-  MIGRATE_END: 6,
-  PAGE_FAULT_START: 7,
-  PAGE_FAULT_END: 8,
-  QUEUE_EVICTION: 9,
-  QUEUE_RESTORE: 10,
-  UNMAP_FROM_GPU: 11,
-  PROCESS_START: 12,
-  PROCESS_END: 13,
-} as const;
-
-/** Migrate triggers (kfd-uapi.md). */
-export const MIGRATE_TRIGGER = { PREFETCH: 0, PAGEFAULT_GPU: 1, PAGEFAULT_CPU: 2, TTM_EVICTION: 3 } as const;
+// The kernel's uapi numbers (attribute types, SMI event ids, triggers) have one home,
+// runtime/kfd/uapi.ts, where a test proves them against <linux/kfd_ioctl.h>.
+export {
+  MIGRATE_TRIGGER,
+  QUEUE_EVICTION_TRIGGER,
+  SMI_EVENT,
+  SVM_ATTR,
+  SVM_ATTR_NAMES,
+  SVM_GRANULARITY_MAX_log2_pages as GRANULARITY_MAX,
+  SVM_UNMAP_TRIGGER as UNMAP_TRIGGER,
+} from "../kfd/uapi.ts";
+export type { SvmAttrName } from "../kfd/uapi.ts";
+/** Names of MIGRATE_TRIGGER values, in value order (result fields). */
 export const MIGRATE_TRIGGER_NAMES = ["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"] as const;
-/** Queue eviction triggers. */
-export const QUEUE_EVICTION_TRIGGER = { SVM: 0, USERPTR: 1, TTM: 2, SUSPEND: 3, CRIU_CHECKPOINT: 4, CRIU_RESTORE: 5 } as const;
-/** Unmap-from-GPU triggers. */
-export const UNMAP_TRIGGER = { MMU_NOTIFY: 0, MMU_NOTIFY_MIGRATE: 1, UNMAP_FROM_CPU: 2 } as const;
 
 /** errno values the model's typed errors carry. */
 export const ERRNO = { EPERM: 1, EFAULT: 14, EBUSY: 16, EINVAL: 22, EACCES: 13, ENOMEM: 12, ENOSPC: 28, EADDRINUSE: 98 } as const;
