@@ -143,7 +143,13 @@ export const simCommand: Command = {
     };
     let result: SimResult;
     try {
+      const started = performance.now();
+      const onProgress = io.interactive
+        ? (simNs: number, faults: number) =>
+            io.err(`\r  simulating: ${(simNs / 1e9).toFixed(3)} s simulated, ${faults} GPU faults handled, ${((performance.now() - started) / 1000).toFixed(0)} s elapsed`)
+        : undefined;
       result = await runSimAsync({
+        onProgress,
         profile,
         workload,
         decider,
@@ -162,6 +168,7 @@ export const simCommand: Command = {
       flush();
       if (fd >= 0) closeSync(fd);
     }
+    if (io.interactive) io.err("\r\x1b[K");
     if (p.values.json === true) {
       const out: Record<string, unknown> = { ...result };
       if (badLines !== undefined) out.badTraceLines = badLines;

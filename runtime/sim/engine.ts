@@ -152,6 +152,11 @@ export interface SimOptions {
   sink?: SvmEventSink | null;
   fullCheckEvery?: number;
   /**
+   * Called about every PROGRESS_INTERVAL_MS of wall time with the simulated time reached and
+   * the GPU faults handled so far (the CLI's progress line). Never changes the results.
+   */
+  onProgress?: (simNs: number, gpuFaults: number) => void;
+  /**
    * Run on this model instead of a new one (the emulator's machine): its costs, decider and
    * sink are used, `sink` and `fullCheckEvery` here are ignored. A workload process whose pid
    * the model already has is adopted: it runs there and is not destroyed at the end.
@@ -198,6 +203,11 @@ export function runSim(opts: SimOptions): SimResult {
 export async function runSimAsync(opts: SimOptions): Promise<SimResult> {
   return new Simulation(opts).runAsync();
 }
+
+/** Wall time between two progress callbacks, ms. */
+export const PROGRESS_INTERVAL_MS = 500;
+/** The clock is read every this many + 1 events (a power of two minus one). */
+const PROGRESS_CHECK_EVENTS_MASK = 0xffff;
 
 /** Returned by the event loop when the decider asked to be prepared before the next event. */
 const BLOCKED = Symbol("blocked");
@@ -266,6 +276,15 @@ export class Simulation {
   }
 
   private blockedOn: Promise<void> | undefined;
+  private lastProgressMs = performance.now();
+
+  private progress(): void {
+    const now = performance.now();
+    if (now - this.lastProgressMs < PROGRESS_INTERVAL_MS) return;
+    this.lastProgressMs = now;
+    this.opts.onProgress?.(this.q.popTime, this.model.stats.gpuFaults);
+  }
+
   private loopEvents = 0;
 
   /** Processes, their mappings and allocations, the agents and hints: time zero. */
@@ -337,6 +356,7 @@ export class Simulation {
         }
       }
       if (++this.loopEvents > SIM_EVENTS_MAX) throw new InvariantError(`simulation exceeded ${SIM_EVENTS_MAX} events (seed ${this.opts.seed})`);
+      if (this.opts.onProgress !== undefined && (this.loopEvents & PROGRESS_CHECK_EVENTS_MASK) === 0) this.progress();
       this.q.pop();
       const t = this.q.popTime;
       const a = this.q.popArg;
