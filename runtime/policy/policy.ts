@@ -280,9 +280,12 @@ export class SandboxMigrationDecider implements MigrationDecider {
 
   private readonly hasRestoreLocation: boolean;
   private readonly hasMigrationWindow: boolean;
+  /** The model builds observe() batches only for plugins that export observe. */
+  readonly observes: boolean;
 
   constructor(readonly policy: Policy) {
     this.name = policy.name;
+    this.observes = policy.hooks.has("observe");
     this.hasRestoreLocation = policy.hooks.has("restoreLocation");
     this.hasMigrationWindow = policy.hooks.has("migrationWindow");
   }
