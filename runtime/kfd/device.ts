@@ -227,9 +227,14 @@ function svmArgsEncode(
   size_bytes: bigint | number,
   attrs: readonly SvmAttribute[],
 ): void {
-  const n = attrs.length;
   u64Store(w, SV_START_U32, start);
   u64Store(w, SV_SIZE_U32, size_bytes);
+  svmOpStore(w, op, attrs);
+}
+
+/** op, nattr and the attrs[] array of kfd_ioctl_svm_args into `w` (both encoders). */
+function svmOpStore(w: Uint32Array, op: number, attrs: readonly SvmAttribute[]): void {
+  const n = attrs.length;
   w[SV_OP_U32] = op;
   w[SV_NATTR_U32] = n;
   let at = SV_ATTRS_U32;
@@ -580,15 +585,7 @@ export class KfdDevice implements Disposable {
       w[SV_START_U32 + 1] = startHi;
       w[SV_SIZE_U32] = sizeN - sizeHi * 0x1_0000_0000;
       w[SV_SIZE_U32 + 1] = sizeHi;
-      w[SV_OP_U32] = SVM_OP_SET_ATTR;
-      w[SV_NATTR_U32] = n;
-      let at = SV_ATTRS_U32;
-      for (let i = 0; i < n; i++) {
-        const a = attrs[i]!;
-        w[at + SVA_TYPE_U32] = a.type;
-        w[at + SVA_VALUE_U32] = a.value;
-        at += SVA_SIZE_U32;
-      }
+      svmOpStore(w, SVM_OP_SET_ATTR, attrs);
       const r = this.sys.ioctl(this.fd, SVM_REQUEST, this.svm);
       if (r < 0) this.fail("SVM", r);
       return;
