@@ -253,7 +253,7 @@ export class Sandbox implements Disposable {
     const context = runtime.newContext({ intrinsics: { ...DefaultIntrinsics, Date: false } });
     heapCap = wasmHeapCapBytes(wasmHeapBytes(raw), limits);
     const fail = (msg: string): never => {
-      Sandbox.teardown({ module, runtime, context } as Instance, []);
+      Sandbox.teardown({ module, runtime, context });
       throw new PolicyError(opts.name, "load", "load", clip(msg));
     };
     const evalTrusted = (code: string, file: string) => {
@@ -341,13 +341,13 @@ export class Sandbox implements Disposable {
     if (installed.error) {
       const why = Sandbox.errorText(context, installed.error);
       installed.error.dispose();
-      Sandbox.teardown(inst, []);
+      Sandbox.teardown(inst);
       throw new PolicyError(opts.name, "load", "load", clip(`${opts.filename}: ${why}`));
     }
     const wire = context.getString(installed.value);
     installed.value.dispose();
     if (wire[0] !== "R") {
-      Sandbox.teardown(inst, []);
+      Sandbox.teardown(inst);
       throw new PolicyError(opts.name, "load", "load", clip(`${opts.filename}: exports are not plain data: ${wire.slice(1)}`));
     }
     return { inst, exports: JSON.parse(wire.slice(1)) as PluginExports };
@@ -402,7 +402,7 @@ export class Sandbox implements Disposable {
   }
 
   /** Dispose every handle of an instance; an abort here is swallowed (the instance is gone). */
-  private static teardown(inst: Partial<Instance>, _extra: QuickJSHandle[]): void {
+  private static teardown(inst: Partial<Instance>): void {
     try {
       for (const h of inst.adapterNames?.values() ?? []) h.dispose();
       for (const h of [inst.fnCall, inst.fnBatch, inst.fnSettled, inst.fnLogs, inst.host]) h?.dispose();
@@ -592,7 +592,7 @@ export class Sandbox implements Disposable {
 
   /** Drop the live instance; the next call builds a fresh one from the cached module. */
   private recycle(): void {
-    if (this.inst) Sandbox.teardown(this.inst, []);
+    if (this.inst) Sandbox.teardown(this.inst);
     this.inst = undefined;
     this.stats.recycles++;
   }
@@ -726,7 +726,7 @@ export class Sandbox implements Disposable {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    if (this.inst) Sandbox.teardown(this.inst, []);
+    if (this.inst) Sandbox.teardown(this.inst);
     this.inst = undefined;
   }
 }
