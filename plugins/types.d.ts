@@ -75,6 +75,10 @@ export interface MigrationHooks {
   /** Index of the buffer to evict. */
   evictionVictim(input: { gpuId: number; neededPages: number; candidates: EvictionCandidate[] }, ctx: MigrationContext): number;
   /** Events since the last call, in order; the answer is ignored (return nothing). */
+  /**
+   * Events in order, delivered in batches before the plugin's next decision. Export
+   * `observeKinds` (e.g. `["migrate", "evict"]`) to receive only those kinds.
+   */
   observe(input: { events: ObservedEvent[] }, ctx: MigrationContext): unknown;
 }
 

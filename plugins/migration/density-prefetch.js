@@ -287,6 +287,9 @@ export function prefetch(input, ctx) {
   return out;
 }
 
+/** The only events observe reads: the host builds and sends no others. */
+export const observeKinds = ["migrate", "evict", "unmap"];
+
 /** @type {import("../types").MigrationHooks["observe"]} */
 export function observe(input, ctx) {
   const blocksMax = /** @type {number} */ (ctx.params.blocks_max);

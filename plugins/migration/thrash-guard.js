@@ -256,6 +256,9 @@ export function restoreLocationBatch(b, ctx) {
   }
 }
 
+/** The only events observe reads: the host builds and sends no others. */
+export const observeKinds = ["migrate", "evict"];
+
 /** @type {import("../types").MigrationHooks["observe"]} */
 export function observe(input, ctx) {
   const p = ctx.params;

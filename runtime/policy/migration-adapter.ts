@@ -2,8 +2,9 @@
  * Guest code of the hot migration path. One boundary crossing per batch, not per fault
  * (reference/sandbox.md).
  *
- * `migration.faults`: input [nowNs, hookMask, perFault, record 0, record 1, ...]
- *   (FAULT_HEADER numbers, then FAULT_STRIDE per fault). Writes DECISION_STRIDE numbers per
+ * `migration.faults`: input [record 0, record 1, ..., nowNs, hookMask, perFault]
+ *   (FAULT_STRIDE numbers per fault, then FAULT_TRAILER numbers; the records come first so
+ *   the plugin's `faults` is the input array itself, no second view). Writes DECISION_STRIDE numbers per
  *   fault: location, window start, window last. hookMask says which hooks to run
  *   (HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW), so evaluating one hook never runs the
  *   other. The batch forms `restoreLocationBatch` / `migrationWindowBatch` read the records
@@ -15,14 +16,39 @@
  * `migration.prefetch`: input [nowNs, n, records (n x FAULT_STRIDE)..., decisions
  *   (n x DECISION_STRIDE)...]. Calls `prefetch(batch, ctx)` with the same FaultBatch shape
  *   (decisions filled) and answers its result as data.
+ *
+ * `migration.observe`: input [event 0, event 1, ..., nowNs] (OBSERVE_STRIDE numbers per event:
+ *   the kind's index in OBSERVED_KINDS, then the other ObservedEvent fields). Calls
+ *   `observe({ events }, ctx)` with one plain object per event; the answer is ignored, but a
+ *   promise is refused (nothing would run its continuation before the next decision).
  */
 import { BATCH_TRAILER } from "../sandbox/prelude.ts";
-import { DECISION_STRIDE, FAULT_FIELDS, FAULT_STRIDE } from "./contracts/migration.ts";
+import { DECISION_STRIDE, FAULT_FIELDS, FAULT_STRIDE, OBSERVE_FIELDS, OBSERVE_STRIDE, OBSERVED_KINDS } from "./contracts/migration.ts";
 
 export const MIGRATION_FAULTS_ADAPTER = "migration.faults";
 export const MIGRATION_PREFETCH_ADAPTER = "migration.prefetch";
-/** Numbers before the records of a `migration.faults` batch. */
-export const FAULT_HEADER = 3;
+export const MIGRATION_OBSERVE_ADAPTER = "migration.observe";
+/** Numbers after the events of a `migration.observe` batch: the delivery time (ctx.nowNs). */
+export const OBSERVE_TRAILER = 1;
+/** Numbers after the records of a `migration.faults` batch: nowNs, hook mask, per-fault flag. */
+export const FAULT_TRAILER = 3;
+/**
+ * Batches of up to this many faults reuse a cached answer array in the guest instead of
+ * allocating one per call (small batches are the common case in the simulator, and a
+ * QuickJS allocation costs about as much as a decision).
+ */
+export const CACHED_ANSWER_FAULTS_MAX = 32;
+
+/** Lay out a `migration.faults` input: n records, then the trailer. */
+export function faultsInput(into: Float64Array, records: Float64Array, n: number, nowNs: number, hookMask: number, perFault: boolean): Float64Array {
+  const len = n * FAULT_STRIDE + FAULT_TRAILER;
+  const input = into.length === len ? into : into.subarray(0, len);
+  input.set(records.subarray(0, n * FAULT_STRIDE), 0);
+  input[len - 3] = nowNs;
+  input[len - 2] = hookMask;
+  input[len - 1] = perFault ? 1 : 0;
+  return input;
+}
 export const HOOK_RESTORE_LOCATION = 1;
 export const HOOK_MIGRATION_WINDOW = 2;
 
@@ -45,20 +71,28 @@ export const MIGRATION_ADAPTER_SOURCE = `
 
   // The plugin's hooks, looked up once per exports namespace (it never changes).
   let hooksOf = null, hRl = null, hMw = null, hRlb = null, hMwb = null;
+  // Answer arrays by batch size, reused: the host copies the answer out before the next call.
+  const answers = [];
   globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, input, n, ctx) {
     if (hooksOf !== ns) {
       hooksOf = ns;
       hRl = fn(ns, "restoreLocation"); hMw = fn(ns, "migrationWindow");
       hRlb = fn(ns, "restoreLocationBatch"); hMwb = fn(ns, "migrationWindowBatch");
     }
-    ctx.nowNs = input[0];
-    const mask = input[1], perFault = input[2] === 1;
+    const t = n * ${FAULT_STRIDE};
+    ctx.nowNs = input[t];
+    const mask = input[t + 1], perFault = input[t + 2] === 1;
     let rl = mask & ${HOOK_RESTORE_LOCATION} ? hRl : null;
     let mw = mask & ${HOOK_MIGRATION_WINDOW} ? hMw : null;
     const rlb = mask & ${HOOK_RESTORE_LOCATION} && !(perFault && rl !== null) ? hRlb : null;
     const mwb = mask & ${HOOK_MIGRATION_WINDOW} && !(perFault && mw !== null) ? hMwb : null;
-    const b = input.subarray(${FAULT_HEADER});
-    const out = new F64(n * ${DECISION_STRIDE} + ${BATCH_TRAILER}).fill(NaN);
+    const b = input;
+    let out;
+    if (n <= ${CACHED_ANSWER_FAULTS_MAX}) {
+      out = answers[n];
+      if (out === undefined) { out = new F64(n * ${DECISION_STRIDE} + ${BATCH_TRAILER}); answers[n] = out; }
+      out.fill(NaN);
+    } else out = new F64(n * ${DECISION_STRIDE} + ${BATCH_TRAILER}).fill(NaN);
     if (rlb !== null || mwb !== null) {
       const batch = { faults: b, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: out };
       if (rlb !== null) { rlb(batch, ctx); rl = null; }
@@ -84,6 +118,24 @@ export const MIGRATION_ADAPTER_SOURCE = `
       }
     }
     return out;
+  });
+
+  const KINDS = Object.freeze(${JSON.stringify(OBSERVED_KINDS)}), RealPromise = Promise;
+  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_OBSERVE_ADAPTER)}, function (ns, input, n, ctx) {
+    const o = fn(ns, "observe");
+    if (o === null) return "Rnull";
+    ctx.nowNs = input[n * ${OBSERVE_STRIDE}];
+    const events = [];
+    for (let i = 0, b = 0; i < n; i++, b += ${OBSERVE_STRIDE}) {
+      events[i] = { kind: KINDS[input[b] | 0], ${OBSERVE_FIELDS.slice(1)
+        .map((k, i) => `${k}: input[b + ${i + 1}]`)
+        .join(", ")} };
+    }
+    const r = o({ events: events }, ctx);
+    if (r !== null && typeof r === "object" && r instanceof RealPromise) {
+      return "Einvalid-output\\nobserve returned a promise: in the simulator it must finish synchronously";
+    }
+    return "Rnull";
   });
 
   globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_PREFETCH_ADAPTER)}, function (ns, input, n, ctx, tools) {

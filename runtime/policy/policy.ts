@@ -21,6 +21,9 @@ import {
   MIGRATION_BOUNDS,
   type MigrationDecider,
   type ObservedEvent,
+  type ObservedKind,
+  OBSERVED_KINDS,
+  OBSERVE_STRIDE,
   type PolicyContext,
   type PrefetchRequest,
   checkFaultDecision,
@@ -37,12 +40,15 @@ import { inputProblem } from "./inputs.ts";
 import { type HookSpec, KINDS, type KindSpec, type PrefetchInput, hookOf } from "./kinds.ts";
 import { type LoadOptions, type PolicySpec, readPolicySpec, shippedPluginsDir } from "./loader.ts";
 import {
-  FAULT_HEADER,
+  FAULT_TRAILER,
+  faultsInput,
   HOOK_MIGRATION_WINDOW,
   HOOK_RESTORE_LOCATION,
   MIGRATION_ADAPTER_SOURCE,
   MIGRATION_FAULTS_ADAPTER,
+  MIGRATION_OBSERVE_ADAPTER,
   MIGRATION_PREFETCH_ADAPTER,
+  OBSERVE_TRAILER,
 } from "./migration-adapter.ts";
 import { type ParamDecl, type ParamValues, parseParamDecls, resolveParams } from "./params.ts";
 
@@ -100,11 +106,30 @@ function exportedHooks(kind: KindSpec, functions: string[]): Set<string> {
   return new Set(Object.keys(kind.hooks).filter((h) => names.has(h) || (kind.hooks[h]!.binary === "faults" && names.has(`${h}Batch`))));
 }
 
+/** Code of each observed kind on the wire (its index in OBSERVED_KINDS). */
+const OBSERVED_KIND_CODE = Object.fromEntries(OBSERVED_KINDS.map((k, i) => [k, i])) as Record<ObservedKind, number>;
+
+/**
+ * A plugin's `observeKinds` export: the event kinds its observe hook wants (undefined: all).
+ * @returns the set, or an error message.
+ */
+export function parseObserveKinds(v: unknown): { kinds: ReadonlySet<ObservedKind> | undefined } | { error: string } {
+  if (v === undefined) return { kinds: undefined };
+  const known = OBSERVED_KINDS.join(", ");
+  if (!Array.isArray(v) || v.length === 0) return { error: `observeKinds must be a non-empty array of event kinds (${known})` };
+  for (const [i, k] of v.entries()) {
+    if (!(OBSERVED_KINDS as readonly unknown[]).includes(k)) return { error: `observeKinds[${i}]: ${JSON.stringify(k)} is no event kind (${known})` };
+  }
+  return { kinds: new Set(v as ObservedKind[]) };
+}
+
 export class Policy implements Disposable {
   readonly log: DecisionLog;
   readonly kindSpec: KindSpec;
   /** Hooks the plugin exports. */
   readonly hooks: ReadonlySet<string>;
+  /** MigrationPolicy: the event kinds observe wants (the plugin's `observeKinds`); undefined: all. */
+  readonly observeKinds: ReadonlySet<ObservedKind> | undefined;
 
   private constructor(
     readonly spec: PolicySpec,
@@ -115,6 +140,8 @@ export class Policy implements Disposable {
   ) {
     this.kindSpec = KINDS[spec.kind];
     this.hooks = exportedHooks(this.kindSpec, sandbox.exports.functions);
+    const ok = parseObserveKinds(sandbox.exports.data.observeKinds);
+    this.observeKinds = "kinds" in ok ? ok.kinds : undefined;
     this.log = new DecisionLog(opts.logSink, opts.logClock);
   }
 
@@ -150,6 +177,10 @@ export class Policy implements Disposable {
       }
       const { decls, errors: declErrors } = parseParamDecls(sandbox.exports.data.params);
       if (declErrors.length) throw new PolicyError(spec.name, "load", "load", `${spec.pluginPath}: ${declErrors.join("; ")}`);
+      if (spec.kind === "MigrationPolicy") {
+        const ok = parseObserveKinds(sandbox.exports.data.observeKinds);
+        if ("error" in ok) throw new PolicyError(spec.name, "load", "load", `${spec.pluginPath}: ${ok.error}`);
+      }
       const { values, errors } = resolveParams(decls, spec.params);
       if (errors.length) {
         throw new ConfigErrors(
@@ -216,11 +247,11 @@ export class Policy implements Disposable {
    * path, running only that hook and preferring its per-fault form.
    */
   private async callFaultHookOnce(hook: string, f: Fault, ctx: Record<string, unknown>): Promise<CallResult<unknown>> {
-    const input = new Float64Array(FAULT_HEADER + FAULT_STRIDE);
-    input[0] = typeof ctx.nowNs === "number" ? ctx.nowNs : 0;
-    input[1] = hook === "restoreLocation" ? HOOK_RESTORE_LOCATION : HOOK_MIGRATION_WINDOW;
-    input[2] = 1;
-    writeFault(input.subarray(FAULT_HEADER), 0, f);
+    const record = new Float64Array(FAULT_STRIDE);
+    writeFault(record, 0, f);
+    const nowNs = typeof ctx.nowNs === "number" ? ctx.nowNs : 0;
+    const mask = hook === "restoreLocation" ? HOOK_RESTORE_LOCATION : HOOK_MIGRATION_WINDOW;
+    const input = faultsInput(new Float64Array(FAULT_STRIDE + FAULT_TRAILER), record, 1, nowNs, mask, true);
     const out = new Float64Array(DECISION_STRIDE);
     const { nowNs: _drop, ...stable } = ctx;
     const r = await this.sandbox.batch(MIGRATION_FAULTS_ADAPTER, input, 1, JSON.stringify(stable), out);
@@ -275,17 +306,25 @@ export class SandboxMigrationDecider implements MigrationDecider {
   private ctxKey: PolicyContext["gpus"] | undefined;
   private ctxXnack = false;
   private ctxJson = "";
-  private input = new Float64Array(FAULT_HEADER + FAULT_STRIDE * 64);
+  /** Input arrays by batch size (exact length: the sandbox copies the whole buffer). */
+  private inputs: Float64Array[] = [];
   private out = new Float64Array(DECISION_STRIDE * 64);
 
   private readonly hasRestoreLocation: boolean;
   private readonly hasMigrationWindow: boolean;
   /** The model builds observe() batches only for plugins that export observe. */
   readonly observes: boolean;
+  /** The kinds the plugin declared with `observeKinds` (undefined: all). */
+  readonly observeKinds: ReadonlySet<ObservedKind> | undefined;
+  /** Events held for the next delivery (OBSERVE_STRIDE numbers each). */
+  private readonly held = new Float64Array(MIGRATION_BOUNDS.observe_events_max * OBSERVE_STRIDE);
+  private heldCount = 0;
+  private heldCtx: PolicyContext | undefined;
 
   constructor(readonly policy: Policy) {
     this.name = policy.name;
     this.observes = policy.hooks.has("observe");
+    this.observeKinds = policy.observeKinds;
     this.hasRestoreLocation = policy.hooks.has("restoreLocation");
     this.hasMigrationWindow = policy.hooks.has("migrationWindow");
   }
@@ -342,6 +381,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
   }
 
   decideFaults(faults: Float64Array, n: number, ctx: PolicyContext, out: Float64Array): void {
+    if (this.heldCount > 0) this.deliver(ctx);
     const p = this.policy;
     const step = MIGRATION_BOUNDS.fault_batch_max;
     for (let from = 0; from < n; from += step) {
@@ -351,15 +391,15 @@ export class SandboxMigrationDecider implements MigrationDecider {
         this.failBatch(faults, from, m, ctx, out, p.sandbox.stats.quarantined ? "quarantined" : "exception", "sandbox not ready (call prepare() first)");
         continue;
       }
-      if (this.input.length < FAULT_HEADER + m * FAULT_STRIDE) {
-        this.input = new Float64Array(FAULT_HEADER + m * FAULT_STRIDE);
-        this.out = new Float64Array(m * DECISION_STRIDE);
-      }
-      const input = this.input.subarray(0, FAULT_HEADER + m * FAULT_STRIDE);
-      input[0] = ctx.nowNs;
-      input[1] = HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW;
-      input[2] = 0;
-      input.set(faults.subarray(from * FAULT_STRIDE, (from + m) * FAULT_STRIDE), FAULT_HEADER);
+      if (this.out.length < m * DECISION_STRIDE) this.out = new Float64Array(m * DECISION_STRIDE);
+      const input = faultsInput(
+        (this.inputs[m] ??= new Float64Array(m * FAULT_STRIDE + FAULT_TRAILER)),
+        faults.subarray(from * FAULT_STRIDE),
+        m,
+        ctx.nowNs,
+        HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW,
+        false,
+      );
       const got = this.out.subarray(0, m * DECISION_STRIDE);
       const r = p.sandbox.batchSync(inst, MIGRATION_FAULTS_ADAPTER, input, m, this.stableCtxJson(ctx), got);
       if (!r.ok) {
@@ -440,6 +480,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
   }
 
   prefetch(faults: Float64Array, n: number, decisions: Float64Array, ctx: PolicyContext): PrefetchRequest[] {
+    if (this.heldCount > 0) this.deliver(ctx);
     const p = this.policy;
     if (!p.hooks.has("prefetch") || n === 0) return [];
     const spec = p.kindSpec.hooks.prefetch!;
@@ -463,13 +504,60 @@ export class SandboxMigrationDecider implements MigrationDecider {
   }
 
   evictionVictim(req: EvictionRequest, ctx: PolicyContext): number {
+    if (this.heldCount > 0) this.deliver(ctx);
     return this.coldSync<number>("evictionVictim", req, ctx, () => lruVictim(req));
   }
 
+  /**
+   * Events are held (binary, in order) and handed to the plugin in one call before its next
+   * decision of any kind, or when observe_events_max are held, or at flush(): the plugin sees
+   * every event before any decision that follows it, as if delivered at once, at a fraction
+   * of the boundary crossings (a simulated fault otherwise costs one observe call too).
+   */
   observe(events: ObservedEvent[], ctx: PolicyContext): void {
-    if (!this.policy.hooks.has("observe") || events.length === 0) return;
-    for (let i = 0; i < events.length; i += MIGRATION_BOUNDS.observe_events_max) {
-      this.coldSync<null>("observe", { events: events.slice(i, i + MIGRATION_BOUNDS.observe_events_max) }, ctx, () => null);
+    if (!this.observes) return;
+    const kinds = this.observeKinds;
+    for (const e of events) {
+      if (kinds !== undefined && !kinds.has(e.kind)) continue;
+      if (this.heldCount === MIGRATION_BOUNDS.observe_events_max) this.deliver(ctx);
+      const o = this.heldCount * OBSERVE_STRIDE;
+      const h = this.held;
+      h[o] = OBSERVED_KIND_CODE[e.kind];
+      h[o + 1] = e.nowNs;
+      h[o + 2] = e.gpuId;
+      h[o + 3] = e.start;
+      h[o + 4] = e.npages;
+      h[o + 5] = e.from;
+      h[o + 6] = e.to;
+      h[o + 7] = e.trigger;
+      this.heldCount++;
     }
+    this.heldCtx = ctx;
+  }
+
+  flush(): void {
+    if (this.heldCount > 0 && this.heldCtx !== undefined) this.deliver(this.heldCtx);
+  }
+
+  /** Hand the held events to the plugin's observe (one `migration.observe` batch). */
+  private deliver(ctx: PolicyContext): void {
+    const n = this.heldCount;
+    if (n === 0) return;
+    this.heldCount = 0;
+    const p = this.policy;
+    const input = new Float64Array(n * OBSERVE_STRIDE + OBSERVE_TRAILER);
+    input.set(this.held.subarray(0, n * OBSERVE_STRIDE));
+    input[n * OBSERVE_STRIDE] = ctx.nowNs;
+    const inst = p.sandbox.live;
+    let failure: { reason: PolicyFailureReason; message: string } | undefined;
+    if (!inst) failure = { reason: p.sandbox.stats.quarantined ? "quarantined" : "exception", message: "sandbox not ready" };
+    else {
+      const r = p.sandbox.batchSync<unknown>(inst, MIGRATION_OBSERVE_ADAPTER, input, n, this.stableCtxJson(ctx), null);
+      if (!r.ok) failure = { reason: r.reason, message: r.message };
+    }
+    p.log.add({ policy: p.name, revision: p.spec.revision, hook: "observe", inputDigest: batchDigestOf(input), output: null, fallback: failure, count: n });
+    if (failure === undefined) return;
+    if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "observe", failure.reason, failure.message);
+    this.fallbacks++;
   }
 }

@@ -34,6 +34,7 @@ export const PRELUDE_SOURCE = String.raw`
   // Own data property (not a getter, not inherited from a patched Object.prototype).
   const isData = function (d) { return d !== undefined && hasOwn(d, "value"); };
   const bufferOf = getDesc(getProto(F64.prototype), "buffer").get;
+  const NO_ARGS = freeze([]);
 
   // Native loops over an array-like's length never poll the interrupt handler, so a
   // {length: 2**53 - 1} would hold the host thread for years: the generic Array methods
@@ -248,14 +249,15 @@ export const PRELUDE_SOURCE = String.raw`
     return "Eexception\n" + (name || "Error") + ": " + msg.slice(0, ERR_MAX);
   };
 
-  let exportsNs = null, adapters = {}, pending = null;
+  let exportsNs = null, adapters = { __proto__: null }, pending = null;
   // What adapters may use besides the plugin's exports: the strict serializer, so an adapter
   // can answer data (a wire string) instead of a Float64Array.
   const tools = freeze({ serialize: function (v) { return serialize(v); } });
   const lastCtx = { json: "", value: undefined };
-  // "" means: the same context as the last call (the host sends it only when it changes).
+  // "" or undefined means: the same context as the last call (the host sends it only when it
+  // changes).
   const parseCtx = function (json) {
-    if (json !== "" && json !== lastCtx.json) { lastCtx.json = json; lastCtx.value = jsonParse(json); }
+    if (json !== undefined && json !== "" && json !== lastCtx.json) { lastCtx.json = json; lastCtx.value = jsonParse(json); }
     return lastCtx.value;
   };
   const settle = function (r) {
@@ -306,8 +308,11 @@ export const PRELUDE_SOURCE = String.raw`
       const out = pending.out; pending = null; return out;
     },
     // Hot path: a registered adapter decodes a Float64Array batch, calls hooks, returns a Float64Array.
+    // ctxJson undefined: the same context as the last call. Nothing here allocates unless
+    // the last call logged (an allocation costs about as much as a whole decision).
     batch: function (adapter, buf, n, ctxJson) {
-      logUsed = 0; logDropped = 0; logLines = []; pending = null;
+      logUsed = 0; logDropped = 0; pending = null;
+      if (logLines.length !== 0) logLines = [];
       const a = adapters[adapter];
       if (typeof a !== "function") return "Eload\nno batch adapter '" + adapter + "'";
       let out;
@@ -315,7 +320,7 @@ export const PRELUDE_SOURCE = String.raw`
       if (typeof out === "string") return out;
       // The trailer slot (the adapter's last element) tells the host whether to fetch logs.
       try {
-        const buffer = apply(bufferOf, out, []);
+        const buffer = apply(bufferOf, out, NO_ARGS);
         out[out.length - 1] = logLines.length + logDropped;
         return buffer;
       } catch (e) { return "Einvalid-output\nadapter " + adapter + " returned no typed array"; }

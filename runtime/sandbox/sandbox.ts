@@ -666,15 +666,19 @@ export class Sandbox implements Disposable {
     const { context } = inst;
     try {
       armClock(this.clock, this.opts.limits.timeout_ms);
+      // A whole buffer crosses as is; a view is copied once (newArrayBuffer copies into Wasm).
       const bytes =
         input.byteOffset === 0 && input.byteLength === input.buffer.byteLength
-          ? input.buffer
+          ? (input.buffer as ArrayBuffer)
           : new Uint8Array(input.buffer, input.byteOffset, input.byteLength).slice().buffer;
+      const hBuf = context.newArrayBuffer(bytes);
+      const hN = context.newNumber(n);
       // The context crosses only when it changed since this instance last saw it.
-      const sendCtx = ctxJson === inst.sentCtxJson ? "" : ctxJson;
-      const hArgs = [context.newArrayBuffer(bytes as ArrayBuffer), context.newNumber(n), context.newString(sendCtx)];
-      const r = context.callFunction(inst.fnBatch, context.undefined, this.adapterHandle(inst, adapter), ...hArgs);
-      for (const h of hArgs) h.dispose();
+      const hCtx = ctxJson === inst.sentCtxJson ? undefined : context.newString(ctxJson);
+      const r = context.callFunction(inst.fnBatch, context.undefined, this.adapterHandle(inst, adapter), hBuf, hN, hCtx ?? context.undefined);
+      hBuf.dispose();
+      hN.dispose();
+      hCtx?.dispose();
       inst.sentCtxJson = ctxJson;
       if (r.error) return this.escaped(inst, r.error, `adapter ${adapter}`);
       if (context.typeof(r.value) === "string") {
@@ -695,7 +699,7 @@ export class Sandbox implements Disposable {
         return this.failure("invalid-output", `adapter ${adapter} returned ${got.byteLength} bytes, expected ${expected}`);
       }
       new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(got.subarray(0, out.byteLength));
-      const pendingLogs = new Float64Array(got.buffer.slice(got.byteOffset + out.byteLength, got.byteOffset + expected))[0]!;
+      const pendingLogs = new DataView(got.buffer, got.byteOffset + out.byteLength, 8).getFloat64(0, true);
       lifetime.dispose();
       return { ok: true, value: null, logs: pendingLogs > 0 ? this.takeLogs(inst) : [] };
     } catch (e) {

@@ -401,6 +401,9 @@ export class Simulation {
     // behind). Adopted processes live on.
     for (const ag of this.agents) if (ag.gi !== AGENT_CPU) ag.proc.userQueues--;
     for (const ps of w.processes) if (this.created.has(ps.pid)) this.model.processDestroy(ps.pid, this.endNs);
+    // Events a decider still holds reach its policy (they can change no decision now, but a
+    // policy failing on them is counted like any other).
+    this.opts.decider.flush?.();
     return this.result();
   }
 

@@ -273,6 +273,8 @@ export class SvmModel {
   private readonly observed: ObservedEvent[] = [];
   /** The decider wants observe() batches (MigrationDecider.observes !== false). */
   private readonly observing: boolean;
+  /** Kinds the decider wants (null: all). */
+  private readonly observeKinds: ReadonlySet<ObservedKind> | null;
   private observedCount = 0;
   /** Set by probe(): location of the probed page, and last page of the same mapped run. */
   probeLoc = -1;
@@ -289,6 +291,7 @@ export class SvmModel {
     this.gpus = opts.gpus;
     this.decider = opts.decider;
     this.observing = opts.decider.observes !== false;
+    this.observeKinds = opts.decider.observeKinds ?? null;
     this.costs = opts.costs;
     this.seed = opts.seed;
     this.sink = opts.sink ?? null;
@@ -1589,7 +1592,7 @@ export class SvmModel {
   }
 
   private observe(kind: ObservedKind, nowNs: number, gpuId: number, start: number, npages: number, from: number, to: number, trigger: number): void {
-    if (!this.observing) return;
+    if (!this.observing || (this.observeKinds !== null && !this.observeKinds.has(kind))) return;
     let e = this.observed[this.observedCount];
     if (e === undefined) {
       e = { kind, nowNs, gpuId, start, npages, from, to, trigger };

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import DEBUG_SYNC from "@jitl/quickjs-wasmfile-debug-sync";
 import { type QuickJSWASMModule, TestQuickJSWASMModule } from "quickjs-emscripten-core";
 import { DECISION_STRIDE, F, FAULT_STRIDE } from "../../runtime/policy/contracts/migration.ts";
-import { FAULT_HEADER, HOOK_RESTORE_LOCATION, MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "../../runtime/policy/migration-adapter.ts";
+import { FAULT_TRAILER, HOOK_RESTORE_LOCATION, MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "../../runtime/policy/migration-adapter.ts";
 import { SANDBOX_DEFAULTS, type SandboxLimits } from "../../runtime/sandbox/limits.ts";
 import { Sandbox } from "../../runtime/sandbox/sandbox.ts";
 
@@ -85,10 +85,10 @@ describe("sandbox: every handle is disposed (debug build leak check)", () => {
     expect(await sb.call("bad", null)).toMatchObject({ ok: false, reason: "exception" });
     expect(await sb.call("later", 5)).toMatchObject({ ok: true, value: [5] });
     expect(await sb.call("cyclic", null)).toMatchObject({ ok: false, reason: "invalid-output" });
-    const faults = new Float64Array(FAULT_HEADER + 2 * FAULT_STRIDE);
-    faults[1] = HOOK_RESTORE_LOCATION;
-    faults[FAULT_HEADER + F.gpuId] = 7;
-    faults[FAULT_HEADER + FAULT_STRIDE + F.gpuId] = 9;
+    const faults = new Float64Array(2 * FAULT_STRIDE + FAULT_TRAILER);
+    faults[2 * FAULT_STRIDE + 1] = HOOK_RESTORE_LOCATION;
+    faults[F.gpuId] = 7;
+    faults[FAULT_STRIDE + F.gpuId] = 9;
     const out = new Float64Array(2 * DECISION_STRIDE);
     expect(await sb.batch(MIGRATION_FAULTS_ADAPTER, faults, 2, "{}", out)).toMatchObject({ ok: true });
     expect([out[0], out[DECISION_STRIDE]]).toEqual([7, 9]);

@@ -116,8 +116,12 @@ export interface EvictionRequest {
   candidates: EvictionCandidate[];
 }
 
-/** Migration event kinds delivered to `observe`. */
-export type ObservedKind = "fault" | "migrate" | "evict" | "unmap" | "queue-evict" | "queue-restore";
+/** Migration event kinds delivered to `observe`; the index is the kind's code on the wire. */
+export const OBSERVED_KINDS = ["fault", "migrate", "evict", "unmap", "queue-evict", "queue-restore"] as const;
+export type ObservedKind = (typeof OBSERVED_KINDS)[number];
+/** Numbers per event in the binary observe batch: kind code, then the ObservedEvent fields. */
+export const OBSERVE_FIELDS = ["kind", "nowNs", "gpuId", "start", "npages", "from", "to", "trigger"] as const;
+export const OBSERVE_STRIDE = OBSERVE_FIELDS.length;
 
 export interface ObservedEvent {
   kind: ObservedKind;
@@ -283,8 +287,13 @@ export interface MigrationDecider {
    * (e.g. -1) as "evict nothing": the allocation fails and the fault maps system memory.
    */
   evictionVictim(req: EvictionRequest, ctx: PolicyContext): number;
-  /** Events since the last call, in order. */
+  /**
+   * Events since the last call, in order. A decider may hold them and hand them to its
+   * policy later, in order, before the policy's next decision (see flush).
+   */
   observe(events: ObservedEvent[], ctx: PolicyContext): void;
+  /** Hand over events still held by observe (the end of a run), with their context. */
+  flush?(): void;
   /** Number of decisions made by the fallback because the policy failed. */
   readonly fallbacks: number;
   /**
@@ -298,6 +307,11 @@ export interface MigrationDecider {
    * native default's hot path). Absent or true: every event is delivered.
    */
   readonly observes?: boolean;
+  /**
+   * The event kinds `observe` wants (a plugin's `observeKinds` export); absent: all. The
+   * host builds no event of another kind.
+   */
+  readonly observeKinds?: ReadonlySet<ObservedKind>;
 }
 
 /** Least recently used candidate: the memory manager's default victim (kfd-svm.md §8). */
