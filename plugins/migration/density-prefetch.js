@@ -17,7 +17,9 @@
 //
 // Residency comes from this batch's decisions (windows migrated to a GPU are resident, to
 // system memory are not), from the requests this plugin returns, and from `observe`: migrate
-// events set (to a GPU) or clear (away from it) pages; evict and unmap events clear them.
+// events set (to a GPU) or clear (away from it) pages; evict events and unmaps by the CPU
+// (freed memory) clear them. Unmaps that accompany a migration change nothing: an earlier
+// version cleared pages on those and, on a sequential stream, never prefetched at all.
 // A block tracks one GPU: a move to another GPU restarts its bitmap. Prefetches go to GPUs
 // only (never to system memory). Unlike NVIDIA, thrashing pages are not excluded: combine
 // with thrash-guard's logic if that matters.
@@ -57,6 +59,8 @@ export const params = {
 };
 
 const SYSMEM = 0;
+/** KFD_SVM_UNMAP_TRIGGER_UNMAP_FROM_CPU: the CPU unmapped (freed) the pages. */
+const TRIGGER_UNMAP_FROM_CPU = 2;
 /** 2 MiB in 4 KiB pages: the root of a bitmap tree (a uvm va_block). */
 const BLOCK_PAGES = 512;
 /** 64 KiB in 4 KiB pages: the big page, the unit of windows and prefetches. */
@@ -299,7 +303,10 @@ export function observe(input, ctx) {
     if (ev.npages < 1) continue;
     const last = ev.start + ev.npages - 1;
     if (ev.kind === "migrate") pagesMoved(ev.start, last, ev.to, blocksMax);
-    else if (ev.kind === "evict" || ev.kind === "unmap") pagesMoved(ev.start, last, SYSMEM, blocksMax);
+    // An unmap for a migration (MMU_NOTIFY_MIGRATE) or another CPU-side invalidation only
+    // drops GPU mappings: the data stays where its migrate event put it. Only memory the CPU
+    // unmapped (freed) stops being resident.
+    else if (ev.kind === "evict" || (ev.kind === "unmap" && ev.trigger === TRIGGER_UNMAP_FROM_CPU)) pagesMoved(ev.start, last, SYSMEM, blocksMax);
   }
   return null;
 }

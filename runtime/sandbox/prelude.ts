@@ -115,6 +115,12 @@ export const PRELUDE_SOURCE = String.raw`
   };
   defineProperty(JSON, "parse", { value: guardedParse, writable: true, configurable: true, enumerable: false });
 
+  // Nothing may detach or move an ArrayBuffer's bytes: the host writes the shared-memory
+  // channel's buffers in place (see channel below), and plugins have no use for these.
+  const ABP = AB.prototype;
+  const DETACHING = ["transfer", "transferToFixedLength", "resize"];
+  for (let i = 0; i < DETACHING.length; i++) delete ABP[DETACHING[i]];
+
   // Deterministic randomness: xorshift32 seeded by the host.
   let rngState = 1;
   const random = function random() {
@@ -250,6 +256,8 @@ export const PRELUDE_SOURCE = String.raw`
   };
 
   let exportsNs = null, adapters = { __proto__: null }, pending = null;
+  let chIn = null, chPayload = null, chOut = null, chInLength = 0, lastWire = "";
+  const chAdapters = [], SET_ARGS = [null], f64Set = F64.prototype.set;
   // What adapters may use besides the plugin's exports: the strict serializer, so an adapter
   // can answer data (a wire string) instead of a Float64Array.
   const tools = freeze({ serialize: function (v) { return serialize(v); } });
@@ -325,6 +333,40 @@ export const PRELUDE_SOURCE = String.raw`
         return buffer;
       } catch (e) { return "Einvalid-output\nadapter " + adapter + " returned no typed array"; }
     },
+    // Shared-memory channel, set up once per instance: the host owns the bytes of both
+    // buffers and reads and writes them in place, so a batch call crosses no argument and
+    // no answer handle. IN: [adapter index, n, payload...]; OUT: the adapter's answer.
+    channel: function (inBuf, outBuf) {
+      if (chIn !== null) return "Eload\nthe channel is set once";
+      chIn = new F64(inBuf); chPayload = new F64(inBuf, 16); chOut = new F64(outBuf);
+      chInLength = chIn.length;
+      const names = ownKeys(adapters);
+      for (let i = 0; i < names.length; i++) chAdapters[i] = adapters[names[i]];
+      return jsonString(names);
+    },
+    // Self-test of the channel: OUT[i] = -IN[i] for i < k.
+    echo: function (k) { for (let i = 0; i < k; i++) chOut[i] = -chIn[i]; return k; },
+    setCtx: function (json) { parseCtx(json); return 0; },
+    // One batch through the channel. Answers the answer's length in OUT (its last slot
+    // holds the pending log count), or -1: the wire answer waits in takeWire().
+    run: function () {
+      logUsed = 0; logDropped = 0; pending = null;
+      if (logLines.length !== 0) logLines = [];
+      if (chIn.length !== chInLength) { lastWire = "Eexception\nthe channel's buffer was detached"; return -1; }
+      const a = chAdapters[chIn[0] | 0];
+      if (typeof a !== "function") { lastWire = "Eload\nno batch adapter " + chIn[0]; return -1; }
+      let out;
+      try { out = a(exportsNs, chPayload, chIn[1], lastCtx.value, tools); } catch (e) { lastWire = thrown(e); return -1; }
+      if (typeof out === "string") { lastWire = out; return -1; }
+      try {
+        out[out.length - 1] = logLines.length + logDropped;
+        SET_ARGS[0] = out;
+        apply(f64Set, chOut, SET_ARGS);
+        SET_ARGS[0] = null;
+        return out.length;
+      } catch (e) { lastWire = "Einvalid-output\nthe adapter's answer does not fit the channel"; return -1; }
+    },
+    takeWire: function () { const w = lastWire; lastWire = ""; return w; },
     // Logs as text: the dropped count, then each line as a JSON string. Built by hand:
     // JSON.stringify of an object would consult a patched Object.prototype.toJSON.
     logs: function () {

@@ -23,6 +23,7 @@ import {
   newQuickJSWASMModuleFromVariant,
 } from "quickjs-emscripten-core";
 import { type PolicyFailureReason, PolicyError } from "../errors.ts";
+import { CHANNEL_HEADER, CHANNEL_IN_NUMBERS, CHANNEL_OUT_NUMBERS, Channel } from "./channel.ts";
 import { ERROR_TEXT_BYTES_MAX, PENDING_JOBS_MAX, type SandboxLimits } from "./limits.ts";
 import { ADAPTERS_SEAL, BATCH_TRAILER, PRELUDE_SOURCE } from "./prelude.ts";
 import { SOURCE_NESTING_MAX, sourceNesting } from "./source-check.ts";
@@ -56,6 +57,8 @@ export interface SandboxOptions {
    * answers on any machine (the simulator). timeout_ms then converts to interrupt polls.
    */
   deterministic?: boolean;
+  /** false: batches take the copying path even when the shared-memory channel opens (tests). */
+  channel?: boolean;
   /** Test hook: wrap each new module (e.g. in TestQuickJSWASMModule for leak checks). */
   wrapModule?: (m: QuickJSWASMModule) => QuickJSWASMModule;
 }
@@ -97,6 +100,10 @@ interface Instance {
   fnSettled: QuickJSHandle;
   fnLogs: QuickJSHandle;
   host: QuickJSHandle;
+  /** The shared-memory batch path (absent: the copying path through public calls). */
+  channel?: Channel;
+  fnSetCtx?: QuickJSHandle;
+  fnTakeWire?: QuickJSHandle;
 }
 
 /** The running call's deadline, shared with the interrupt handler. */
@@ -350,6 +357,14 @@ export class Sandbox implements Disposable {
       Sandbox.teardown(inst);
       throw new PolicyError(opts.name, "load", "load", clip(`${opts.filename}: exports are not plain data: ${wire.slice(1)}`));
     }
+    if (opts.adapters && opts.channel !== false) {
+      armClock(clock, opts.limits.load_timeout_ms);
+      inst.channel = Channel.open(raw, context, host);
+      if (inst.channel) {
+        inst.fnSetCtx = context.getProp(host, "setCtx");
+        inst.fnTakeWire = context.getProp(host, "takeWire");
+      }
+    }
     return { inst, exports: JSON.parse(wire.slice(1)) as PluginExports };
   }
 
@@ -405,7 +420,8 @@ export class Sandbox implements Disposable {
   private static teardown(inst: Partial<Instance>): void {
     try {
       for (const h of inst.adapterNames?.values() ?? []) h.dispose();
-      for (const h of [inst.fnCall, inst.fnBatch, inst.fnSettled, inst.fnLogs, inst.host]) h?.dispose();
+      inst.channel?.dispose();
+      for (const h of [inst.fnCall, inst.fnBatch, inst.fnSettled, inst.fnLogs, inst.fnSetCtx, inst.fnTakeWire, inst.host]) h?.dispose();
       inst.context?.dispose();
       inst.runtime?.dispose();
     } catch {
@@ -664,6 +680,11 @@ export class Sandbox implements Disposable {
       return this.failure("input-limit", `batch input of ${bytes} bytes exceeds ${this.opts.limits.input_bytes}`);
     }
     const { context } = inst;
+    const ch = inst.channel;
+    const adapterIndex = ch?.adapters.get(adapter);
+    if (ch && adapterIndex !== undefined && input.length + CHANNEL_HEADER <= CHANNEL_IN_NUMBERS && (out === null || out.length + BATCH_TRAILER <= CHANNEL_OUT_NUMBERS)) {
+      return this.batchChannel<T>(inst, ch, adapterIndex, adapter, input, n, ctxJson, out);
+    }
     try {
       armClock(this.clock, this.opts.limits.timeout_ms);
       // A whole buffer crosses as is; a view is copied once (newArrayBuffer copies into Wasm).
@@ -702,6 +723,45 @@ export class Sandbox implements Disposable {
       const pendingLogs = new DataView(got.buffer, got.byteOffset + out.byteLength, 8).getFloat64(0, true);
       lifetime.dispose();
       return { ok: true, value: null, logs: pendingLogs > 0 ? this.takeLogs(inst) : [] };
+    } catch (e) {
+      if (e instanceof PolicyError) throw e;
+      if (isWasmCrash(e)) return this.crashed(e);
+      return this.failure("invalid-output", `the answer could not be read: ${String((e as Error)?.message ?? e).slice(0, 300)}`);
+    }
+  }
+
+  /** batchInner through the shared-memory channel: same answers, no per-call handle. */
+  private batchChannel<T>(inst: Instance, ch: Channel, adapterIndex: number, adapter: string, input: Float64Array, n: number, ctxJson: string, out: Float64Array | null): CallResult<T | null> {
+    const { context } = inst;
+    try {
+      armClock(this.clock, this.opts.limits.timeout_ms);
+      if (ctxJson !== inst.sentCtxJson) {
+        const h = context.newString(ctxJson);
+        const r = context.callFunction(inst.fnSetCtx!, context.undefined, h);
+        h.dispose();
+        if (r.error) return this.escaped(inst, r.error, "the policy context");
+        r.value.dispose();
+        inst.sentCtxJson = ctxJson;
+      }
+      const view = ch.input();
+      view[0] = adapterIndex;
+      view[1] = n;
+      view.set(input, CHANNEL_HEADER);
+      const r = ch.run();
+      if ("error" in r) return this.escaped(inst, r.error, `adapter ${adapter}`);
+      if (r.status === -1) {
+        const w = context.callFunction(inst.fnTakeWire!, context.undefined);
+        if (w.error) return this.escaped(inst, w.error, `adapter ${adapter}`);
+        const wire = context.getString(w.value);
+        w.value.dispose();
+        return this.decodeWire<T>(wire, this.takeLogs(inst));
+      }
+      if (out === null) return this.failure("invalid-output", `adapter ${adapter} returned no data`);
+      const expected = out.length + BATCH_TRAILER;
+      if (r.status !== expected) return this.failure("invalid-output", `adapter ${adapter} returned ${r.status * 8} bytes, expected ${expected * 8}`);
+      const answer = ch.output();
+      out.set(answer.subarray(0, out.length));
+      return { ok: true, value: null, logs: answer[out.length]! > 0 ? this.takeLogs(inst) : [] };
     } catch (e) {
       if (e instanceof PolicyError) throw e;
       if (isWasmCrash(e)) return this.crashed(e);

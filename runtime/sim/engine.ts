@@ -221,6 +221,11 @@ export class Simulation {
   private readonly workerScheduled: boolean[];
   private readonly workerBusyNs: Float64Array;
   private readonly addrs = new Float64Array(MIGRATION_BOUNDS.fault_batch_max);
+  /** Scratch of workerRun: the agents of the batch taken, and of one process's group. */
+  private readonly batchAgents = new Int32Array(MIGRATION_BOUNDS.fault_batch_max);
+  private readonly groupAgents = new Int32Array(MIGRATION_BOUNDS.fault_batch_max);
+  /** repeatDrops' answer: the end of the last replayed drop. */
+  private readonly dropEnd = new Float64Array(1);
   private readonly writes = new Uint8Array(MIGRATION_BOUNDS.fault_batch_max);
   private readonly results = new Uint8Array(MIGRATION_BOUNDS.fault_batch_max);
   private readonly doneNs = new Float64Array(MIGRATION_BOUNDS.fault_batch_max);
@@ -561,24 +566,33 @@ export class Simulation {
   private workerRun(gi: number, t: number): void {
     this.workerScheduled[gi] = false;
     const pend = this.pending[gi]!;
-    let take = pend.splice(0, Math.min(pend.length, MIGRATION_BOUNDS.fault_batch_max));
-    while (take.length > 0) {
-      // One batch per process, in order of first arrival.
-      const pid = this.agents[take[0]!]!.pid;
-      let group = take;
-      let rest: number[] = [];
-      if (!take.every((a) => this.agents[a]!.pid === pid)) {
-        group = take.filter((a) => this.agents[a]!.pid === pid);
-        rest = take.filter((a) => this.agents[a]!.pid !== pid);
+    // The batch: the first fault_batch_max pending faults, taken out of the queue. Batches
+    // are mostly one fault (a wave waits on its fault), so no array is allocated here.
+    const take = Math.min(pend.length, MIGRATION_BOUNDS.fault_batch_max);
+    const batch = this.batchAgents;
+    for (let i = 0; i < take; i++) batch[i] = pend[i]!;
+    if (take === pend.length) pend.length = 0;
+    else pend.splice(0, take);
+    let left = take;
+    while (left > 0) {
+      // One batch per process, in order of first arrival; the others keep their order.
+      const pid = this.agents[batch[0]!]!.pid;
+      const group = this.groupAgents;
+      let n = 0;
+      let rest = 0;
+      for (let i = 0; i < left; i++) {
+        const ai = batch[i]!;
+        if (this.agents[ai]!.pid === pid) group[n++] = ai;
+        else batch[rest++] = ai;
       }
-      take = rest;
-      for (let i = 0; i < group.length; i++) {
+      left = rest;
+      for (let i = 0; i < n; i++) {
         const ag = this.agents[group[i]!]!;
         this.addrs[i] = ag.addr;
         this.writes[i] = ag.write ? 1 : 0;
       }
-      t = this.model.restorePages(pid, gi, group.length, this.addrs, this.writes, t, this.results, this.doneNs);
-      for (let i = 0; i < group.length; i++) {
+      t = this.model.restorePages(pid, gi, n, this.addrs, this.writes, t, this.results, this.doneNs);
+      for (let i = 0; i < n; i++) {
         const ai = group[i]!;
         const ag = this.agents[ai]!;
         const r = this.results[i]!;
@@ -590,7 +604,22 @@ export class Simulation {
           continue;
         }
         ag.state = ST_RUN;
-        this.q.push(r === FAULT_RESULT.DROPPED ? this.doneNs[i]! + this.retryNs : this.doneNs[i]!, EV_AGENT, ai);
+        if (r !== FAULT_RESULT.DROPPED) {
+          this.q.push(this.doneNs[i]!, EV_AGENT, ai);
+          continue;
+        }
+        let retry = this.doneNs[i]! + this.retryNs;
+        // A lone fault whose retries come before any other event: the wave would fault on
+        // the same page (nothing changed) and the worker drop it again while the range's
+        // duplicate window lasts. The model replays those drops in one call.
+        if (n === 1 && left === 0 && pend.length === 0 && !ag.proc.queuesEvicted) {
+          const k = this.model.repeatDrops(pid, gi, ag.addr, ag.write, retry, this.retryNs, this.q.peekTime(), this.dropEnd);
+          if (k > 0) {
+            t = this.dropEnd[0]!;
+            retry = t + this.retryNs;
+          }
+        }
+        this.q.push(retry, EV_AGENT, ai);
       }
     }
     this.workerBusyNs[gi] = t;

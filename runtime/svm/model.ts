@@ -1223,6 +1223,38 @@ export class SvmModel {
   // ---- faults (§2, §3) ---------------------------------------------------------------
 
   /**
+   * A wave retrying one GPU fault that the range's duplicate window keeps dropping: the
+   * fault reaches the worker at `t`, is dropped (faultDropNs), the wave retries `retryNs`
+   * after that, and so on. Does for each retry exactly what restorePages does for a batch of
+   * that one fault (counters, step), without building the batch, while the retry comes
+   * before `untilNs` (the caller's next other event: nothing else can change the range in
+   * between) and inside the window. Returns the drops; `end[0]` is the last one's end.
+   * 0 when the fault at `t` would not be a plain duplicate drop (restorePages decides it).
+   */
+  repeatDrops(pid: number, gi: number, addr: number, write: boolean, t: number, retryNs: number, untilNs: number, end: Float64Array): number {
+    const p = this.proc(pid);
+    const gpu = this.gpus[gi]!;
+    if (!gpu.svmSupported || p.drainPagefaults || !p.xnack) return 0;
+    const r = p.ranges.lookup(addr);
+    if (r === null || r.pendingRemove || !r.linked) return 0;
+    const vma = this.vmaFind(p, addr);
+    if (vma === null || !vma.read || (write && (!vma.write || (r.flags & SVM_FLAG.GPU_RO) !== 0))) return 0;
+    const windowEnd = r.validateTimestampNs + DUPLICATE_FAULT_WINDOW_NS;
+    let k = 0;
+    while (t < untilNs && t < windowEnd) {
+      p.faults[gi]!++;
+      this.stats.gpuFaultsDropped++;
+      t += this.costs.faultDropNs;
+      end[0] = t;
+      k++;
+      this.step++;
+      if (this.fullCheckEvery > 0 && this.step % this.fullCheckEvery === 0) this.checkFull();
+      t += retryNs;
+    }
+    return k;
+  }
+
+  /**
    * svm_range_restore_pages for a batch of `n` GPU faults of process `pid` on GPU index
    * `gi`, handled in order by the GPU's fault worker starting at `now`. Writes per fault a
    * FAULT_RESULT into `results` and its completion time into `doneNs`; returns the time
