@@ -392,8 +392,13 @@ export class SandboxMigrationDecider implements MigrationDecider {
         continue;
       }
       if (this.out.length < m * DECISION_STRIDE) this.out = new Float64Array(m * DECISION_STRIDE);
+      let into = this.inputs[m];
+      if (into === undefined) {
+        into = new Float64Array(m * FAULT_STRIDE + FAULT_TRAILER);
+        this.inputs[m] = into;
+      }
       const input = faultsInput(
-        (this.inputs[m] ??= new Float64Array(m * FAULT_STRIDE + FAULT_TRAILER)),
+        into,
         faults.subarray(from * FAULT_STRIDE),
         m,
         ctx.nowNs,
