@@ -2,10 +2,14 @@
  * Guest code of the hot migration path. One boundary crossing per batch, not per fault
  * (reference/sandbox.md).
  *
- * `migration.faults`: input [record 0, record 1, ..., nowNs, hookMask, perFault]
- *   (FAULT_STRIDE numbers per fault, then FAULT_TRAILER numbers; the records come first so
- *   the plugin's `faults` is the input array itself, no second view). Writes DECISION_STRIDE numbers per
- *   fault: location, window start, window last. hookMask says which hooks to run
+ * `migration.faults`: input [record 0, record 1, ..., nowNs, hookMask, perFault, e,
+ *   eventsNowNs, event 0, ... event e-1] (FAULT_STRIDE numbers per fault, FAULT_TRAILER
+ *   numbers, OBSERVE_STRIDE per event; the records come first so the plugin's `faults` is
+ *   the input array itself, no second view). The e events that ride along go to `observe`
+ *   first (one crossing instead of two per simulated fault); a failing observe sets the
+ *   answer's extra slot and leaves its text in takeWire(), and the decisions go on. Writes
+ *   DECISION_STRIDE numbers per fault: location, window start, window last, then the extra
+ *   slot (FAULT_ANSWER_EXTRA). hookMask says which hooks to run
  *   (HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW), so evaluating one hook never runs the
  *   other. The batch forms `restoreLocationBatch` / `migrationWindowBatch` read the records
  *   straight from the typed array (no object per fault: ~10x cheaper in QuickJS); they are
@@ -19,8 +23,9 @@
  *
  * `migration.observe`: input [event 0, event 1, ..., nowNs] (OBSERVE_STRIDE numbers per event:
  *   the kind's index in OBSERVED_KINDS, then the other ObservedEvent fields). Calls
- *   `observe({ events }, ctx)` with one plain object per event; the answer is ignored, but a
- *   promise is refused (nothing would run its continuation before the next decision).
+ *   `observe({ events }, ctx)` with one plain object per event; the answer is ignored (the
+ *   adapter answers an empty Float64Array), but a promise is refused (nothing would run its
+ *   continuation before the next decision).
  */
 import { BATCH_TRAILER } from "../sandbox/prelude.ts";
 import { DECISION_STRIDE, FAULT_FIELDS, FAULT_STRIDE, OBSERVE_FIELDS, OBSERVE_STRIDE, OBSERVED_KINDS } from "./contracts/migration.ts";
@@ -30,8 +35,17 @@ export const MIGRATION_PREFETCH_ADAPTER = "migration.prefetch";
 export const MIGRATION_OBSERVE_ADAPTER = "migration.observe";
 /** Numbers after the events of a `migration.observe` batch: the delivery time (ctx.nowNs). */
 export const OBSERVE_TRAILER = 1;
-/** Numbers after the records of a `migration.faults` batch: nowNs, hook mask, per-fault flag. */
-export const FAULT_TRAILER = 3;
+/**
+ * Numbers after the records of a `migration.faults` batch: nowNs, hook mask, per-fault flag,
+ * then the observe events riding with the batch: their count and delivery time. The events
+ * (OBSERVE_STRIDE numbers each) follow the trailer.
+ */
+export const FAULT_TRAILER = 5;
+/**
+ * Numbers of a `migration.faults` answer after the decisions: 1 when observe failed on the
+ * events that rode along (the failure's text then waits in the guest's takeWire()).
+ */
+export const FAULT_ANSWER_EXTRA = 1;
 /**
  * Batches of up to this many faults reuse a cached answer array in the guest instead of
  * allocating one per call (small batches are the common case in the simulator, and a
@@ -39,18 +53,44 @@ export const FAULT_TRAILER = 3;
  */
 export const CACHED_ANSWER_FAULTS_MAX = 32;
 
-/** Lay out a `migration.faults` input: n records, then the trailer. */
-export function faultsInput(into: Float64Array, records: Float64Array, n: number, nowNs: number, hookMask: number, perFault: boolean): Float64Array {
-  const len = n * FAULT_STRIDE + FAULT_TRAILER;
-  const input = into.length === len ? into : into.subarray(0, len);
-  input.set(records.subarray(0, n * FAULT_STRIDE), 0);
-  input[len - 3] = nowNs;
-  input[len - 2] = hookMask;
-  input[len - 1] = perFault ? 1 : 0;
-  return input;
-}
 export const HOOK_RESTORE_LOCATION = 1;
 export const HOOK_MIGRATION_WINDOW = 2;
+
+/** Observe events riding with a fault batch. */
+export interface RidingEvents {
+  events: Float64Array;
+  n: number;
+  nowNs: number;
+}
+
+/** Numbers of a `migration.faults` input of n faults and e riding events. */
+export function faultsInputLength(n: number, e = 0): number {
+  return n * FAULT_STRIDE + FAULT_TRAILER + e * OBSERVE_STRIDE;
+}
+
+/** Lay out a `migration.faults` input: n records, the trailer, then any riding events. */
+export function faultsInput(
+  into: Float64Array,
+  records: Float64Array,
+  n: number,
+  nowNs: number,
+  hookMask: number,
+  perFault: boolean,
+  riding?: RidingEvents,
+): Float64Array {
+  const e = riding?.n ?? 0;
+  const len = faultsInputLength(n, e);
+  const input = into.length === len ? into : into.subarray(0, len);
+  const t = n * FAULT_STRIDE;
+  input.set(records.subarray(0, t), 0);
+  input[t] = nowNs;
+  input[t + 1] = hookMask;
+  input[t + 2] = perFault ? 1 : 0;
+  input[t + 3] = e;
+  input[t + 4] = riding?.nowNs ?? 0;
+  if (riding !== undefined && e > 0) input.set(riding.events.subarray(0, e * OBSERVE_STRIDE), t + FAULT_TRAILER);
+  return input;
+}
 
 const objectLiteral = FAULT_FIELDS.map((k, i) => `${k}: b[o + ${i}]`).join(", ");
 
@@ -69,17 +109,44 @@ export const MIGRATION_ADAPTER_SOURCE = `
   };
   const FIELDS = Object.freeze(${JSON.stringify(Object.fromEntries(FAULT_FIELDS.map((k, i) => [k, i])))});
 
+  const KINDS = Object.freeze(${JSON.stringify(OBSERVED_KINDS)}), RealPromise = Promise;
+  // observe() on e events at input[at...]; an error wire string, or null.
+  const observeEvents = function (o, input, at, e, ctx) {
+    const events = [];
+    for (let i = 0, b = at; i < e; i++, b += ${OBSERVE_STRIDE}) {
+      events[i] = { kind: KINDS[input[b] | 0], ${OBSERVE_FIELDS.slice(1)
+        .map((k, i) => `${k}: input[b + ${i + 1}]`)
+        .join(", ")} };
+    }
+    const r = o({ events: events }, ctx);
+    if (r !== null && typeof r === "object" && r instanceof RealPromise) {
+      return "Einvalid-output\\nobserve returned a promise: in the simulator it must finish synchronously";
+    }
+    return null;
+  };
+
   // The plugin's hooks, looked up once per exports namespace (it never changes).
-  let hooksOf = null, hRl = null, hMw = null, hRlb = null, hMwb = null;
+  let hooksOf = null, hRl = null, hMw = null, hRlb = null, hMwb = null, hOb = null;
   // Answer arrays by batch size, reused: the host copies the answer out before the next call.
   const answers = [];
-  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, input, n, ctx) {
+  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, input, n, ctx, tools) {
     if (hooksOf !== ns) {
       hooksOf = ns;
       hRl = fn(ns, "restoreLocation"); hMw = fn(ns, "migrationWindow");
       hRlb = fn(ns, "restoreLocationBatch"); hMwb = fn(ns, "migrationWindowBatch");
+      hOb = fn(ns, "observe");
     }
     const t = n * ${FAULT_STRIDE};
+    // Events first: the plugin sees them before deciding. A failing observe is reported in
+    // the answer's extra slot; the decisions go on.
+    let observeFailed = 0;
+    const e = input[t + 3];
+    if (e > 0 && hOb !== null) {
+      ctx.nowNs = input[t + 4];
+      let wire;
+      try { wire = observeEvents(hOb, input, t + ${FAULT_TRAILER}, e, ctx); } catch (err) { wire = tools.thrown(err); }
+      if (wire !== null) { tools.stash(wire); observeFailed = 1; }
+    }
     ctx.nowNs = input[t];
     const mask = input[t + 1], perFault = input[t + 2] === 1;
     let rl = mask & ${HOOK_RESTORE_LOCATION} ? hRl : null;
@@ -90,9 +157,10 @@ export const MIGRATION_ADAPTER_SOURCE = `
     let out;
     if (n <= ${CACHED_ANSWER_FAULTS_MAX}) {
       out = answers[n];
-      if (out === undefined) { out = new F64(n * ${DECISION_STRIDE} + ${BATCH_TRAILER}); answers[n] = out; }
+      if (out === undefined) { out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}); answers[n] = out; }
       out.fill(NaN);
-    } else out = new F64(n * ${DECISION_STRIDE} + ${BATCH_TRAILER}).fill(NaN);
+    } else out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}).fill(NaN);
+    out[n * ${DECISION_STRIDE}] = observeFailed;
     if (rlb !== null || mwb !== null) {
       const batch = { faults: b, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: out };
       if (rlb !== null) { rlb(batch, ctx); rl = null; }
@@ -120,22 +188,12 @@ export const MIGRATION_ADAPTER_SOURCE = `
     return out;
   });
 
-  const KINDS = Object.freeze(${JSON.stringify(OBSERVED_KINDS)}), RealPromise = Promise;
   globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_OBSERVE_ADAPTER)}, function (ns, input, n, ctx) {
     const o = fn(ns, "observe");
-    if (o === null) return "Rnull";
+    if (o === null) return new F64(${BATCH_TRAILER});
     ctx.nowNs = input[n * ${OBSERVE_STRIDE}];
-    const events = [];
-    for (let i = 0, b = 0; i < n; i++, b += ${OBSERVE_STRIDE}) {
-      events[i] = { kind: KINDS[input[b] | 0], ${OBSERVE_FIELDS.slice(1)
-        .map((k, i) => `${k}: input[b + ${i + 1}]`)
-        .join(", ")} };
-    }
-    const r = o({ events: events }, ctx);
-    if (r !== null && typeof r === "object" && r instanceof RealPromise) {
-      return "Einvalid-output\\nobserve returned a promise: in the simulator it must finish synchronously";
-    }
-    return "Rnull";
+    const wire = observeEvents(o, input, 0, n, ctx);
+    return wire === null ? new F64(${BATCH_TRAILER}) : wire;
   });
 
   globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_PREFETCH_ADAPTER)}, function (ns, input, n, ctx, tools) {

@@ -35,13 +35,17 @@ import {
   writeFault,
   type Fault,
 } from "./contracts/migration.ts";
+import { CHANNEL_HEADER, CHANNEL_IN_NUMBERS } from "../sandbox/channel.ts";
 import { DecisionLog, type DecisionRecord, batchDigestOf, digestOf } from "./decision-log.ts";
 import { inputProblem } from "./inputs.ts";
 import { type HookSpec, KINDS, type KindSpec, type PrefetchInput, hookOf } from "./kinds.ts";
 import { type LoadOptions, type PolicySpec, readPolicySpec, shippedPluginsDir } from "./loader.ts";
 import {
+  FAULT_ANSWER_EXTRA,
   FAULT_TRAILER,
+  type RidingEvents,
   faultsInput,
+  faultsInputLength,
   HOOK_MIGRATION_WINDOW,
   HOOK_RESTORE_LOCATION,
   MIGRATION_ADAPTER_SOURCE,
@@ -105,6 +109,9 @@ function exportedHooks(kind: KindSpec, functions: string[]): Set<string> {
   const names = new Set(functions);
   return new Set(Object.keys(kind.hooks).filter((h) => names.has(h) || (kind.hooks[h]!.binary === "faults" && names.has(`${h}Batch`))));
 }
+
+/** The observe adapter's answer: nothing but the batch trailer. */
+const NO_ANSWER = new Float64Array(0);
 
 /** Code of each observed kind on the wire (its index in OBSERVED_KINDS). */
 const OBSERVED_KIND_CODE = Object.fromEntries(OBSERVED_KINDS.map((k, i) => [k, i])) as Record<ObservedKind, number>;
@@ -251,8 +258,8 @@ export class Policy implements Disposable {
     writeFault(record, 0, f);
     const nowNs = typeof ctx.nowNs === "number" ? ctx.nowNs : 0;
     const mask = hook === "restoreLocation" ? HOOK_RESTORE_LOCATION : HOOK_MIGRATION_WINDOW;
-    const input = faultsInput(new Float64Array(FAULT_STRIDE + FAULT_TRAILER), record, 1, nowNs, mask, true);
-    const out = new Float64Array(DECISION_STRIDE);
+    const input = faultsInput(new Float64Array(faultsInputLength(1)), record, 1, nowNs, mask, true);
+    const out = new Float64Array(DECISION_STRIDE + FAULT_ANSWER_EXTRA);
     const { nowNs: _drop, ...stable } = ctx;
     const r = await this.sandbox.batch(MIGRATION_FAULTS_ADAPTER, input, 1, JSON.stringify(stable), out);
     if (!r.ok) return r;
@@ -319,6 +326,8 @@ export class SandboxMigrationDecider implements MigrationDecider {
   /** Events held for the next delivery (OBSERVE_STRIDE numbers each). */
   private readonly held = new Float64Array(MIGRATION_BOUNDS.observe_events_max * OBSERVE_STRIDE);
   private heldCount = 0;
+  /** Input of a batch with events riding along (sized for the largest). */
+  private ridingInput: Float64Array | undefined;
   private heldCtx: PolicyContext | undefined;
 
   constructor(readonly policy: Policy) {
@@ -381,7 +390,6 @@ export class SandboxMigrationDecider implements MigrationDecider {
   }
 
   decideFaults(faults: Float64Array, n: number, ctx: PolicyContext, out: Float64Array): void {
-    if (this.heldCount > 0) this.deliver(ctx);
     const p = this.policy;
     const step = MIGRATION_BOUNDS.fault_batch_max;
     for (let from = 0; from < n; from += step) {
@@ -391,22 +399,38 @@ export class SandboxMigrationDecider implements MigrationDecider {
         this.failBatch(faults, from, m, ctx, out, p.sandbox.stats.quarantined ? "quarantined" : "exception", "sandbox not ready (call prepare() first)");
         continue;
       }
-      if (this.out.length < m * DECISION_STRIDE) this.out = new Float64Array(m * DECISION_STRIDE);
-      let into = this.inputs[m];
-      if (into === undefined) {
-        into = new Float64Array(m * FAULT_STRIDE + FAULT_TRAILER);
-        this.inputs[m] = into;
+      if (this.out.length < m * DECISION_STRIDE + FAULT_ANSWER_EXTRA) this.out = new Float64Array(m * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
+      // Held events ride with the first batch (one crossing), unless that input would be
+      // too large for one call.
+      let riding: RidingEvents | undefined;
+      if (from === 0 && this.heldCount > 0) {
+        if (faultsInputLength(m, this.heldCount) + CHANNEL_HEADER <= CHANNEL_IN_NUMBERS) {
+          riding = { events: this.held, n: this.heldCount, nowNs: ctx.nowNs };
+          this.heldCount = 0;
+        } else this.deliver(ctx);
       }
-      const input = faultsInput(
-        into,
-        faults.subarray(from * FAULT_STRIDE),
-        m,
-        ctx.nowNs,
-        HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW,
-        false,
-      );
-      const got = this.out.subarray(0, m * DECISION_STRIDE);
+      let into: Float64Array;
+      if (riding !== undefined) {
+        this.ridingInput ??= new Float64Array(faultsInputLength(MIGRATION_BOUNDS.fault_batch_max, MIGRATION_BOUNDS.observe_events_max));
+        into = this.ridingInput;
+      } else {
+        let exact = this.inputs[m];
+        if (exact === undefined) {
+          exact = new Float64Array(faultsInputLength(m));
+          this.inputs[m] = exact;
+        }
+        into = exact;
+      }
+      const input = faultsInput(into, faults.subarray(from * FAULT_STRIDE), m, ctx.nowNs, HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW, false, riding);
+      const got = this.out.subarray(0, m * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
       const r = p.sandbox.batchSync(inst, MIGRATION_FAULTS_ADAPTER, input, m, this.stableCtxJson(ctx), got);
+      if (riding !== undefined) {
+        const eventsPart = input.subarray(m * FAULT_STRIDE + FAULT_TRAILER);
+        let failure: { reason: PolicyFailureReason; message: string } | undefined;
+        if (!r.ok) failure = { reason: r.reason, message: r.message };
+        else if (got[m * DECISION_STRIDE] === 1) failure = p.sandbox.takeStashedFailure(inst);
+        this.observed(riding.n, eventsPart, failure);
+      }
       if (!r.ok) {
         this.failBatch(faults, from, m, ctx, out, r.reason, r.message);
         continue;
@@ -557,9 +581,15 @@ export class SandboxMigrationDecider implements MigrationDecider {
     let failure: { reason: PolicyFailureReason; message: string } | undefined;
     if (!inst) failure = { reason: p.sandbox.stats.quarantined ? "quarantined" : "exception", message: "sandbox not ready" };
     else {
-      const r = p.sandbox.batchSync<unknown>(inst, MIGRATION_OBSERVE_ADAPTER, input, n, this.stableCtxJson(ctx), null);
+      const r = p.sandbox.batchSync<unknown>(inst, MIGRATION_OBSERVE_ADAPTER, input, n, this.stableCtxJson(ctx), NO_ANSWER);
       if (!r.ok) failure = { reason: r.reason, message: r.message };
     }
+    this.observed(n, input, failure);
+  }
+
+  /** Log one delivery of n events; a failure falls back (nothing) or fails closed. */
+  private observed(n: number, input: Float64Array, failure: { reason: PolicyFailureReason; message: string } | undefined): void {
+    const p = this.policy;
     p.log.add({ policy: p.name, revision: p.spec.revision, hook: "observe", inputDigest: batchDigestOf(input), output: null, fallback: failure, count: n });
     if (failure === undefined) return;
     if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "observe", failure.reason, failure.message);

@@ -260,7 +260,13 @@ export const PRELUDE_SOURCE = String.raw`
   const chAdapters = [], SET_ARGS = [null], f64Set = F64.prototype.set;
   // What adapters may use besides the plugin's exports: the strict serializer, so an adapter
   // can answer data (a wire string) instead of a Float64Array.
-  const tools = freeze({ serialize: function (v) { return serialize(v); } });
+  // thrown + stash: an adapter that keeps going after a hook failed (observe events riding
+  // with a fault batch) leaves the failure's wire text for the host's takeWire().
+  const tools = freeze({
+    serialize: function (v) { return serialize(v); },
+    thrown: function (e) { return thrown(e); },
+    stash: function (wire) { lastWire = toStr(wire); },
+  });
   const lastCtx = { json: "", value: undefined };
   // "" or undefined means: the same context as the last call (the host sends it only when it
   // changes).

@@ -103,7 +103,8 @@ interface Instance {
   /** The shared-memory batch path (absent: the copying path through public calls). */
   channel?: Channel;
   fnSetCtx?: QuickJSHandle;
-  fnTakeWire?: QuickJSHandle;
+  /** __svmrt.takeWire: the wire answer a channel run or tools.stash left behind. */
+  fnTakeWire: QuickJSHandle;
 }
 
 /** The running call's deadline, shared with the interrupt handler. */
@@ -344,6 +345,7 @@ export class Sandbox implements Disposable {
       fnBatch: context.getProp(host, "batch"),
       fnSettled: context.getProp(host, "settled"),
       fnLogs: context.getProp(host, "logs"),
+      fnTakeWire: context.getProp(host, "takeWire"),
     };
     if (installed.error) {
       const why = Sandbox.errorText(context, installed.error);
@@ -362,7 +364,6 @@ export class Sandbox implements Disposable {
       inst.channel = Channel.open(raw, context, host);
       if (inst.channel) {
         inst.fnSetCtx = context.getProp(host, "setCtx");
-        inst.fnTakeWire = context.getProp(host, "takeWire");
       }
     }
     return { inst, exports: JSON.parse(wire.slice(1)) as PluginExports };
@@ -750,7 +751,7 @@ export class Sandbox implements Disposable {
       const r = ch.run();
       if ("error" in r) return this.escaped(inst, r.error, `adapter ${adapter}`);
       if (r.status === -1) {
-        const w = context.callFunction(inst.fnTakeWire!, context.undefined);
+        const w = context.callFunction(inst.fnTakeWire, context.undefined);
         if (w.error) return this.escaped(inst, w.error, `adapter ${adapter}`);
         const wire = context.getString(w.value);
         w.value.dispose();
@@ -766,6 +767,33 @@ export class Sandbox implements Disposable {
       if (e instanceof PolicyError) throw e;
       if (isWasmCrash(e)) return this.crashed(e);
       return this.failure("invalid-output", `the answer could not be read: ${String((e as Error)?.message ?? e).slice(0, 300)}`);
+    }
+  }
+
+  /**
+   * The failure an adapter left with tools.stash() while its call went on (observe events
+   * riding with a fault batch).
+   */
+  takeStashedFailure(inst: Instance): { reason: PolicyFailureReason; message: string } {
+    const { context } = inst;
+    try {
+      armClock(this.clock, this.opts.limits.timeout_ms);
+      const w = context.callFunction(inst.fnTakeWire, context.undefined);
+      if (w.error) {
+        const r = this.escaped(inst, w.error, "the stashed failure");
+        return r.ok ? { reason: "exception", message: "unreadable" } : { reason: r.reason, message: r.message };
+      }
+      const wire = context.typeof(w.value) === "string" ? context.getString(w.value) : "";
+      w.value.dispose();
+      const r = this.decodeWire<unknown>(wire, []);
+      return r.ok ? { reason: "invalid-output", message: "the adapter reported a failure it did not describe" } : { reason: r.reason, message: r.message };
+    } catch (e) {
+      if (e instanceof PolicyError) throw e;
+      if (isWasmCrash(e)) {
+        const r = this.crashed(e);
+        return r.ok ? { reason: "exception", message: "crashed" } : { reason: r.reason, message: r.message };
+      }
+      return { reason: "exception", message: String((e as Error)?.message ?? e).slice(0, 300) };
     }
   }
 

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { DECISION_STRIDE, F, FAULT_STRIDE } from "../../runtime/policy/contracts/migration.ts";
 import {
-  FAULT_TRAILER,
+  FAULT_ANSWER_EXTRA,
+  faultsInputLength,
   HOOK_MIGRATION_WINDOW,
   HOOK_RESTORE_LOCATION,
   MIGRATION_ADAPTER_SOURCE,
@@ -48,7 +49,7 @@ async function load(channel: boolean): Promise<Sandbox> {
 }
 
 function batch(n: number, nowNs: number): Float64Array {
-  const input = new Float64Array(n * FAULT_STRIDE + FAULT_TRAILER);
+  const input = new Float64Array(faultsInputLength(n));
   for (let i = 0; i < n; i++) {
     input[i * FAULT_STRIDE + F.gpuId] = 100 + i;
     input[i * FAULT_STRIDE + F.addr] = 5000 + 7 * i;
@@ -65,8 +66,8 @@ describe("sandbox: the shared-memory channel", () => {
     expect((fast as unknown as { live: { channel?: unknown } }).live.channel).toBeDefined();
     expect((slow as unknown as { live: { channel?: unknown } }).live.channel).toBeUndefined();
     for (const n of [1, 2, 33, 256]) {
-      const a = new Float64Array(n * DECISION_STRIDE);
-      const b = new Float64Array(n * DECISION_STRIDE);
+      const a = new Float64Array(n * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
+      const b = new Float64Array(n * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
       const ctx = JSON.stringify({ gpus: [], xnack: true, params: { grow: false } });
       expect(await fast.batch(MIGRATION_FAULTS_ADAPTER, batch(n, n), n, ctx, a)).toMatchObject({ ok: true });
       expect(await slow.batch(MIGRATION_FAULTS_ADAPTER, batch(n, n), n, ctx, b)).toMatchObject({ ok: true });
@@ -86,7 +87,7 @@ describe("sandbox: the shared-memory channel", () => {
     const ctx = JSON.stringify({ gpus: [], xnack: true, params: { grow: true } });
     const before = (sb as unknown as { live: { raw: { module: { HEAPU8: Uint8Array } } } }).live.raw.module.HEAPU8.byteLength;
     for (let k = 0; k < 40; k++) {
-      const out = new Float64Array(3 * DECISION_STRIDE);
+      const out = new Float64Array(3 * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
       const r = await sb.batch(MIGRATION_FAULTS_ADAPTER, batch(3, k), 3, ctx, out);
       expect(r).toMatchObject({ ok: true });
       expect([out[0], out[DECISION_STRIDE], out[2 * DECISION_STRIDE]]).toEqual([100 + k, 101 + k, 102 + k]);

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import DEBUG_SYNC from "@jitl/quickjs-wasmfile-debug-sync";
 import { type QuickJSWASMModule, TestQuickJSWASMModule } from "quickjs-emscripten-core";
 import { DECISION_STRIDE, F, FAULT_STRIDE } from "../../runtime/policy/contracts/migration.ts";
-import { FAULT_TRAILER, HOOK_RESTORE_LOCATION, MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "../../runtime/policy/migration-adapter.ts";
+import { FAULT_ANSWER_EXTRA, FAULT_TRAILER, HOOK_RESTORE_LOCATION, MIGRATION_ADAPTER_SOURCE, MIGRATION_FAULTS_ADAPTER } from "../../runtime/policy/migration-adapter.ts";
 import { SANDBOX_DEFAULTS, type SandboxLimits } from "../../runtime/sandbox/limits.ts";
 import { Sandbox } from "../../runtime/sandbox/sandbox.ts";
 
@@ -89,7 +89,7 @@ describe("sandbox: every handle is disposed (debug build leak check)", () => {
     faults[2 * FAULT_STRIDE + 1] = HOOK_RESTORE_LOCATION;
     faults[F.gpuId] = 7;
     faults[FAULT_STRIDE + F.gpuId] = 9;
-    const out = new Float64Array(2 * DECISION_STRIDE);
+    const out = new Float64Array(2 * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
     expect(await sb.batch(MIGRATION_FAULTS_ADAPTER, faults, 2, "{}", out)).toMatchObject({ ok: true });
     expect([out[0], out[DECISION_STRIDE]]).toEqual([7, 9]);
     const spin = await sb.call("spin", null);
