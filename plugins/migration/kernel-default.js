@@ -34,9 +34,13 @@ function tables(gpus) {
   }
 }
 
-/** @param {number} id */
+/**
+ * Hive of a gpu_id. `>>> 0`: numbers read from the fault records are doubles, and QuickJS
+ * turns a double property key into a string before looking it up (several times slower).
+ * @param {number} id
+ */
 function hiveOf(id) {
-  return hiveById[id] || 0;
+  return hiveById[id >>> 0] || 0;
 }
 
 /**
@@ -45,7 +49,7 @@ function hiveOf(id) {
  */
 export function isAppApu(gpus, id) {
   tables(gpus);
-  return apuById[id] === true;
+  return apuById[id >>> 0] === true;
 }
 
 /**
@@ -73,12 +77,16 @@ export function hasBit(mask, index) {
  * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
  */
 export function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
-  if (isAppApu(gpus, gpuId)) return SYSMEM;
+  // Written for QuickJS: the tables are looked up inline (no helper call per test) with
+  // integer keys (see hiveOf).
+  tables(gpus);
+  const id = gpuId >>> 0;
+  if (apuById[id] === true) return SYSMEM;
   if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
-  const hive = hiveOf(gpuId);
+  const hive = hiveById[id] || 0;
   if (preferredLoc !== UNDEFINED && hive !== 0 && hiveOf(preferredLoc) === hive) return preferredLoc;
-  if (hasBit(accessMask, gpuIndex)) return gpuId;
-  if (hasBit(aipMask, gpuIndex)) {
+  if (gpuIndex < 32 ? ((accessMask >>> gpuIndex) & 1) === 1 : hasBit(accessMask, gpuIndex)) return gpuId;
+  if (gpuIndex < 32 ? ((aipMask >>> gpuIndex) & 1) === 1 : hasBit(aipMask, gpuIndex)) {
     if (actualLoc === SYSMEM) return SYSMEM;
     if (actualLoc === gpuId || (hive !== 0 && hiveOf(actualLoc) === hive)) return actualLoc;
     return SYSMEM;
@@ -117,14 +125,23 @@ export function restoreLocationBatch(b, ctx) {
   }
 }
 
+/** 2 ** k for the granularities a range can have (0..63): a table read, not a power. */
+const POW2 = Array.from({ length: 64 }, (_, k) => 2 ** k);
+
 /** @type {import("../types").MigrationHooks["migrationWindowBatch"]} */
 export function migrationWindowBatch(b) {
   const { faults, n, stride, F, decisions } = b;
   const fGran = F.granularity, fAddr = F.addr, fStart = F.rangeStart, fLast = F.rangeLast;
   for (let i = 0, o = 0; i < n; i++, o += stride) {
-    const g = 2 ** faults[o + fGran];
-    const blockStart = Math.floor(faults[o + fAddr] / g) * g;
-    decisions[i * 3 + 1] = Math.max(blockStart, faults[o + fStart]);
-    decisions[i * 3 + 2] = Math.min(blockStart + g - 1, faults[o + fLast]);
+    // The same block as migrationWindow: addr - addr % g is floor(addr / g) * g for the
+    // non-negative integer page numbers of a fault, without two Math calls.
+    const gran = faults[o + fGran] | 0;
+    const g = gran >= 0 && gran < 64 ? POW2[gran] : 2 ** faults[o + fGran];
+    const addr = faults[o + fAddr];
+    const blockStart = addr - (addr % g);
+    const blockLast = blockStart + g - 1;
+    const rs = faults[o + fStart], rl = faults[o + fLast];
+    decisions[i * 3 + 1] = blockStart > rs ? blockStart : rs;
+    decisions[i * 3 + 2] = blockLast < rl ? blockLast : rl;
   }
 }
