@@ -5,6 +5,7 @@
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { ConfigError, UsageError } from "../errors.ts";
 import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
+import { EventSummarizer, isPageLine, type RangeOfInterest } from "../sim/compare.ts";
 import { COST_PARAMS, type CostParamName } from "../sim/cost.ts";
 import { runSimAsync, type SimResult } from "../sim/engine.ts";
 import { resolveMigrationPolicy } from "../sim/policy.ts";
@@ -34,11 +35,32 @@ Options:
   --seed N             PRNG seed (default ${SEED_DEFAULT}); same inputs and seed, same bytes out
   --json               print one JSON object instead of the summary
   --events FILE        write the SMI event stream (kernel text format) to FILE
+  --summary RANGE      with --json: add "events", the stream reduced to a timeline and one
+                       range's life (what svmrt compare draws): RANGE is first (the first
+                       migration's window), none, or PAGE:PAGES (hex 0x... or decimal)
+  --find-range         only print {"range": ...}: the first migration's window (null when
+                       nothing migrates); the run stops there
   --cost NAME=VALUE    override a cost parameter of the profile (repeatable), e.g.
                        --cost fault_service_ns=12000 (names, units, sources: docs/workloads.md)
   --debug              check every invariant after every operation (slow)
   --list-workloads     list the built-in workloads and exit
 `;
+
+/** Thrown by the event sink to stop a --find-range run at the first migration. */
+const FOUND_RANGE = Symbol("found range");
+
+/** --summary: first | none | PAGE:PAGES. */
+function parseSummaryRange(v: string): RangeOfInterest | null | undefined {
+  if (v === "first") return undefined;
+  if (v === "none") return null;
+  const m = /^(0x[0-9a-fA-F]+|\d+):(0x[0-9a-fA-F]+|\d+)$/.exec(v);
+  const start = m === null ? Number.NaN : Number(m[1]);
+  const size = m === null ? Number.NaN : Number(m[2]);
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(size) || start < 0 || size < 1) {
+    throw new UsageError(`--summary: expected first, none or PAGE:PAGES (hex 0x... or decimal, PAGES >= 1), got '${v}'`);
+  }
+  return { startPage: start, sizePages: size };
+}
 
 function summary(r: SimResult, badLines: number | undefined): string {
   const gib = (b: number): string => `${(b / 2 ** 30).toFixed(3)} GiB`;
@@ -71,6 +93,8 @@ export const simCommand: Command = {
       seed: { type: "string" },
       json: { type: "boolean" },
       events: { type: "string" },
+      summary: { type: "string" },
+      "find-range": { type: "boolean" },
       debug: { type: "boolean" },
       cost: { type: "string", multiple: true },
       "list-workloads": { type: "boolean" },
@@ -127,6 +151,11 @@ export const simCommand: Command = {
       }
     }
     const eventsFile = flagString(p, "events");
+    const summaryArg = flagString(p, "summary");
+    if (summaryArg !== undefined && p.values.json !== true) throw new UsageError("--summary needs --json (it adds a field to the JSON result)");
+    const findRange = p.values["find-range"] === true;
+    if (findRange && (summaryArg !== undefined || eventsFile !== undefined)) throw new UsageError("--find-range goes without --summary and --events");
+    const summarizer = findRange ? new EventSummarizer(undefined) : summaryArg === undefined ? undefined : new EventSummarizer(parseSummaryRange(summaryArg));
     let fd = -1;
     let buf: string[] = [];
     let eventLines = 0;
@@ -141,6 +170,7 @@ export const simCommand: Command = {
       if (fd >= 0 && buf.length > 0) writeSync(fd, `${buf.join("\n")}\n`);
       buf = [];
     };
+    let wanted = false;
     let result: SimResult;
     try {
       const started = performance.now();
@@ -155,24 +185,49 @@ export const simCommand: Command = {
         decider,
         seed,
         fullCheckEvery: p.values.debug === true ? 1 : FULL_CHECK_EVERY_DEFAULT,
+        // With a summary, page events pass the summarizer's filter before any text is built;
+        // `wanted` says whether the line that follows is one the summarizer asked for.
+        sinkFilter:
+          summarizer === undefined
+            ? null
+            : (id, ns, page, npages) => {
+                wanted = summarizer.event(id, ns, page, npages);
+                return wanted || fd >= 0;
+              },
         sink:
-          fd < 0
+          fd < 0 && summarizer === undefined
             ? null
             : (line) => {
+                if (summarizer !== undefined) {
+                  if (wanted) summarizer.rangeLine(line);
+                  else if (!isPageLine(line)) summarizer.line(line);
+                  wanted = false;
+                }
+                if (findRange && summarizer!.range !== undefined) throw FOUND_RANGE;
+                if (fd < 0) return;
                 eventLines++;
                 buf.push(line);
                 if (buf.length >= EVENTS_FLUSH_LINES) flush();
               },
       });
+    } catch (e) {
+      if (e !== FOUND_RANGE) throw e;
+      io.out(`${JSON.stringify({ range: summarizer!.range })}\n`);
+      return EXIT.ok;
     } finally {
       flush();
       if (fd >= 0) closeSync(fd);
+    }
+    if (findRange) {
+      io.out(`${JSON.stringify({ range: null })}\n`);
+      return EXIT.ok;
     }
     if (io.interactive) io.err("\r\x1b[K");
     if (p.values.json === true) {
       const out: Record<string, unknown> = { ...result };
       if (badLines !== undefined) out.badTraceLines = badLines;
       if (eventsFile !== undefined) out.eventLines = eventLines;
+      if (summarizer !== undefined) out.events = summarizer.finish(result.simTimeNs);
       io.out(`${JSON.stringify(out)}\n`);
     } else {
       io.out(summary(result, badLines));

@@ -1,15 +1,15 @@
 /**
  * The comparison matrix of `svmrt compare`: every workload × every MigrationPolicy file, each
- * cell one `svmrt sim ... --json --events FILE` child process, at most `jobs` at once. Cells
- * come back in (workload, policy) order whatever order they finish in, and each cell's SMI
- * event stream is reduced to bounded summaries for the report (a binned timeline and the
- * life of one range), so a run's output depends only on its inputs.
+ * cell one `svmrt sim ... --json --summary RANGE` child process, at most `jobs` at once.
+ * Cells come back in (workload, policy) order whatever order they finish in. Each child
+ * reduces its own SMI event stream to bounded summaries for the report (a binned timeline
+ * and the life of one range) instead of writing it out (hundreds of MB for an
+ * oversubscription run), so a run's output depends only on its inputs.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert } from "../errors.ts";
 import { smiEventParseLine } from "../kfd/smi-events.ts";
+import { SMI_EVENT } from "../kfd/uapi.ts";
 import type { SimResult } from "./engine.ts";
 
 /** The CLI entry each cell runs (`bun runtime/cli.ts sim ...`). */
@@ -109,12 +109,57 @@ async function readCapped(stream: ReadableStream<Uint8Array>, max: number): Prom
   return out;
 }
 
-interface CellRun {
-  cell: CompareCell;
-  eventsFile: string;
+/** Run task(0..n-1), at most `jobs` at once; the answers in task order. */
+async function pool<T>(n: number, jobs: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const out = new Array<T>(n);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++;
+      out[i] = await task(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, n) }, worker));
+  return out;
 }
 
-async function runCell(opts: CompareOptions, cell: CompareCell, eventsFile: string, live: Set<Bun.Subprocess>): Promise<void> {
+/**
+ * The range a workload's cells follow: the first migration's window of the first policy (in
+ * order) that migrates; null when none does or every search failed (the cells then report
+ * their failures themselves).
+ */
+async function seekRange(opts: CompareOptions, workload: string, live: Set<Bun.Subprocess>): Promise<RangeOfInterest | null> {
+  for (const p of opts.policies) {
+    const argv = [process.execPath, opts.cliPath ?? CLI_PATH, "sim", "--profile", opts.profile, "--workload", workload, "--policy", p.file, "--seed", String(opts.seed), "--find-range"];
+    for (const r of opts.pluginRoots ?? []) argv.push("--plugin-root", r);
+    const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "ignore" });
+    live.add(child);
+    let out: string;
+    let code: number;
+    try {
+      [out, code] = await Promise.all([readCapped(child.stdout, CELL_STDOUT_BYTES_MAX), child.exited]);
+    } finally {
+      live.delete(child);
+    }
+    if (code !== 0) continue;
+    try {
+      const r = (JSON.parse(out) as { range: RangeOfInterest | null }).range;
+      if (r !== null && Number.isSafeInteger(r.startPage) && Number.isSafeInteger(r.sizePages)) return r;
+    } catch {
+      // An unreadable answer: try the next policy.
+    }
+  }
+  return null;
+}
+
+/** --summary argument of a cell: follow `range`, or pick the first migration (undefined). */
+function summaryArg(range: RangeOfInterest | null | undefined): string {
+  if (range === undefined) return "first";
+  if (range === null) return "none";
+  return `${range.startPage}:${range.sizePages}`;
+}
+
+async function runCell(opts: CompareOptions, cell: CompareCell, summary: string, live: Set<Bun.Subprocess>): Promise<void> {
   const argv = [
     process.execPath,
     opts.cliPath ?? CLI_PATH,
@@ -128,8 +173,8 @@ async function runCell(opts: CompareOptions, cell: CompareCell, eventsFile: stri
     "--seed",
     String(opts.seed),
     "--json",
-    "--events",
-    eventsFile,
+    "--summary",
+    summary,
   ];
   for (const r of opts.pluginRoots ?? []) argv.push("--plugin-root", r);
   const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
@@ -148,8 +193,9 @@ async function runCell(opts: CompareOptions, cell: CompareCell, eventsFile: stri
     return;
   }
   try {
-    const r = JSON.parse(out) as SimResult & { eventLines?: number };
-    delete r.eventLines;
+    const r = JSON.parse(out) as SimResult & { events?: CellEvents };
+    cell.events = r.events;
+    delete r.events;
     cell.result = r;
     cell.policy = r.policy;
   } catch (e) {
@@ -166,80 +212,38 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
   const total = opts.workloads.length * opts.policies.length;
   assert(total > 0 && total <= COMPARE_CELLS_MAX, `1 to ${COMPARE_CELLS_MAX} cells, got ${total}`);
   assert(opts.jobs >= 1, "at least one job");
-  const dir = mkdtempSync(join(tmpdir(), "svmrt-compare-"));
-  // Interrupted (Ctrl-C, kill): stop the cells and remove their event files before exiting.
+  // Interrupted (Ctrl-C, kill): stop the cells before exiting.
   const live = new Set<Bun.Subprocess>();
   const onSignal = (sig: NodeJS.Signals): void => {
     for (const c of live) c.kill();
-    rmSync(dir, { recursive: true, force: true });
     process.exit(128 + (sig === "SIGINT" ? 2 : 15));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
-  const runs: CellRun[] = [];
-  for (const workload of opts.workloads) {
-    for (const p of opts.policies) {
-      runs.push({ cell: { workload, policy: p.name, policyFile: p.file }, eventsFile: join(dir, `cell-${runs.length}.smi`) });
-    }
-  }
+  const cells: CompareCell[] = [];
+  for (const workload of opts.workloads) for (const p of opts.policies) cells.push({ workload, policy: p.name, policyFile: p.file });
   try {
-    // A bounded pool: `jobs` workers take the next cell index; completion order does not matter.
-    let next = 0;
-    let done = 0;
-    const finished = new Array<boolean>(runs.length).fill(false);
-    let parsedUpTo = 0;
-    const ranges = new Map<string, RangeOfInterest | null>();
-    // Parse finished cells in matrix order: a workload's first cell fixes the default range.
-    // A workload's cells are summarized once all of them have finished: they follow one range,
-    // the first migration of the first cell that has one. Each cell is binned over its own
-    // simulated time (a shared axis flattens fast cells next to a slow one into one bin).
+    // Each cell reduces its own event stream (svmrt sim --summary): no event file crosses.
+    // A workload's cells follow one range: the first migration of the first policy that
+    // migrates at all, found first by cheap runs that stop there (svmrt sim --find-range),
+    // workloads in parallel; then every cell runs with it.
     const perWorkload = opts.policies.length;
-    const parseReady = async (): Promise<void> => {
-      while (parsedUpTo < runs.length) {
-        const first = parsedUpTo - (parsedUpTo % perWorkload);
-        const group = runs.slice(first, first + perWorkload);
-        if (!finished.slice(first, first + perWorkload).every(Boolean)) return;
-        const workload = runs[first]!.cell.workload;
-        if (opts.range === undefined && !ranges.has(workload)) {
-          // The first migration of the first cell that has one: every cell then follows it,
-          // including cells before it that migrated nothing there.
-          let range: RangeOfInterest | null = null;
-          for (const r of group) if (range === null && r.cell.result !== undefined) range = await firstMigration(r.eventsFile);
-          ranges.set(workload, range);
-        }
-        await summarizeCell(runs[parsedUpTo++]!, opts.range, ranges);
-      }
-    };
-    let parsing: Promise<void> = Promise.resolve();
-    const worker = async (): Promise<void> => {
-      while (next < runs.length) {
-        const i = next++;
-        const run = runs[i]!;
-        await runCell(opts, run.cell, run.eventsFile, live);
-        finished[i] = true;
-        done++;
-        opts.onCellDone?.(done, total, run.cell);
-        parsing = parsing.then(parseReady);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(opts.jobs, runs.length) }, worker));
-    await parsing;
-    assert(parsedUpTo === runs.length, "every cell summarized");
-    return runs.map((r) => r.cell);
+    const ranges =
+      opts.range === undefined
+        ? await pool(opts.workloads.length, opts.jobs, (w) => seekRange(opts, opts.workloads[w]!, live))
+        : opts.workloads.map(() => ({ startPage: opts.range!, sizePages: 1 }));
+    let done = 0;
+    await pool(cells.length, opts.jobs, async (i) => {
+      const cell = cells[i]!;
+      await runCell(opts, cell, summaryArg(ranges[Math.floor(i / perWorkload)]!), live);
+      done++;
+      opts.onCellDone?.(done, total, cell);
+    });
+    return cells;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    rmSync(dir, { recursive: true, force: true });
   }
-}
-
-async function summarizeCell(run: CellRun, rangeAddr: number | undefined, ranges: Map<string, RangeOfInterest | null>): Promise<void> {
-  const c = run.cell;
-  if (c.result !== undefined) {
-    const range = rangeAddr !== undefined ? { startPage: rangeAddr, sizePages: 1 } : (ranges.get(c.workload) ?? null);
-    c.events = await summarizeEvents(run.eventsFile, c.result.simTimeNs, range);
-  }
-  rmSync(run.eventsFile, { force: true });
 }
 
 function overlaps(r: RangeOfInterest, page: number, size: number): boolean {
@@ -282,61 +286,152 @@ function sizeOfLine(line: string): number {
   return Number.parseInt(line.slice(open + 1, close), 16);
 }
 
+const SMI_MIGRATE_START = SMI_EVENT.MIGRATE_START;
+const SMI_PAGE_FAULT_START = SMI_EVENT.PAGE_FAULT_START;
+const SMI_PAGE_FAULT_END = SMI_EVENT.PAGE_FAULT_END;
+const SMI_UNMAP_FROM_GPU = SMI_EVENT.UNMAP_FROM_GPU;
+/** Events whose line carries a page: migrate start/end, fault start/end, unmap. */
+function isPageEvent(id: number): boolean {
+  return (id >= SMI_MIGRATE_START && id <= SMI_PAGE_FAULT_END) || id === SMI_UNMAP_FROM_GPU;
+}
+
+/** The line is a page event's (passed through the summarizer's filter when there is one). */
+export function isPageLine(line: string): boolean {
+  return line.charCodeAt(1) === 0x20 ? isPageEvent(Number.parseInt(line[0]!, 16)) : false;
+}
+
+/** Fault and migration start times a summary records, each (the timeline's bound). */
+export const TIMELINE_TIMES_MAX = 1 << 25;
+
 /**
- * Reduce an SMI event file to a timeline and the chosen range's events. `range` undefined:
- * the range is the first MIGRATE_START's window (with the faults just before it); null: none.
- * Streams the file in chunks; memory is bounded by the constants above, not by the file.
+ * Streaming reduction of an SMI event stream to a timeline and the chosen range's events,
+ * fed line by line (a `svmrt sim --summary` child, or a file). `range` undefined: the range
+ * is the first MIGRATE_START's window (with the faults just before it); null: none. The
+ * timeline bins need the simulated time, known only at the end: the fault and migration
+ * start times are kept (at most TIMELINE_TIMES_MAX of each; later ones are counted in
+ * `timesDropped`) and binned by finish().
  */
-export async function summarizeEvents(file: string, spanNs: number, range: RangeOfInterest | null | undefined): Promise<CellEvents> {
-  const faults = new Array<number>(TIMELINE_BINS).fill(0);
-  const migrations = new Array<number>(TIMELINE_BINS).fill(0);
-  const span = Math.max(1, spanNs + 1);
-  const out: CellEvents = { lines: 0, spanNs, faultsPerBin: faults, migrationsPerBin: migrations, range: range ?? null, rangeEvents: [], rangeEventsDropped: 0 };
-  let chosen: RangeOfInterest | null | undefined = range;
-  const lookbehind: string[] = [];
-  const binOf = (line: string): number => {
+export class EventSummarizer {
+  private readonly out: CellEvents;
+  private chosen: RangeOfInterest | null | undefined;
+  private readonly lookbehind: string[] = [];
+  private faultNs = new Float64Array(1024);
+  private faultCount = 0;
+  private migrateNs = new Float64Array(1024);
+  private migrateCount = 0;
+  timesDropped = 0;
+
+  constructor(range: RangeOfInterest | null | undefined) {
+    this.chosen = range;
+    this.out = { lines: 0, spanNs: 0, faultsPerBin: [], migrationsPerBin: [], range: range ?? null, rangeEvents: [], rangeEventsDropped: 0 };
+  }
+
+  /** The range the summary follows so far (undefined: not chosen yet). */
+  get range(): RangeOfInterest | null | undefined {
+    return this.chosen;
+  }
+
+  private static timeOf(line: string): number {
     const sp = line.indexOf(" ", 2);
-    const ns = Number(line.slice(2, sp));
-    return Math.min(TIMELINE_BINS - 1, Math.max(0, Math.floor((ns * TIMELINE_BINS) / span)));
-  };
-  const keep = (line: string): void => {
-    if (out.rangeEvents.length >= RANGE_EVENTS_MAX) {
-      out.rangeEventsDropped++;
+    return Number(line.slice(2, sp));
+  }
+
+  private record(kind: "fault" | "migrate", ns: number): void {
+    const count = kind === "fault" ? this.faultCount : this.migrateCount;
+    if (count >= TIMELINE_TIMES_MAX) {
+      this.timesDropped++;
+      return;
+    }
+    let a = kind === "fault" ? this.faultNs : this.migrateNs;
+    if (count === a.length) {
+      const b = new Float64Array(Math.min(TIMELINE_TIMES_MAX, a.length * 2));
+      b.set(a);
+      a = b;
+      if (kind === "fault") this.faultNs = a;
+      else this.migrateNs = a;
+    }
+    a[count] = ns;
+    if (kind === "fault") this.faultCount++;
+    else this.migrateCount++;
+  }
+
+  private keep(line: string): void {
+    if (this.out.rangeEvents.length >= RANGE_EVENTS_MAX) {
+      this.out.rangeEventsDropped++;
       return;
     }
     const ev = rangeEventOf(line);
-    if (ev !== undefined) out.rangeEvents.push(ev);
-  };
-  const onLine = (line: string): void => {
-    out.lines++;
-    const id = line.charCodeAt(0);
-    // Only ids 5..8 and b carry a page; the others (process, queue) are skipped cheaply.
-    const isMigrateStart = id === 0x35 && line.charCodeAt(1) === 0x20;
-    if (id === 0x37 && line.charCodeAt(1) === 0x20) faults[binOf(line)]!++;
-    else if (isMigrateStart) migrations[binOf(line)]!++;
-    const relevant = line.charCodeAt(1) === 0x20 && ((id >= 0x35 && id <= 0x38) || id === 0x62);
-    if (!relevant || chosen === null) return;
+    if (ev !== undefined) this.out.rangeEvents.push(ev);
+  }
+
+  /**
+   * One event, before its text exists (SvmModelOptions.sinkFilter): counts it, records the
+   * timeline's times, and answers whether its line matters for the range's life (then pass
+   * that line to rangeLine).
+   */
+  event(id: number, ns: number, page: number, npages: number): boolean {
+    this.out.lines++;
+    if (id === SMI_PAGE_FAULT_START) this.record("fault", ns);
+    else if (id === SMI_MIGRATE_START) this.record("migrate", ns);
+    const chosen = this.chosen;
+    if (chosen === null || !((id >= SMI_MIGRATE_START && id <= SMI_PAGE_FAULT_END) || id === SMI_UNMAP_FROM_GPU)) return false;
+    // Before the range is chosen, every page event may be in the lookbehind.
+    return chosen === undefined || overlaps(chosen, page, npages);
+  }
+
+  /** The text of an event event() wanted. */
+  rangeLine(line: string): void {
+    const chosen = this.chosen;
+    if (chosen === null) return;
     if (chosen === undefined) {
-      if (isMigrateStart) {
-        chosen = { startPage: pageOfLine(line), sizePages: sizeOfLine(line) };
-        out.range = chosen;
-        for (const l of lookbehind) if (overlaps(chosen, pageOfLine(l), sizeOfLine(l))) keep(l);
-        lookbehind.length = 0;
-        keep(line);
+      if (line.charCodeAt(0) === 0x35) {
+        const r = { startPage: pageOfLine(line), sizePages: sizeOfLine(line) };
+        this.chosen = r;
+        this.out.range = r;
+        for (const l of this.lookbehind) if (overlaps(r, pageOfLine(l), sizeOfLine(l))) this.keep(l);
+        this.lookbehind.length = 0;
+        this.keep(line);
       } else {
-        lookbehind.push(line);
-        if (lookbehind.length > RANGE_LOOKBEHIND_EVENTS) lookbehind.shift();
+        this.lookbehind.push(line);
+        if (this.lookbehind.length > RANGE_LOOKBEHIND_EVENTS) this.lookbehind.shift();
       }
       return;
     }
-    if (overlaps(chosen, pageOfLine(line), sizeOfLine(line))) keep(line);
-  };
+    this.keep(line);
+  }
+
+  /** One line of event text (a file, or a sink without a filter). */
+  line(line: string): void {
+    const id = Number.parseInt(line.slice(0, line.indexOf(" ")), 16);
+    const page = isPageEvent(id) ? pageOfLine(line) : -1;
+    if (this.event(id, isPageEvent(id) ? EventSummarizer.timeOf(line) : 0, page, page < 0 ? 0 : sizeOfLine(line))) this.rangeLine(line);
+  }
+
+  /** The summary over a simulated time of spanNs. */
+  finish(spanNs: number): CellEvents {
+    const span = Math.max(1, spanNs + 1);
+    const bins = (times: Float64Array, n: number): number[] => {
+      const b = new Array<number>(TIMELINE_BINS).fill(0);
+      for (let i = 0; i < n; i++) b[Math.min(TIMELINE_BINS - 1, Math.max(0, Math.floor((times[i]! * TIMELINE_BINS) / span)))]!++;
+      return b;
+    };
+    const out = this.out;
+    out.spanNs = spanNs;
+    out.faultsPerBin = bins(this.faultNs, this.faultCount);
+    out.migrationsPerBin = bins(this.migrateNs, this.migrateCount);
+    if (this.chosen === undefined) out.range = null;
+    return out;
+  }
+}
+
+/** An SMI event file reduced by EventSummarizer (streamed in chunks). */
+export async function summarizeEvents(file: string, spanNs: number, range: RangeOfInterest | null | undefined): Promise<CellEvents> {
+  const s = new EventSummarizer(range);
   await forEachLine(file, (line) => {
-    onLine(line);
+    s.line(line);
     return true;
   });
-  if (chosen === undefined) out.range = null;
-  return out;
+  return s.finish(spanNs);
 }
 
 /** Call onLine for every non-empty line of a file, read in chunks, until it returns false. */

@@ -14,7 +14,7 @@ import {
   FAULT_RESULT,
   type ProcessGpuCounters,
   SvmModel,
-  type SvmEventSink,
+  type SvmEventFilter, type SvmEventSink,
   type SvmProcess,
   type SvmStats,
   type TriggerCounts,
@@ -150,6 +150,8 @@ export interface SimOptions {
   seed: number;
   /** SMI event text sink (`--events`); null = none. */
   sink?: SvmEventSink | null;
+  /** Which page events the sink wants, asked before their text is built (SvmModelOptions). */
+  sinkFilter?: SvmEventFilter | null;
   fullCheckEvery?: number;
   /**
    * Called about every PROGRESS_INTERVAL_MS of wall time with the simulated time reached and
@@ -256,6 +258,7 @@ export class Simulation {
       seed: opts.seed,
       fullCheckEvery: opts.fullCheckEvery,
       sink: opts.sink ?? null,
+      sinkFilter: opts.sinkFilter ?? null,
     });
     this.pending = p.gpus.map(() => []);
     this.workerScheduled = p.gpus.map(() => false);

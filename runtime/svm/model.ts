@@ -36,6 +36,7 @@ import {
   PAGE_BYTES,
   QUEUE_EVICTION_TRIGGER,
   RESTORE_DELAY_NS,
+  SMI_EVENT,
   SVM_ATTR,
   UNMAP_TRIGGER,
   UNREGISTERED_ALIGN_PAGES,
@@ -209,7 +210,16 @@ export interface SvmModelOptions {
   deferredDelayNs?: number;
   /** SMI event sink; null = no event text is built (fast path). */
   sink?: SvmEventSink | null;
+  /**
+   * Asked before the text of a page event (migrate start/end, fault start/end, unmap) is
+   * built: false skips it. A consumer that needs few of them (svmrt compare's summaries)
+   * saves formatting millions of lines. Absent: every event.
+   */
+  sinkFilter?: SvmEventFilter | null;
 }
+
+/** Event id (SMI_EVENT), time ns, first page, pages: true when the sink wants the event. */
+export type SvmEventFilter = (id: number, ns: number, page: number, npages: number) => boolean;
 
 /** Default full-check period, operations. */
 export const FULL_CHECK_EVERY_DEFAULT = 4096;
@@ -251,6 +261,7 @@ export class SvmModel {
   private readonly lruTail: (SvmRange | null)[];
   private readonly work: SvmWork[] = [];
   private readonly sink: SvmEventSink | null;
+  private readonly sinkFilter: SvmEventFilter | null;
   private readonly fullCheckEvery: number;
   private readonly thrashWindowNs: number;
   private readonly deferredDelayNs: number;
@@ -295,6 +306,7 @@ export class SvmModel {
     this.costs = opts.costs;
     this.seed = opts.seed;
     this.sink = opts.sink ?? null;
+    this.sinkFilter = opts.sinkFilter ?? null;
     this.fullCheckEvery = opts.fullCheckEvery ?? FULL_CHECK_EVERY_DEFAULT;
     this.thrashWindowNs = opts.thrashWindowNs ?? THRASH_WINDOW_NS_DEFAULT;
     this.deferredDelayNs = opts.deferredDelayNs ?? DEFERRED_DELAY_NS_DEFAULT;
@@ -317,6 +329,11 @@ export class SvmModel {
   /** Throw InvariantError naming seed and step. */
   fail(message: string): never {
     throw new InvariantError(`${message} (seed ${this.seed}, step ${this.step}: rerun with --seed ${this.seed})`);
+  }
+
+  /** The sink wants this page event (see SvmModelOptions.sinkFilter). */
+  private wants(id: number, ns: number, page: number, npages: number): boolean {
+    return this.sink !== null && (this.sinkFilter === null || this.sinkFilter(id, ns, page, npages));
   }
 
   private endOp(): void {
@@ -507,7 +524,7 @@ export class SvmModel {
         const mask = r.accessMask | r.aipMask;
         for (let g = 0; g < this.gpus.length; g++) {
           if ((mask & (1 << g)) === 0) continue;
-          if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(now, pid, r.start, r.npages, this.gpus[g]!.id, UNMAP_TRIGGER.UNMAP_FROM_CPU), this.gpus[g]!.id);
+          if (this.wants(SMI_EVENT.UNMAP_FROM_GPU, now, r.start, r.npages)) this.sink!(ev.fmtUnmapFromGpu(now, pid, r.start, r.npages, this.gpus[g]!.id, UNMAP_TRIGGER.UNMAP_FROM_CPU), this.gpus[g]!.id);
           this.observe("unmap", now, this.gpus[g]!.id, r.start, r.npages, 0, 0, UNMAP_TRIGGER.UNMAP_FROM_CPU);
           this.stats.unmaps++;
         }
@@ -1026,9 +1043,9 @@ export class SvmModel {
       return t;
     }
     this.openMigrations++;
-    if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, 0, best, r.prefetchLoc, r.preferredLoc, trigger), best);
+    if (this.wants(SMI_EVENT.MIGRATE_START, t, s, n)) this.sink!(ev.fmtMigrateStart(t, p.pid, s, n, 0, best, r.prefetchLoc, r.preferredLoc, trigger), best);
     const end = this.sdmaCopy(gi, 0, best, gaps, t);
-    if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, 0, best, trigger, 0), best);
+    if (this.wants(SMI_EVENT.MIGRATE_END, end, s, n)) this.sink!(ev.fmtMigrateEnd(end, p.pid, s, n, 0, best, trigger, 0), best);
     this.openMigrations--;
     this.countMigration(p, r, gi, 0, best, pages, trigger, end);
     if (bounced) {
@@ -1061,10 +1078,10 @@ export class SvmModel {
     }
     const n = l - s + 1;
     this.openMigrations++;
-    if (this.sink !== null) this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger), from);
+    if (this.wants(SMI_EVENT.MIGRATE_START, t, s, n)) this.sink!(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger), from);
     const moved = runsClip(r.vramRuns, s, l);
     const end = this.sdmaCopy(gi, from, 0, moved ?? [], t);
-    if (this.sink !== null) this.sink(ev.fmtMigrateEnd(end, p.pid, s, n, from, 0, trigger, 0), from);
+    if (this.wants(SMI_EVENT.MIGRATE_END, end, s, n)) this.sink!(ev.fmtMigrateEnd(end, p.pid, s, n, from, 0, trigger, 0), from);
     this.openMigrations--;
     this.countMigration(p, r, gi, from, 0, pages, trigger, end);
     this.observe("migrate", end, from, s, n, from, 0, trigger);
@@ -1083,10 +1100,8 @@ export class SvmModel {
   private emptyMigration(p: SvmProcess, r: SvmRange, s: number, l: number, from: number, to: number, trigger: number, t: number, external: boolean): void {
     const n = l - s + 1;
     const node = from !== 0 ? from : to;
-    if (this.sink !== null) {
-      this.sink(ev.fmtMigrateStart(t, p.pid, s, n, from, to, r.prefetchLoc, r.preferredLoc, trigger), node);
-      this.sink(ev.fmtMigrateEnd(t, p.pid, s, n, from, to, trigger, 0), node);
-    }
+    if (this.wants(SMI_EVENT.MIGRATE_START, t, s, n)) this.sink!(ev.fmtMigrateStart(t, p.pid, s, n, from, to, r.prefetchLoc, r.preferredLoc, trigger), node);
+    if (this.wants(SMI_EVENT.MIGRATE_END, t, s, n)) this.sink!(ev.fmtMigrateEnd(t, p.pid, s, n, from, to, trigger, 0), node);
     this.rangeInvalidate(p, r, s, l, t, external);
   }
 
@@ -1119,7 +1134,7 @@ export class SvmModel {
       if ((mask & (1 << g)) === 0) continue;
       r.setMapped(g, runsRemove(r.mappedOn(g), s, l));
       this.stats.unmaps++;
-      if (this.sink !== null) this.sink(ev.fmtUnmapFromGpu(t, p.pid, s, l - s + 1, this.gpus[g]!.id, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE), this.gpus[g]!.id);
+      if (this.wants(SMI_EVENT.UNMAP_FROM_GPU, t, s, l - s + 1)) this.sink!(ev.fmtUnmapFromGpu(t, p.pid, s, l - s + 1, this.gpus[g]!.id, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE), this.gpus[g]!.id);
       this.observe("unmap", t, this.gpus[g]!.id, s, l - s + 1, 0, 0, UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE);
     }
   }
@@ -1442,7 +1457,7 @@ export class SvmModel {
     // Deciders are validated by their adaptor; a location that is no GPU is a host bug.
     if (best !== LOC_SYSMEM && !this.gpuById.has(best)) this.fail(`policy ${this.decider.name} chose location ${best}, which is no GPU`);
     t += this.costs.faultServiceNs;
-    if (this.sink !== null) this.sink(ev.fmtPageFaultStart(t, p.pid, addr, gpu.id, write), gpu.id);
+    if (this.wants(SMI_EVENT.PAGE_FAULT_START, t, addr, 1)) this.sink!(ev.fmtPageFaultStart(t, p.pid, addr, gpu.id, write), gpu.id);
     this.observe("fault", t, gpu.id, addr, 1, r.actualLoc, best, MIGRATE_TRIGGER.PAGEFAULT_GPU);
     // Never corrupt state on an odd window: keep it inside the range and holding addr.
     const s = Math.max(r.start, Math.min(ws, addr));
@@ -1465,7 +1480,7 @@ export class SvmModel {
     r.setMapped(gi, runsAdd(r.mappedOn(gi), s, l));
     r.validateTimestampNs = t;
     this.lruTouch(r, t);
-    if (this.sink !== null) this.sink(ev.fmtPageFaultEnd(t, p.pid, addr, gpu.id, migrated), gpu.id);
+    if (this.wants(SMI_EVENT.PAGE_FAULT_END, t, addr, 1)) this.sink!(ev.fmtPageFaultEnd(t, p.pid, addr, gpu.id, migrated), gpu.id);
     p.faults[gi]!++;
     this.stats.gpuFaults++;
     results[i] = migrated ? FAULT_RESULT.MIGRATED : FAULT_RESULT.UPDATED;

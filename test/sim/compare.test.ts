@@ -213,3 +213,37 @@ describe("summarizeEvents", () => {
     expect(none.rangeEvents.length).toBe(0);
   });
 });
+
+describe("svmrt sim --summary / --find-range (what compare's cells run)", () => {
+  test("the in-process summary equals the summary of the written event stream", async () => {
+    const f = join(dir, "pp.smi");
+    const full = await run(["sim", "--workload", "pingpong", "--json", "--events", f, "--summary", "first"]);
+    expect(full.code).toBe(EXIT.ok);
+    const r = JSON.parse(full.out);
+    const fromFile = await summarizeEvents(f, r.simTimeNs, undefined);
+    expect(r.events).toEqual(fromFile);
+    expect(r.events.lines).toBe(r.eventLines);
+    // Without --events the filter skips most text; the summary is the same.
+    const lean = JSON.parse((await run(["sim", "--workload", "pingpong", "--json", "--summary", "first"])).out);
+    expect(lean.events).toEqual(fromFile);
+    // A given range: only its events.
+    const given = JSON.parse((await run(["sim", "--workload", "pingpong", "--json", "--summary", "0x100010:1"])).out);
+    expect(given.events.range).toEqual({ startPage: 0x100010, sizePages: 1 });
+    expect(given.events.rangeEvents.length).toBeGreaterThan(0);
+    expect(given.events.rangeEvents.every((e: { page: number; sizePages: number }) => e.page <= 0x100010 && e.page + e.sizePages > 0x100010)).toBe(true);
+    // --find-range stops at the first migration and names the same window.
+    const found = await run(["sim", "--workload", "pingpong", "--find-range"]);
+    expect(JSON.parse(found.out)).toEqual({ range: fromFile.range });
+  });
+
+  test("usage errors", async () => {
+    for (const argv of [
+      ["sim", "--workload", "stream", "--summary", "first"],
+      ["sim", "--workload", "stream", "--json", "--summary", "somewhere"],
+      ["sim", "--workload", "stream", "--json", "--summary", "0x10:0"],
+      ["sim", "--workload", "stream", "--find-range", "--events", join(dir, "x.smi")],
+    ]) {
+      expect({ argv, code: (await run(argv)).code }).toEqual({ argv, code: EXIT.usage });
+    }
+  });
+});
