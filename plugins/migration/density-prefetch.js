@@ -1,37 +1,48 @@
 // @ts-check
-// density-prefetch: NVIDIA UVM's prefetcher (uvm_perf_prefetch.c, kfd-svm.md §10) on KFD.
+// density-prefetch: NVIDIA UVM's density prefetcher (uvm_perf_prefetch.c, kfd-svm.md §10) on
+// KFD, decided by the migration window.
 //
-//   migrationWindow  the 64 KiB big page (16 pages) holding the fault, clipped to the range,
-//                    instead of the kernel's 2 MiB block: the kernel's window (global
-//                    `kernel`) at granularity 4 instead of 9. Move little on a fault ...
-//   prefetch         ... and more where the block is already dense: per 2 MiB block (512
-//                    pages) a bitmap of pages resident on one destination GPU, seen as a
-//                    binary tree (leaves = pages, root = the block). For each faulting block
-//                    the largest subtree holding the fault whose populated share (resident +
-//                    just-faulted windows) exceeds threshold_pct is moved to the fault's
-//                    destination, rounded out to big pages, clipped to the range, as runs of
-//                    the big pages not yet fully resident; at most requests_max requests.
-//                    A block is evaluated once per batch, at its first fault (its later
-//                    faults' windows still count as populated).
-//   restoreLocation  not exported: the host applies the kernel's rule.
+//   restoreLocation       not exported: the host applies the kernel's rule, and the window
+//                         below recomputes the same destination (kernel.bestRestoreLocation).
+//   migrationWindow       when the destination is a GPU: per 2 MiB block (512 pages) a bitmap
+//   migrationWindowBatch  of the pages resident on that GPU, seen as a binary tree (leaves =
+//                         64 KiB big pages of 16 pages, root = the block). The faulting big
+//                         page counts as populated; walking from it up to the root, the window
+//                         is the largest subtree holding the fault whose populated share
+//                         exceeds threshold_pct (pages inside the range only, in numerator and
+//                         denominator), at least the faulting big page, clipped to the range.
+//                         When the destination is system memory (0) or the fault is denied
+//                         (-1): the faulting big page, clipped to the range (the kernel's
+//                         window at granularity 4 instead of 9).
 //
-// Residency comes from this batch's decisions (windows migrated to a GPU are resident, to
-// system memory are not), from the requests this plugin returns, and from `observe`: migrate
-// events set (to a GPU) or clear (away from it) pages; evict events and unmaps by the CPU
-// (freed memory) clear them. Unmaps that accompany a migration change nothing: an earlier
-// version cleared pages on those and, on a sequential stream, never prefetched at all.
-// A block tracks one GPU: a move to another GPU restarts its bitmap. Prefetches go to GPUs
-// only (never to system memory). Unlike NVIDIA, thrashing pages are not excluded: combine
-// with thrash-guard's logic if that matters.
+// Why the window and not the `prefetch` hook: on KFD a range accepts one GPU fault per 2 ms
+// (the duplicate window, kfd-svm.md §2), and prefetched pages are migrated but not mapped,
+// so on a sequential stream every big page still cost a handled fault (32 per block), however
+// much had been prefetched. UVM services the prefetch region together with the faulting
+// page: uvm_perf_prefetch's hint is added to the same fault's service mask, so those pages
+// are migrated and mapped by that one fault. A window does exactly that here: pages of it
+// already resident move nothing (the model only maps them), the others are migrated, and all
+// are mapped. On a sequential stream over a block the handled faults are those on big pages
+// 0, 1, 2, 4, 8 and 16 (each doubles the window: 6 faults per block instead of 32).
 //
-// State: module-level bitmaps (a byte per page plus a count per big page), bounded by
-// blocks_max (least recently touched forgotten). Lost when the host rebuilds the sandbox:
-// the bitmaps then start empty, which only makes prefetching more conservative until they
-// fill again.
+// Residency comes only from `observe` (events arrive in order, before the next decision):
+// migrate events set pages resident on `to` when it is a GPU (a block tracking another GPU
+// restarts on the new one) and clear them when `to` is system memory; evict events clear;
+// unmap events clear only for trigger UNMAP_FROM_CPU (the CPU freed the memory). Unmaps with
+// trigger MMU_NOTIFY_MIGRATE accompany migrations and change nothing. A block tracking
+// another GPU than the fault's destination counts as empty. Unlike UVM, thrashing pages are
+// not excluded: combine with thrash-guard's logic if that matters.
 //
-// Cost: prefetch evaluates at most 64 blocks per batch, reading the batch's raw records
-// (FaultBatch). Moving 64 KiB per fault means ~32x the faults of the kernel's 2 MiB window,
-// each through the sandbox: the slowest shipped policy to simulate.
+// State: a slab of typed arrays, one slot per tracked block (512 page bytes, a 64-node tree of
+// counts, its GPU, LRU links), at most blocks_max slots (the least recently set block is
+// forgotten), a Map from block number to slot. A block that becomes empty frees its slot.
+// Lost when the host rebuilds the sandbox: the blocks then start empty, which only makes the
+// windows smaller until observe fills them again.
+//
+// Cost: written for QuickJS. The decision allocates nothing: integer keys and offsets
+// (`| 0` on numbers read from the Float64Array records: QuickJS converts a float Map key or
+// index to a string), one Map lookup, and a walk of 5 tree levels; only a block cut by the
+// range's edge counts pages of its edge big pages one by one.
 
 /** Tunables, uvm_perf_prefetch style: name, default, bounds, meaning. */
 export const params = {
@@ -40,255 +51,331 @@ export const params = {
     default: 51,
     min: 1,
     max: 100,
-    description: "a subtree is prefetched when more than this share of its pages is populated, % (uvm_perf_prefetch_threshold)",
-  },
-  requests_max: {
-    type: "integer",
-    default: 64,
-    min: 1,
-    max: 64,
-    description: "most prefetch requests returned per batch of faults (the host accepts at most 64)",
+    description: "a subtree joins the window when more than this share of its pages is populated, % (uvm_perf_prefetch_threshold)",
   },
   blocks_max: {
     type: "integer",
     default: 2048,
     min: 1,
     max: 16384,
-    description: "most 2 MiB blocks whose residency bitmap is kept (about 550 bytes each)",
+    description: "most 2 MiB blocks whose residency is kept (about 660 bytes each)",
   },
 };
 
 const SYSMEM = 0;
 /** KFD_SVM_UNMAP_TRIGGER_UNMAP_FROM_CPU: the CPU unmapped (freed) the pages. */
 const TRIGGER_UNMAP_FROM_CPU = 2;
-/** 2 MiB in 4 KiB pages: the root of a bitmap tree (a uvm va_block). */
+/** 2 MiB in 4 KiB pages: the root of a block's tree (a uvm va_block). */
 const BLOCK_PAGES = 512;
-/** 64 KiB in 4 KiB pages: the big page, the unit of windows and prefetches. */
+/** 64 KiB in 4 KiB pages: the big page, the smallest window. */
 const BIG_PAGE_PAGES = 16;
-/** log2 of BIG_PAGE_PAGES: the migration granularity the windows are computed with. */
-const BIG_PAGE_GRANULARITY = 4;
-/** Most blocks one observed event or window updates (a 1 GiB prefetch spans 512 blocks). */
-const SPAN_BLOCKS_MAX = 64;
+/** log2 of BIG_PAGE_PAGES. */
+const BIG_PAGE_SHIFT = 4;
+/** Nodes of a block's tree in heap order: 1 = the block, 2n and 2n+1 the halves of n; 0 unused. */
+const TREE_NODES = 64;
+/** Node of big page 0: nodes LEAF_BASE..TREE_NODES-1 are the block's 32 big pages. */
+const LEAF_BASE = 32;
 /**
- * Most faulting blocks evaluated per batch: bounds the call's time (in the QuickJS sandbox a
- * block costs ~0.1 ms; the default hook budget is 50 ms, and the JSON of a large batch's
- * faults already takes a good part of it).
+ * Page numbers below this give exact int32 block numbers with `(addr / BLOCK_PAGES) | 0`.
+ * GPU virtual addresses have 48 bits (pages < 2^36); a fault above this gets the big page.
  */
-const BATCH_BLOCKS_MAX = 64;
-/** Big pages of a block. */
-const BLOCK_BIG_PAGES = BLOCK_PAGES / BIG_PAGE_PAGES;
-/** Scratch of blockPrefetch, per big page: populated pages inside the range, pages inside the range. */
-const bigPopulated = new Uint8Array(BLOCK_BIG_PAGES);
-const bigValid = new Uint8Array(BLOCK_BIG_PAGES);
+const ADDR_PAGES_MAX = 2 ** 40;
+/**
+ * Most blocks one observed event sets resident: an unaligned 1 GiB range (the largest SVM
+ * range) spans 513. Clearing needs no bound: it visits at most the tracked blocks.
+ */
+const SPAN_BLOCKS_MAX = 513;
+/** Slots of the slab after its first growth (it doubles up to blocks_max + 1). */
+const SLOTS_FIRST = 64;
 
-/**
- * @typedef {object} BlockResidency
- * @property {number} gpu           the GPU the bitmap is about (0 = none yet)
- * @property {Uint8Array} resident  one byte per page: 1 = resident on `gpu`
- * @property {Uint8Array} bigCount  per big page: resident pages (the tree's big-page level, kept up to date)
- */
-/** @type {Map<number, BlockResidency>} block number (addr / 512) -> pages resident on `gpu` */
+/** A full block's tree: every node holds its page count. */
+const TREE_FULL = new Uint16Array(TREE_NODES);
+for (let n = 1; n < TREE_NODES; n++) TREE_FULL[n] = BLOCK_PAGES >> (31 - Math.clz32(n));
+
+// The slab. Slot 0 is the empty block (never written: untracked blocks and blocks tracking
+// another GPU read it) and the sentinel of the LRU list (lruNext[0] = least recently set).
+let slotsCap = 1;
+let slotsUsed = 1;
+/** slot * BLOCK_PAGES + page offset: 1 = resident on gpuOf[slot]. */
+let pages = new Uint8Array(BLOCK_PAGES);
+/** slot * TREE_NODES + node: resident pages under the node. */
+let tree = new Uint16Array(TREE_NODES);
+/** The GPU a slot's bitmap is about. */
+let gpuOf = new Uint32Array(1);
+/** The block number of a slot. */
+let blockOf = new Int32Array(1);
+let lruPrev = new Int32Array(1);
+let lruNext = new Int32Array(1);
+/** Slots of blocks that became empty, ready for reuse. */
+let slotsFree = new Int32Array(1);
+let slotsFreeCount = 0;
+/** @type {Map<number, number>} block number (addr / 512, an int32) -> slot */
 const blocks = new Map();
 
-/**
- * @param {number} block @param {number} blocksMax @param {boolean} create
- * @returns {BlockResidency | undefined}
- */
-function blockTouch(block, blocksMax, create) {
-  let st = blocks.get(block);
-  if (st !== undefined) {
-    blocks.delete(block);
-    blocks.set(block, st);
-    return st;
+/** The window of the last windowOf call (module-level: no object per fault). */
+let windowStart = 0;
+let windowLast = 0;
+
+/** @param {number} cap */
+function slabGrow(cap) {
+  /** @template {Uint8Array | Uint16Array | Uint32Array | Int32Array} T @param {T} old @param {T} next @returns {T} */
+  const copy = (old, next) => {
+    next.set(old);
+    return next;
+  };
+  pages = copy(pages, new Uint8Array(cap * BLOCK_PAGES));
+  tree = copy(tree, new Uint16Array(cap * TREE_NODES));
+  gpuOf = copy(gpuOf, new Uint32Array(cap));
+  blockOf = copy(blockOf, new Int32Array(cap));
+  lruPrev = copy(lruPrev, new Int32Array(cap));
+  lruNext = copy(lruNext, new Int32Array(cap));
+  slotsFree = copy(slotsFree, new Int32Array(cap));
+  slotsCap = cap;
+}
+
+/** @param {number} slot */
+function lruUnlink(slot) {
+  const p = lruPrev[slot];
+  const n = lruNext[slot];
+  lruNext[p] = n;
+  lruPrev[n] = p;
+}
+
+/** Make `slot` the most recently set. @param {number} slot */
+function lruLinkNewest(slot) {
+  const newest = lruPrev[0];
+  lruPrev[slot] = newest;
+  lruNext[slot] = 0;
+  lruNext[newest] = slot;
+  lruPrev[0] = slot;
+}
+
+/** Forget the block of `slot` and zero its bitmap. @param {number} slot */
+function slotRelease(slot) {
+  blocks.delete(blockOf[slot]);
+  lruUnlink(slot);
+  pages.fill(0, slot * BLOCK_PAGES, (slot + 1) * BLOCK_PAGES);
+  tree.fill(0, slot * TREE_NODES, (slot + 1) * TREE_NODES);
+}
+
+/** A zeroed slot for a new block: a freed one, a fresh one, or the least recently set one's. */
+function slotNew(/** @type {number} */ blocksMax) {
+  // blocks_max may have shrunk (a reload keeps no state, but be exact anyway).
+  while (blocks.size >= blocksMax && lruNext[0] !== 0) {
+    const oldest = lruNext[0];
+    slotRelease(oldest);
+    slotsFree[slotsFreeCount++] = oldest;
   }
-  if (!create) return undefined;
-  st = { gpu: SYSMEM, resident: new Uint8Array(BLOCK_PAGES), bigCount: new Uint8Array(BLOCK_BIG_PAGES) };
-  blocks.set(block, st);
-  while (blocks.size > blocksMax) {
-    const oldest = blocks.keys().next();
-    if (oldest.done) break;
-    blocks.delete(oldest.value);
+  if (slotsFreeCount > 0) return slotsFree[--slotsFreeCount];
+  if (slotsUsed === slotsCap) {
+    // Every used slot is the empty block, a tracked block or free, and fewer than blocksMax
+    // blocks are tracked here: so the slab is below blocksMax + 1 slots and can grow.
+    const doubled = slotsCap * 2 > SLOTS_FIRST ? slotsCap * 2 : SLOTS_FIRST;
+    const cap = doubled < blocksMax + 1 ? doubled : blocksMax + 1;
+    if (cap <= slotsCap) throw new Error(`density-prefetch: slab of ${slotsCap} slots full with ${blocks.size} of ${blocksMax} blocks`);
+    slabGrow(cap);
   }
-  return st;
+  return slotsUsed++;
 }
 
 /**
- * Set pages [from, to) of a block (offsets) to `value` and update the big-page counts.
- * @param {BlockResidency} st @param {number} from @param {number} to @param {number} value
+ * Set pages [a, b] (offsets) of the block in `slot` to `value` (0 or 1) and update its tree.
+ * @param {number} slot @param {number} a @param {number} b @param {number} value
  */
-function blockFill(st, from, to, value) {
-  st.resident.fill(value, from, to);
-  for (let bp = Math.floor(from / BIG_PAGE_PAGES); bp * BIG_PAGE_PAGES < to; bp++) {
-    const s = bp * BIG_PAGE_PAGES;
-    if (from <= s && to >= s + BIG_PAGE_PAGES) {
-      st.bigCount[bp] = value * BIG_PAGE_PAGES;
-      continue;
-    }
+function blockFill(slot, a, b, value) {
+  const p0 = slot * BLOCK_PAGES;
+  const t0 = slot * TREE_NODES;
+  if (a === 0 && b === BLOCK_PAGES - 1) {
+    pages.fill(value, p0, p0 + BLOCK_PAGES);
+    if (value === 0) tree.fill(0, t0, t0 + TREE_NODES);
+    else tree.set(TREE_FULL, t0);
+    return;
+  }
+  pages.fill(value, p0 + a, p0 + b + 1);
+  for (let bp = a >> BIG_PAGE_SHIFT; bp <= b >> BIG_PAGE_SHIFT; bp++) {
+    const s = bp << BIG_PAGE_SHIFT;
     let c = 0;
-    for (let k = s; k < s + BIG_PAGE_PAGES; k++) c += st.resident[k];
-    st.bigCount[bp] = c;
+    if (a <= s && b >= s + BIG_PAGE_PAGES - 1) c = value * BIG_PAGE_PAGES;
+    else for (let k = p0 + s; k < p0 + s + BIG_PAGE_PAGES; k++) c += pages[k];
+    tree[t0 + LEAF_BASE + bp] = c;
   }
+  for (let n = LEAF_BASE - 1; n >= 1; n--) tree[t0 + n] = tree[t0 + 2 * n] + tree[t0 + 2 * n + 1];
 }
 
 /**
- * Pages [start, last] moved to `loc`: resident when it is a GPU (the block switches to that
- * GPU if it tracked another), not resident otherwise (`loc` 0 = system memory).
- * @param {number} start @param {number} last @param {number} loc @param {number} blocksMax
+ * Pages [start, last] arrived on GPU `gpu`: resident; a block tracking another GPU restarts
+ * on this one. At most SPAN_BLOCKS_MAX blocks (the first ones).
+ * @param {number} start @param {number} last @param {number} gpu @param {number} blocksMax
  */
-function pagesMoved(start, last, loc, blocksMax) {
-  if (last < start) return;
-  const first = Math.floor(start / BLOCK_PAGES);
-  const end = Math.min(Math.floor(last / BLOCK_PAGES), first + SPAN_BLOCKS_MAX - 1);
+function pagesArrived(start, last, gpu, blocksMax) {
+  const first = (start / BLOCK_PAGES) | 0;
+  let end = (last / BLOCK_PAGES) | 0;
+  if (end - first >= SPAN_BLOCKS_MAX) end = first + SPAN_BLOCKS_MAX - 1;
   for (let block = first; block <= end; block++) {
     const base = block * BLOCK_PAGES;
-    const st = blockTouch(block, blocksMax, loc > 0);
-    if (st === undefined) continue;
-    if (loc > 0 && st.gpu !== loc) {
-      st.gpu = loc;
-      st.resident.fill(0);
-      st.bigCount.fill(0);
-    }
-    blockFill(st, Math.max(start, base) - base, Math.min(last, base + BLOCK_PAGES - 1) - base + 1, loc > 0 ? 1 : 0);
-  }
-}
-
-/**
- * True when more than thresholdPct of the pages of block offsets [s, e] inside the range
- * [lo, hi] are populated; counted page by page (used below the big-page level only).
- * @param {BlockResidency} st @param {number} s @param {number} e @param {number} lo @param {number} hi
- * @param {number} thresholdPct
- * @returns {boolean}
- */
-function pagesOverThreshold(st, s, e, lo, hi, thresholdPct) {
-  const from = Math.max(s, lo);
-  const to = Math.min(e, hi);
-  if (to < from) return false;
-  let pop = 0;
-  for (let k = from; k <= to; k++) pop += st.resident[k];
-  return pop * 100 > thresholdPct * (to - from + 1);
-}
-
-/**
- * The prefetch requests for one faulting block: see the header.
- * @param {BlockResidency} st @param {number} block @param {number} addr
- * @param {number} rangeStart @param {number} rangeLast @param {number} thresholdPct
- * @param {import("../types").PrefetchRequest[]} out @param {number} requestsMax
- */
-function blockPrefetch(st, block, addr, rangeStart, rangeLast, thresholdPct, out, requestsMax) {
-  const base = block * BLOCK_PAGES;
-  // Pages of the block inside the range: [lo, hi] in block offsets. Pages outside the range
-  // count neither as populated nor in the denominator.
-  const lo = Math.max(rangeStart, base) - base;
-  const hi = Math.min(rangeLast, base + BLOCK_PAGES - 1) - base;
-  if (hi < lo) return;
-  const off = addr - base;
-  // Big-page level of the tree, clipped to the range (only the edge big pages are scanned).
-  // A block wholly inside the range (the usual case) copies its counts: in the QuickJS
-  // sandbox each interpreted step costs ~0.5 µs, a Math call ~1.5 µs.
-  if (lo === 0 && hi === BLOCK_PAGES - 1) {
-    bigPopulated.set(st.bigCount);
-    bigValid.fill(BIG_PAGE_PAGES);
-  } else {
-    for (let bp = 0, s = 0; bp < BLOCK_BIG_PAGES; bp++, s += BIG_PAGE_PAGES) {
-      const vs = Math.max(s, lo);
-      const ve = Math.min(s + BIG_PAGE_PAGES - 1, hi);
-      if (ve < vs) {
-        bigPopulated[bp] = 0;
-        bigValid[bp] = 0;
-      } else if (ve - vs + 1 === BIG_PAGE_PAGES) {
-        bigPopulated[bp] = st.bigCount[bp];
-        bigValid[bp] = BIG_PAGE_PAGES;
-      } else {
-        let c = 0;
-        for (let k = vs; k <= ve; k++) c += st.resident[k];
-        bigPopulated[bp] = c;
-        bigValid[bp] = ve - vs + 1;
+    let slot = blocks.get(block);
+    if (slot === undefined) {
+      slot = slotNew(blocksMax);
+      blocks.set(block, slot);
+      blockOf[slot] = block;
+      gpuOf[slot] = gpu;
+    } else {
+      lruUnlink(slot);
+      if (gpuOf[slot] !== gpu) {
+        gpuOf[slot] = gpu;
+        blockFill(slot, 0, BLOCK_PAGES - 1, 0);
       }
     }
+    lruLinkNewest(slot);
+    blockFill(slot, start > base ? (start - base) | 0 : 0, last < base + BLOCK_PAGES - 1 ? (last - base) | 0 : BLOCK_PAGES - 1, 1);
   }
-  // Walk the tree from the fault's leaf to the root; keep the largest subtree over threshold.
-  let best = 1;
-  for (let size = 2; size < BIG_PAGE_PAGES; size *= 2) {
-    const s = Math.floor(off / size) * size;
-    if (pagesOverThreshold(st, s, s + size - 1, lo, hi, thresholdPct)) best = size;
+}
+
+/**
+ * Clear pages [start, last] of the block in `slot` (number `block`); an emptied block frees
+ * its slot.
+ * @param {number} block @param {number} slot @param {number} start @param {number} last
+ */
+function blockClear(block, slot, start, last) {
+  const base = block * BLOCK_PAGES;
+  blockFill(slot, start > base ? (start - base) | 0 : 0, last < base + BLOCK_PAGES - 1 ? (last - base) | 0 : BLOCK_PAGES - 1, 0);
+  if (tree[slot * TREE_NODES + 1] === 0) {
+    slotRelease(slot);
+    slotsFree[slotsFreeCount++] = slot;
   }
-  for (let size = BIG_PAGE_PAGES; size <= BLOCK_PAGES; size *= 2) {
-    const nb = size / BIG_PAGE_PAGES;
-    const first = Math.floor(off / size) * nb;
-    let pop = 0;
-    let valid = 0;
-    for (let bp = first; bp < first + nb; bp++) {
-      pop += bigPopulated[bp];
-      valid += bigValid[bp];
+}
+
+/**
+ * Pages [start, last] are no longer in VRAM (moved to system memory, evicted, freed). Visits
+ * the span's blocks or, when fewer, the tracked ones.
+ * @param {number} start @param {number} last
+ */
+function pagesLeft(start, last) {
+  const first = (start / BLOCK_PAGES) | 0;
+  const end = (last / BLOCK_PAGES) | 0;
+  if (end - first < blocks.size) {
+    for (let block = first; block <= end; block++) {
+      const slot = blocks.get(block);
+      if (slot !== undefined) blockClear(block, slot, start, last);
     }
-    if (valid > 0 && pop * 100 > thresholdPct * valid) best = size;
+    return;
   }
-  // The subtree rounded out to big pages; runs of big pages not fully populated become
-  // requests, clipped to the range.
-  const subtreeStart = Math.floor(off / best) * best;
-  const bpFirst = Math.floor(subtreeStart / BIG_PAGE_PAGES);
-  const bpLast = Math.ceil((subtreeStart + best) / BIG_PAGE_PAGES) - 1;
-  let runFirst = -1;
-  for (let bp = bpFirst; bp <= bpLast + 1; bp++) {
-    const missing = bp <= bpLast && bigPopulated[bp] < bigValid[bp];
-    if (missing) {
-      if (runFirst < 0) runFirst = bp;
-      continue;
+  // Deleting the entry being visited is allowed during Map.prototype.forEach.
+  blocks.forEach((slot, block) => {
+    if (block >= first && block <= end) blockClear(block, slot, start, last);
+  });
+}
+
+/**
+ * Resident pages of offsets [x, y] of the block in `slot`: whole big pages from the tree,
+ * the others (at most two, at the range's edges) page by page.
+ * @param {number} slot @param {number} x @param {number} y
+ */
+function pagesResident(slot, x, y) {
+  const p0 = slot * BLOCK_PAGES;
+  const leaves = slot * TREE_NODES + LEAF_BASE;
+  let c = 0;
+  for (let bp = x >> BIG_PAGE_SHIFT; bp <= y >> BIG_PAGE_SHIFT; bp++) {
+    const s = bp << BIG_PAGE_SHIFT;
+    const e = s + BIG_PAGE_PAGES - 1;
+    if (x <= s && e <= y) c += tree[leaves + bp];
+    else for (let k = p0 + (s > x ? s : x), kEnd = p0 + (e < y ? e : y); k <= kEnd; k++) c += pages[k];
+  }
+  return c;
+}
+
+/**
+ * Size in pages of the largest subtree of the block in `slot` holding page offset `off`
+ * whose populated share, inside the range's offsets [lo, hi], exceeds thresholdPct; at least
+ * the big page. The faulting big page counts as populated.
+ * @param {number} slot @param {number} off @param {number} lo @param {number} hi
+ * @param {number} thresholdPct
+ */
+function subtreeDensest(slot, off, lo, hi, thresholdPct) {
+  const t0 = slot * TREE_NODES;
+  const bs = off & -BIG_PAGE_PAGES;
+  const be = bs + BIG_PAGE_PAGES - 1;
+  let pop = (be < hi ? be : hi) - (bs > lo ? bs : lo) + 1;
+  let valid = pop;
+  let best = BIG_PAGE_PAGES;
+  let node = LEAF_BASE + (off >> BIG_PAGE_SHIFT);
+  // Each level adds the sibling of the subtree holding the fault.
+  for (let half = BIG_PAGE_PAGES; half < BLOCK_PAGES; half <<= 1) {
+    const ss = (off & -half) ^ half;
+    const se = ss + half - 1;
+    if (ss >= lo && se <= hi) {
+      pop += tree[t0 + (node ^ 1)];
+      valid += half;
+    } else if (se >= lo && ss <= hi) {
+      const x = ss > lo ? ss : lo;
+      const y = se < hi ? se : hi;
+      pop += pagesResident(slot, x, y);
+      valid += y - x + 1;
     }
-    if (runFirst < 0) continue;
-    if (out.length >= requestsMax) return;
-    const s = Math.max(runFirst * BIG_PAGE_PAGES, lo);
-    const e = Math.min(bp * BIG_PAGE_PAGES - 1, hi);
-    out.push({ start: base + s, npages: e - s + 1, loc: st.gpu });
-    blockFill(st, s, e + 1, 1);
-    runFirst = -1;
+    node >>= 1;
+    if (pop * 100 > thresholdPct * valid) best = half << 1;
   }
+  return best;
+}
+
+/**
+ * The window of one fault into windowStart / windowLast: see the header. The numbers are as
+ * read from a fault record (integers held in doubles).
+ * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} gpuIndex
+ * @param {number} preferredLoc @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ * @param {number} addr @param {number} rangeStart @param {number} rangeLast @param {number} thresholdPct
+ */
+function windowOf(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask, addr, rangeStart, rangeLast, thresholdPct) {
+  const dest = kernel.bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+  let s = addr - (addr % BIG_PAGE_PAGES);
+  let size = BIG_PAGE_PAGES;
+  if (dest > SYSMEM && addr < ADDR_PAGES_MAX) {
+    const block = (addr / BLOCK_PAGES) | 0;
+    const base = block * BLOCK_PAGES;
+    const off = (addr - base) | 0;
+    const lo = rangeStart > base ? (rangeStart - base) | 0 : 0;
+    const hi = rangeLast < base + BLOCK_PAGES - 1 ? (rangeLast - base) | 0 : BLOCK_PAGES - 1;
+    const tracked = blocks.get(block);
+    const slot = tracked !== undefined && gpuOf[tracked] === dest ? tracked : 0;
+    size = subtreeDensest(slot, off, lo, hi, thresholdPct);
+    s = base + (off & -size);
+  }
+  const l = s + size - 1;
+  windowStart = s > rangeStart ? s : rangeStart;
+  windowLast = l < rangeLast ? l : rangeLast;
 }
 
 /** @type {import("../types").MigrationHooks["migrationWindow"]} */
 export function migrationWindow(f, ctx) {
-  return kernel.migrationWindow({ ...f, granularity: BIG_PAGE_GRANULARITY }, ctx);
+  const thresholdPct = /** @type {number} */ (ctx.params.threshold_pct);
+  windowOf(ctx.gpus, f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask, f.addr, f.rangeStart, f.rangeLast, thresholdPct);
+  return { start: windowStart, last: windowLast };
 }
 
 /** @type {import("../types").MigrationHooks["migrationWindowBatch"]} */
 export function migrationWindowBatch(b, ctx) {
-  // The kernel's windows over a copy of the records whose granularity is the big page.
-  const faults = b.faults.slice(0, b.n * b.stride);
-  for (let i = 0, o = b.F.granularity; i < b.n; i++, o += b.stride) faults[o] = BIG_PAGE_GRANULARITY;
-  kernel.migrationWindowBatch({ ...b, faults }, ctx);
-}
-
-/** @type {import("../types").MigrationHooks["prefetch"]} */
-export function prefetch(input, ctx) {
-  const p = ctx.params;
-  const blocksMax = /** @type {number} */ (p.blocks_max);
-  const requestsMax = /** @type {number} */ (p.requests_max);
-  const thresholdPct = /** @type {number} */ (p.threshold_pct);
-  // The batch arrives as raw records (FaultBatch): field k of fault i is
-  // faults[i * stride + F[k]]; decisions[3i..3i+2] are location, window start, window last.
-  const { faults, n, stride, F, decisions } = input;
-  // The batch's windows are about to move: they count as populated.
-  for (let i = 0; i < n; i++) {
-    const loc = decisions[3 * i];
-    if (loc >= 0) pagesMoved(decisions[3 * i + 1], decisions[3 * i + 2], loc, blocksMax);
+  const { faults, n, stride, F, decisions } = b;
+  const gpus = ctx.gpus;
+  const thresholdPct = /** @type {number} */ (ctx.params.threshold_pct);
+  const fGpu = F.gpuId, fIndex = F.gpuIndex, fPref = F.preferredLoc, fActual = F.actualLoc;
+  const fAccess = F.accessMask, fAip = F.aipMask, fAddr = F.addr, fStart = F.rangeStart, fLast = F.rangeLast;
+  for (let i = 0, o = 0; i < n; i++, o += stride) {
+    windowOf(
+      gpus,
+      faults[o + fGpu],
+      faults[o + fIndex],
+      faults[o + fPref],
+      faults[o + fActual],
+      faults[o + fAccess],
+      faults[o + fAip],
+      faults[o + fAddr],
+      faults[o + fStart],
+      faults[o + fLast],
+      thresholdPct,
+    );
+    decisions[i * 3 + 1] = windowStart;
+    decisions[i * 3 + 2] = windowLast;
   }
-  /** @type {import("../types").PrefetchRequest[]} */
-  const out = [];
-  /** @type {Set<number>} blocks already handled in this batch */
-  const done = new Set();
-  for (let i = 0, o = 0; i < n && out.length < requestsMax; i++, o += stride) {
-    const loc = decisions[3 * i];
-    if (loc <= 0) continue;
-    const addr = faults[o + F.addr];
-    const block = Math.floor(addr / BLOCK_PAGES);
-    if (done.has(block)) continue;
-    if (done.size >= BATCH_BLOCKS_MAX) break;
-    done.add(block);
-    const st = blocks.get(block);
-    if (st === undefined || st.gpu !== loc) continue;
-    blockPrefetch(st, block, addr, faults[o + F.rangeStart], faults[o + F.rangeLast], thresholdPct, out, requestsMax);
-  }
-  return out;
 }
 
 /** The only events observe reads: the host builds and sends no others. */
@@ -300,13 +387,17 @@ export function observe(input, ctx) {
   const events = input.events;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i];
-    if (ev.npages < 1) continue;
-    const last = ev.start + ev.npages - 1;
-    if (ev.kind === "migrate") pagesMoved(ev.start, last, ev.to, blocksMax);
+    const start = ev.start;
+    const last = start + ev.npages - 1;
+    if (!(start >= 0 && last >= start && last < ADDR_PAGES_MAX)) continue;
+    if (ev.kind === "migrate") {
+      if (ev.to > SYSMEM) pagesArrived(start, last, ev.to, blocksMax);
+      else pagesLeft(start, last);
+    }
     // An unmap for a migration (MMU_NOTIFY_MIGRATE) or another CPU-side invalidation only
     // drops GPU mappings: the data stays where its migrate event put it. Only memory the CPU
     // unmapped (freed) stops being resident.
-    else if (ev.kind === "evict" || (ev.kind === "unmap" && ev.trigger === TRIGGER_UNMAP_FROM_CPU)) pagesMoved(ev.start, last, SYSMEM, blocksMax);
+    else if (ev.kind === "evict" || (ev.kind === "unmap" && ev.trigger === TRIGGER_UNMAP_FROM_CPU)) pagesLeft(start, last);
   }
   return null;
 }

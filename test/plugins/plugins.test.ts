@@ -1,7 +1,8 @@
 /**
  * The shipped policies: every policies/**\/*.yaml loads and passes its inline tests, and
  * scenarios longer than inline cases can express (a thrashing episode to its pin and its
- * expiry, exact prefetch requests, an adaptive schedule over several calls, the batch path).
+ * expiry, density windows against the rule written plainly and in the simulator, an adaptive
+ * schedule over several calls, the batch path).
  */
 import { describe, expect, test } from "bun:test";
 import { join, relative } from "node:path";
@@ -9,9 +10,13 @@ import {
   DECISION_STRIDE,
   FAULT_STRIDE,
   type Fault,
+  LOC_UNDEFINED,
   type ObservedEvent,
+  type PageWindow,
   type PolicyContext,
   emptyFault,
+  kernelRestoreLocation,
+  nativeKernelDefault,
   writeFault,
 } from "../../runtime/policy/contracts/migration.ts";
 import { findPolicyFiles } from "../../runtime/policy/files.ts";
@@ -19,6 +24,11 @@ import { KINDS } from "../../runtime/policy/kinds.ts";
 import { readPolicySpec } from "../../runtime/policy/loader.ts";
 import { Policy } from "../../runtime/policy/policy.ts";
 import { runPolicyTests } from "../../runtime/policy/testing.ts";
+import { builtinWorkload } from "../../runtime/sim/builtins.ts";
+import { runSim } from "../../runtime/sim/engine.ts";
+import { resolveMigrationPolicy } from "../../runtime/sim/policy.ts";
+import { Prng } from "../../runtime/sim/prng.ts";
+import { loadProfile } from "../../runtime/sim/profile.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const POLICIES = join(ROOT, "policies");
@@ -262,65 +272,248 @@ describe("access-counter", () => {
 });
 
 describe("density-prefetch", () => {
-  async function prefetch(p: Policy, fs: Partial<Fault>[], ds: { loc: number; start: number; last: number }[]) {
-    const d = await p.invoke("prefetch", { faults: fs, decisions: ds }, at(1000 * MS));
+  const T = 1000 * MS;
+  /** Pages [start, start + npages) arrive on GPU `to` (a migration with trigger PAGEFAULT_GPU). */
+  const arrive = (start: number, npages: number, to = GPU_A): ObservedEvent => migrateEvent(T, start, npages, 0, to, 1);
+  const faultB = (addr: number, o: Partial<Fault> = {}) => faultA(addr, { gpuId: GPU_B, gpuIndex: 1, accessMask: 2, ...o });
+
+  async function windowOf(p: Policy, f: Partial<Fault>): Promise<PageWindow> {
+    const d = await p.invoke<PageWindow>("migrationWindow", f, at(T));
+    expect(d.failure).toBeUndefined();
     expect(d.by).toBe("plugin");
     return d.value;
   }
 
-  test("every other big page resident: the subtree is 53% populated, each missing big page is requested", async () => {
+  test("no prefetch hook and no requests_max: the window does the prefetching", async () => {
     using p = await loadPolicy("migration", "density-prefetch");
-    // Even big pages of block 0 (0..15, 32..47, ...) on GPU A: 256 of 512 pages.
-    const events = Array.from({ length: 16 }, (_, i) => migrateEvent(1000 * MS, i * 32, 16, 0, GPU_A, 0));
-    await observe(p, events, 1000 * MS);
-    // A fault on odd big page 1 (pages 16..31) makes 272 of 512 populated.
-    const got = await prefetch(p, [faultA(20)], [{ loc: GPU_A, start: 16, last: 31 }]);
-    const want = Array.from({ length: 15 }, (_, i) => ({ start: 48 + i * 32, npages: 16, loc: GPU_A }));
-    expect(got).toEqual(want);
+    expect([...p.hooks].sort()).toEqual(["migrationWindow", "observe"]);
+    expect([...p.sandbox.exports.functions].sort()).toEqual(["migrationWindow", "migrationWindowBatch", "observe"]);
+    expect(p.sandbox.exports.data.observeKinds).toEqual(["migrate", "evict", "unmap"]);
+    expect(Object.keys(p.params).sort()).toEqual(["blocks_max", "threshold_pct"]);
   });
 
-  test("at most requests_max requests", async () => {
-    using p = await loadPolicy("migration", "density-prefetch", { requests_max: 4 });
-    const events = Array.from({ length: 16 }, (_, i) => migrateEvent(1000 * MS, i * 32, 16, 0, GPU_A, 0));
-    await observe(p, events, 1000 * MS);
-    const got = await prefetch(p, [faultA(20)], [{ loc: GPU_A, start: 16, last: 31 }]);
-    expect(got).toEqual([48, 80, 112, 144].map((start) => ({ start, npages: 16, loc: GPU_A })));
-  });
-
-  test("a dense quarter block: the 128-page subtree is prefetched, not the whole block", async () => {
+  test("every other big page resident: every level holding the fault is over 51%, the window is the block", async () => {
     using p = await loadPolicy("migration", "density-prefetch");
-    // Pages 0..63 resident; a fault at 100 (window 96..111): [0, 128) holds 80 of 128 (62%),
-    // [0, 256) 80 of 256 (31%).
-    await observe(p, [migrateEvent(1000 * MS, 0, 64, 0, GPU_A, 1)], 1000 * MS);
-    const got = await prefetch(p, [faultA(100)], [{ loc: GPU_A, start: 96, last: 111 }]);
-    expect(got).toEqual([
-      { start: 64, npages: 32, loc: GPU_A },
-      { start: 112, npages: 16, loc: GPU_A },
-    ]);
+    // Even big pages of block 0 (0..15, 32..47, ...): 256 of 512. A fault on odd big page 1
+    // (pages 16..31): [0, 31] 32/32, [0, 63] 48/64, [0, 127] 80/128, [0, 255] 144/256, the block 272/512.
+    await observe(p, Array.from({ length: 16 }, (_, i) => arrive(i * 32, 16)), T);
+    expect(await windowOf(p, faultA(20))).toEqual({ start: 0, last: 511 });
   });
 
-  test("a higher threshold prefetches less", async () => {
+  test("a dense quarter block: the 128-page subtree (62%), not the block (31%)", async () => {
+    using p = await loadPolicy("migration", "density-prefetch");
+    // Pages 0..63 resident; fault at 100 (big page 96..111): [96, 127] 16/32, [64, 127] 16/64,
+    // [0, 127] 80/128, [0, 255] 80/256, the block 80/512.
+    await observe(p, [arrive(0, 64)], T);
+    expect(await windowOf(p, faultA(100))).toEqual({ start: 0, last: 127 });
+  });
+
+  test("a higher threshold takes less: 62% is not over 70%", async () => {
     using p = await loadPolicy("migration", "density-prefetch", { threshold_pct: 70 });
-    await observe(p, [migrateEvent(1000 * MS, 0, 64, 0, GPU_A, 1)], 1000 * MS);
-    // 62% of [0, 128) is not over 70%; [64, 128) holds 16 of 64; [96, 128) 16 of 32 = 50%.
-    expect(await prefetch(p, [faultA(100)], [{ loc: GPU_A, start: 96, last: 111 }])).toEqual([]);
+    await observe(p, [arrive(0, 64)], T);
+    expect(await windowOf(p, faultA(100))).toEqual({ start: 96, last: 111 });
   });
 
-  test("the decider's batch path: big-page windows, kernel destinations, prefetch from the batch", async () => {
+  test("the share must exceed the threshold: the lone faulting big page is 50% of 32 pages", async () => {
+    using p50 = await loadPolicy("migration", "density-prefetch", { threshold_pct: 50 });
+    expect(await windowOf(p50, faultA(100))).toEqual({ start: 96, last: 111 });
+    using p49 = await loadPolicy("migration", "density-prefetch", { threshold_pct: 49 });
+    expect(await windowOf(p49, faultA(100))).toEqual({ start: 96, last: 127 });
+  });
+
+  test("a block that moves to another GPU restarts there", async () => {
+    using p = await loadPolicy("migration", "density-prefetch");
+    await observe(p, [arrive(0, 256, GPU_A)], T);
+    // Fault at 280 (big page 272..287): for GPU A the block is 272/512 populated.
+    expect(await windowOf(p, faultA(280))).toEqual({ start: 0, last: 511 });
+    // Big page 256..271 arrives on GPU B: the block now tracks B and holds only those pages.
+    await observe(p, [arrive(256, 16, GPU_B)], T);
+    expect(await windowOf(p, faultA(280))).toEqual({ start: 272, last: 287 });
+    expect(await windowOf(p, faultB(280))).toEqual({ start: 256, last: 287 });
+  });
+
+  test("migrations to system memory clear, and the other unmap trigger (0) changes nothing", async () => {
+    using p = await loadPolicy("migration", "density-prefetch");
+    await observe(p, [arrive(0, 256), { kind: "unmap", nowNs: T, gpuId: GPU_A, start: 0, npages: 512, from: 0, to: 0, trigger: 0 }], T);
+    expect(await windowOf(p, faultA(300))).toEqual({ start: 0, last: 511 });
+    await observe(p, [migrateEvent(T, 0, 256, GPU_A, 0, 2)], T);
+    expect(await windowOf(p, faultA(300))).toEqual({ start: 288, last: 303 });
+  });
+
+  test("blocks_max bounds the state: the least recently set block is forgotten", async () => {
+    using p = await loadPolicy("migration", "density-prefetch", { blocks_max: 2 });
+    const half = (block: number) => arrive(block * 512, 256);
+    const whole = (block: number) => ({ start: block * 512, last: block * 512 + 511 });
+    const big = (block: number) => ({ start: block * 512 + 288, last: block * 512 + 303 });
+    await observe(p, [half(0), half(1), half(2)], T);
+    expect(await windowOf(p, faultA(300))).toEqual(big(0));
+    expect(await windowOf(p, faultA(512 + 300))).toEqual(whole(1));
+    expect(await windowOf(p, faultA(1024 + 300))).toEqual(whole(2));
+    // Block 1 is set again (now the most recent), so block 3 replaces block 2.
+    await observe(p, [arrive(512, 16), half(3)], T);
+    expect(await windowOf(p, faultA(512 + 300))).toEqual(whole(1));
+    expect(await windowOf(p, faultA(1024 + 300))).toEqual(big(2));
+    expect(await windowOf(p, faultA(1536 + 300))).toEqual(whole(3));
+    // An emptied block frees its slot: with block 3 evicted, block 2 comes back beside block 1
+    // (were block 3 still held, block 1, the least recently set, would be forgotten).
+    await observe(p, [{ kind: "evict", nowNs: T, gpuId: GPU_A, start: 1536, npages: 512, from: GPU_A, to: 0, trigger: 3 }, half(2)], T);
+    expect(await windowOf(p, faultA(512 + 300))).toEqual(whole(1));
+    expect(await windowOf(p, faultA(1024 + 300))).toEqual(whole(2));
+    expect(await windowOf(p, faultA(1536 + 300))).toEqual(big(3));
+  });
+
+  test("the decider's batch path: riding events, kernel destinations, windows per destination", async () => {
     using p = await loadPolicy("migration", "density-prefetch");
     const d = p.migrationDecider();
     await d.prepare();
-    // 17 faults on big pages 0..16 of block 0 (pages 0, 16, ..., 256): 272 of 512 populated.
-    const n = 17;
+    const ctx = { ...CTX, nowNs: T };
+    d.observe([arrive(0, 256)], ctx);
+    const cases: [Partial<Fault>, number[]][] = [
+      [faultA(300), [GPU_A, 0, 511]], // half-resident block 0
+      [faultA(1000), [GPU_A, 992, 1007]], // empty block 1
+      [faultA(100, { accessMask: 0, aipMask: 1 }), [0, 96, 111]], // to system memory: the big page
+      [faultA(899, { rangeStart: 795, rangeLast: 900 }), [GPU_A, 896, 900]], // clipped to the range
+      [faultA(1430, { accessMask: 0 }), [-1, 1424, 1439]], // denied: the big page
+      [faultB(20), [GPU_B, 16, 31]], // block 0 tracks GPU A: empty for GPU B
+    ];
+    const n = cases.length;
     const faults = new Float64Array(n * FAULT_STRIDE);
-    for (let i = 0; i < n; i++) writeFault(faults, i, { ...emptyFault(), ...faultA(i * 16) } as Fault);
+    for (let i = 0; i < n; i++) writeFault(faults, i, { ...emptyFault(), ...cases[i]![0] } as Fault);
     const out = new Float64Array(n * DECISION_STRIDE);
-    d.decideFaults(faults, n, { ...CTX, nowNs: 1000 * MS }, out);
-    for (let i = 0; i < n; i++) expect([...out.subarray(i * 3, i * 3 + 3)]).toEqual([GPU_A, i * 16, i * 16 + 15]);
-    const req = d.prefetch(faults, n, out, { ...CTX, nowNs: 1000 * MS });
-    expect(req).toEqual([{ start: 272, npages: 240, loc: GPU_A }]);
+    d.decideFaults(faults, n, ctx, out);
+    expect(cases.map((_, i) => [...out.subarray(i * 3, i * 3 + 3)])).toEqual(cases.map(([, want]) => want));
+    expect(d.prefetch(faults, n, out, ctx)).toEqual([]);
     expect(d.fallbacks).toBe(0);
   });
+
+  /**
+   * The rule written plainly, page by page, as an independent check: residency per block on
+   * one GPU, a window from the largest over-threshold subtree.
+   */
+  class ResidencyModel {
+    readonly blocks = new Map<number, { gpu: number; pages: Uint8Array }>();
+    apply(e: ObservedEvent): void {
+      const arrives = e.kind === "migrate" && e.to > 0;
+      const leaves = (e.kind === "migrate" && e.to === 0) || e.kind === "evict" || (e.kind === "unmap" && e.trigger === 2);
+      for (let page = e.start; page < e.start + e.npages; page++) {
+        const block = Math.floor(page / 512);
+        let b = this.blocks.get(block);
+        if (arrives) {
+          // A new block, or one tracking another GPU, starts empty on this one.
+          if (b === undefined || b.gpu !== e.to) {
+            b = { gpu: e.to, pages: new Uint8Array(512) };
+            this.blocks.set(block, b);
+          }
+          b.pages[page % 512] = 1;
+        } else if (leaves && b !== undefined) b.pages[page % 512] = 0;
+      }
+    }
+    window(f: Fault, dest: number, thresholdPct: number): [number, number] {
+      let size = 16;
+      if (dest > 0) {
+        const base = Math.floor(f.addr / 512) * 512;
+        const b = this.blocks.get(base / 512);
+        const populated = (k: number) => Math.floor(k / 16) === Math.floor(f.addr / 16) || (b !== undefined && b.gpu === dest && b.pages[k - base] === 1);
+        for (let s = 32; s <= 512; s *= 2) {
+          const from = Math.floor(f.addr / s) * s;
+          let pop = 0;
+          let valid = 0;
+          for (let k = from; k < from + s; k++) {
+            if (k < f.rangeStart || k > f.rangeLast) continue;
+            valid++;
+            if (populated(k)) pop++;
+          }
+          if (pop * 100 > thresholdPct * valid) size = s;
+        }
+      }
+      const s = Math.floor(f.addr / size) * size;
+      return [Math.max(s, f.rangeStart), Math.min(s + size - 1, f.rangeLast)];
+    }
+  }
+
+  for (const thresholdPct of [51, 25, 80]) {
+    test(`threshold ${thresholdPct}%: batch windows match the rule written plainly, over random events and faults`, async () => {
+      using p = await loadPolicy("migration", "density-prefetch", { threshold_pct: thresholdPct });
+      const d = p.migrationDecider();
+      await d.prepare();
+      const rng = new Prng(thresholdPct);
+      const model = new ResidencyModel();
+      const ctx = { ...CTX, nowNs: T };
+      const pick = <V>(vs: V[]): V => vs[rng.nextInt(vs.length)]!;
+      const PAGES = 8 * 512;
+      const n = 64;
+      const faults = new Float64Array(n * FAULT_STRIDE);
+      const out = new Float64Array(n * DECISION_STRIDE);
+      let dense = 0;
+      for (let round = 0; round < 60; round++) {
+        const events: ObservedEvent[] = [];
+        for (let k = 1 + rng.nextInt(6); k > 0; k--) {
+          const aligned = rng.nextInt(4) === 0;
+          const start = aligned ? rng.nextInt(PAGES / 16) * 16 : rng.nextInt(PAGES);
+          const npages = aligned ? 16 << rng.nextInt(6) : 1 + rng.nextInt(600);
+          const r = rng.nextInt(20);
+          if (r < 9) events.push(migrateEvent(T, start, npages, 0, r < 6 ? GPU_A : GPU_B, 1));
+          else if (r < 12) events.push(migrateEvent(T, start, npages, GPU_A, 0, 0));
+          else if (r < 14) events.push({ kind: "evict", nowNs: T, gpuId: GPU_A, start, npages, from: GPU_A, to: 0, trigger: 3 });
+          else events.push({ kind: "unmap", nowNs: T, gpuId: GPU_A, start, npages, from: 0, to: 0, trigger: r < 17 ? 1 : 2 });
+        }
+        for (const e of events) model.apply(e);
+        d.observe(events, ctx);
+        const want: number[][] = [];
+        for (let i = 0; i < n; i++) {
+          const addr = rng.nextInt(PAGES);
+          const whole = rng.nextInt(2) === 0;
+          const rangeStart = whole ? 0 : Math.max(0, addr - rng.nextInt(700));
+          const rangeLast = whole ? 262143 : addr + rng.nextInt(700);
+          const b = rng.nextInt(2) === 1;
+          const f: Fault = {
+            ...emptyFault(),
+            gpuId: b ? GPU_B : GPU_A,
+            gpuIndex: b ? 1 : 0,
+            addr,
+            rangeStart,
+            rangeLast,
+            accessMask: pick([0, 1, 2, 3, 3, 3]),
+            aipMask: pick([0, 0, 1, 2, 3]),
+            actualLoc: pick([0, 0, GPU_A, GPU_B]),
+            preferredLoc: pick([LOC_UNDEFINED, LOC_UNDEFINED, LOC_UNDEFINED, 0, GPU_A, GPU_B]),
+          };
+          writeFault(faults, i, f);
+          const dest = kernelRestoreLocation(f, CTX);
+          const [ws, wl] = model.window(f, dest, thresholdPct);
+          if (wl - ws + 1 > 16) dense++;
+          want.push([dest, ws, wl]);
+        }
+        d.decideFaults(faults, n, ctx, out);
+        expect(want.map((_, i) => [...out.subarray(i * 3, i * 3 + 3)])).toEqual(want);
+      }
+      expect(d.fallbacks).toBe(0);
+      // The cases reach past the big page often enough to test the walk.
+      expect(dense).toBeGreaterThan(100);
+    });
+  }
+
+  test("the simulator: a 1 GiB sequential stream takes 6 handled faults per 2 MiB block and moves each page once", async () => {
+    const profile = loadProfile("dev-2gpu");
+    using resolved = await resolveMigrationPolicy(policyFile("migration", "density-prefetch"), { seed: 1 });
+    await resolved.decider.prepare?.();
+    const r = runSim({ profile, workload: builtinWorkload("stream", profile)!, decider: resolved.decider, seed: 1 });
+    expect(r.policyFallbacks).toBe(0);
+    // Per block the handled faults hit big pages 0, 1, 2, 4, 8 and 16, with windows of 16, 32,
+    // 64, 128, 256 and 512 pages; each migrates its missing half (the first its whole big
+    // page): 16 + 16 + 32 + 64 + 128 + 256 = 512 pages, each page once.
+    const blocks = 2 ** 30 / (512 * 4096);
+    expect(r.gpuFaults).toBe(blocks * 6);
+    expect(r.gpuFaultsFatal).toBe(0);
+    expect(r.migrations.h2d).toBe(blocks * 6);
+    expect(r.migrations.byTrigger).toEqual({ prefetch: 0, pagefault_gpu: blocks * 6, pagefault_cpu: 0, ttm_eviction: 0 });
+    expect(r.bytesMigrated).toEqual({ h2d: 2 ** 30, d2h: 0, d2d: 0 });
+    // The big-page window alone would take 32 handled faults per block; the kernel's 2 MiB
+    // window takes 1 and moves the same bytes.
+    const kernel = runSim({ profile, workload: builtinWorkload("stream", profile)!, decider: nativeKernelDefault(), seed: 1 });
+    expect(kernel.gpuFaults).toBe(blocks);
+    expect(kernel.bytesMigrated).toEqual(r.bytesMigrated);
+  }, 60_000);
 });
 
 describe("xgmi-aware", () => {
