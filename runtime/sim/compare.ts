@@ -109,6 +109,14 @@ async function readCapped(stream: ReadableStream<Uint8Array>, max: number): Prom
   return out;
 }
 
+/** The `svmrt sim` command line of one cell (or range search), then `extra`. */
+function simArgv(opts: CompareOptions, workload: string, policyFile: string, ...extra: string[]): string[] {
+  const argv = [process.execPath, opts.cliPath ?? CLI_PATH, "sim", "--profile", opts.profile, "--workload", workload, "--policy", policyFile, "--seed", String(opts.seed)];
+  for (const r of opts.pluginRoots ?? []) argv.push("--plugin-root", r);
+  argv.push(...extra);
+  return argv;
+}
+
 /** Run task(0..n-1), at most `jobs` at once; the answers in task order. */
 async function pool<T>(n: number, jobs: number, task: (i: number) => Promise<T>): Promise<T[]> {
   const out = new Array<T>(n);
@@ -130,8 +138,7 @@ async function pool<T>(n: number, jobs: number, task: (i: number) => Promise<T>)
  */
 async function seekRange(opts: CompareOptions, workload: string, live: Set<Bun.Subprocess>): Promise<RangeOfInterest | null> {
   for (const p of opts.policies) {
-    const argv = [process.execPath, opts.cliPath ?? CLI_PATH, "sim", "--profile", opts.profile, "--workload", workload, "--policy", p.file, "--seed", String(opts.seed), "--find-range"];
-    for (const r of opts.pluginRoots ?? []) argv.push("--plugin-root", r);
+    const argv = simArgv(opts, workload, p.file, "--find-range");
     const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "ignore" });
     live.add(child);
     let out: string;
@@ -160,23 +167,7 @@ function summaryArg(range: RangeOfInterest | null | undefined): string {
 }
 
 async function runCell(opts: CompareOptions, cell: CompareCell, summary: string, live: Set<Bun.Subprocess>): Promise<void> {
-  const argv = [
-    process.execPath,
-    opts.cliPath ?? CLI_PATH,
-    "sim",
-    "--profile",
-    opts.profile,
-    "--workload",
-    cell.workload,
-    "--policy",
-    cell.policyFile,
-    "--seed",
-    String(opts.seed),
-    "--json",
-    "--summary",
-    summary,
-  ];
-  for (const r of opts.pluginRoots ?? []) argv.push("--plugin-root", r);
+  const argv = simArgv(opts, cell.workload, cell.policyFile, "--json", "--summary", summary);
   const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   live.add(child);
   let out: string;
