@@ -291,6 +291,13 @@ export const PRELUDE_SOURCE = String.raw`
     return serialize(r);
   };
 
+  // Every entry point starts a call this way: no pending promise, an empty log (a new log
+  // array only when the last call logged: an allocation costs about as much as a decision).
+  const beginCall = function () {
+    logUsed = 0; logDropped = 0; pending = null;
+    if (logLines.length !== 0) logLines = [];
+  };
+
   const host = freeze({
     // Called once per module build: hand over the exports and the host's settings.
     install: function (ns, settingsJson) {
@@ -309,7 +316,7 @@ export const PRELUDE_SOURCE = String.raw`
       return r;
     },
     call: function (hook, inputJson, ctxJson) {
-      logUsed = 0; logDropped = 0; logLines = []; pending = null;
+      beginCall();
       const d = getDesc(exportsNs, hook);
       if (d === undefined || typeof d.value !== "function") return "Eload\nthe plugin does not export a function '" + hook + "'";
       let r;
@@ -325,8 +332,7 @@ export const PRELUDE_SOURCE = String.raw`
     // ctxJson undefined: the same context as the last call. Nothing here allocates unless
     // the last call logged (an allocation costs about as much as a whole decision).
     batch: function (adapter, buf, n, ctxJson) {
-      logUsed = 0; logDropped = 0; pending = null;
-      if (logLines.length !== 0) logLines = [];
+      beginCall();
       const a = adapters[adapter];
       if (typeof a !== "function") return "Eload\nno batch adapter '" + adapter + "'";
       let out;
@@ -356,8 +362,7 @@ export const PRELUDE_SOURCE = String.raw`
     // One batch through the channel. Answers the answer's length in OUT (its last slot
     // holds the pending log count), or -1: the wire answer waits in takeWire().
     run: function () {
-      logUsed = 0; logDropped = 0; pending = null;
-      if (logLines.length !== 0) logLines = [];
+      beginCall();
       if (chIn.length !== chInLength) { lastWire = "Eexception\nthe channel's buffer was detached"; return -1; }
       const a = chAdapters[chIn[0] | 0];
       if (typeof a !== "function") { lastWire = "Eload\nno batch adapter " + chIn[0]; return -1; }

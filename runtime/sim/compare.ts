@@ -365,7 +365,7 @@ export class EventSummarizer {
     if (id === SMI_PAGE_FAULT_START) this.record("fault", ns);
     else if (id === SMI_MIGRATE_START) this.record("migrate", ns);
     const chosen = this.chosen;
-    if (chosen === null || !((id >= SMI_MIGRATE_START && id <= SMI_PAGE_FAULT_END) || id === SMI_UNMAP_FROM_GPU)) return false;
+    if (chosen === null || !isPageEvent(id)) return false;
     // Before the range is chosen, every page event may be in the lookbehind.
     return chosen === undefined || overlaps(chosen, page, npages);
   }
@@ -394,8 +394,10 @@ export class EventSummarizer {
   /** One line of event text (a file, or a sink without a filter). */
   line(line: string): void {
     const id = Number.parseInt(line.slice(0, line.indexOf(" ")), 16);
-    const page = isPageEvent(id) ? pageOfLine(line) : -1;
-    if (this.event(id, isPageEvent(id) ? EventSummarizer.timeOf(line) : 0, page, page < 0 ? 0 : sizeOfLine(line))) this.rangeLine(line);
+    const wanted = isPageEvent(id)
+      ? this.event(id, EventSummarizer.timeOf(line), pageOfLine(line), sizeOfLine(line))
+      : this.event(id, 0, -1, 0);
+    if (wanted) this.rangeLine(line);
   }
 
   /** The summary over a simulated time of spanNs. */
@@ -443,15 +445,4 @@ async function forEachLine(file: string, onLine: (line: string) => boolean): Pro
     rest = text.slice(start);
   }
   if (rest.length > 0) onLine(rest);
-}
-
-/** The window of the first MIGRATE_START in an SMI event file, or null when it has none. */
-export async function firstMigration(file: string): Promise<RangeOfInterest | null> {
-  let found: RangeOfInterest | null = null;
-  await forEachLine(file, (line) => {
-    if (line.charCodeAt(0) !== 0x35 || line.charCodeAt(1) !== 0x20) return true;
-    found = { startPage: pageOfLine(line), sizePages: sizeOfLine(line) };
-    return false;
-  });
-  return found;
 }
