@@ -58,6 +58,19 @@ export interface FaultBatch {
   decisions: Float64Array;
 }
 
+/**
+ * A batch of observed events in place: event i's field k is `events[i * stride + E[k]]`; its
+ * kind is a code, `K[kind]` (`events[o + E.kind] === K.migrate`). `events` may be longer than
+ * `n * stride`: loop to `n`.
+ */
+export interface EventBatch {
+  events: Float64Array;
+  n: number;
+  stride: number;
+  E: { readonly [K in keyof ObservedEvent]: number };
+  K: { readonly [K in ObservedEvent["kind"]]: number };
+}
+
 export interface MigrationHooks {
   /** Batch form of restoreLocation: no object per fault; takes precedence when exported. */
   restoreLocationBatch(batch: FaultBatch, ctx: MigrationContext): void;
@@ -74,12 +87,14 @@ export interface MigrationHooks {
   prefetch(batch: FaultBatch, ctx: MigrationContext): PrefetchRequest[];
   /** Index of the buffer to evict. */
   evictionVictim(input: { gpuId: number; neededPages: number; candidates: EvictionCandidate[] }, ctx: MigrationContext): number;
-  /** Events since the last call, in order; the answer is ignored (return nothing). */
   /**
-   * Events in order, delivered in batches before the plugin's next decision. Export
-   * `observeKinds` (e.g. `["migrate", "evict"]`) to receive only those kinds.
+   * Events in order, delivered in batches before the plugin's next decision; the answer is
+   * ignored. Export `observeKinds` (e.g. `["migrate", "evict", "unmap:unmap_from_cpu"]`) to
+   * receive only those kinds (and triggers).
    */
   observe(input: { events: ObservedEvent[] }, ctx: MigrationContext): unknown;
+  /** Batch form of observe: no object per event; takes precedence when exported. */
+  observeBatch(batch: EventBatch, ctx: MigrationContext): void;
 }
 
 // ---------------------------------------------------------------- SamplingPolicy

@@ -37,9 +37,11 @@ export interface HookSpec {
   sampleInput: unknown;
   /**
    * Called through a binary batch adapter rather than as JSON: `faults` for the per-fault
-   * hooks (migration.faults), `prefetch` for prefetch (migration.prefetch).
+   * hooks (migration.faults), `prefetch` for prefetch (migration.prefetch), `events` for
+   * observe (migration.observe). `faults` and `events` hooks may be exported in batch form
+   * only (`<hook>Batch`).
    */
-  binary?: "faults" | "prefetch";
+  binary?: "faults" | "prefetch" | "events";
   /** One line for docs and `policy eval --help`. */
   summary: string;
 }
@@ -197,6 +199,7 @@ export const MIGRATION_KIND: KindSpec = {
     },
     observe: {
       summary: "a batch of events (faults, migrations, evictions) for the plugin's own state; the answer is ignored",
+      binary: "events",
       inputSchema: ObserveInput,
       sampleInput: { events: SAMPLE_EVENTS },
       check: () => ({ ok: true, value: null }),

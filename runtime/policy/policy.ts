@@ -22,6 +22,9 @@ import {
   type MigrationDecider,
   type ObservedEvent,
   type ObservedKind,
+  type ObserveMasks,
+  observeWanted,
+  parseObserveKinds,
   OBSERVED_KINDS,
   OBSERVE_STRIDE,
   type PolicyContext,
@@ -107,7 +110,8 @@ async function kernelLibrary() {
 /** Hooks of a kind a plugin provides, directly or in batch form (`<hook>Batch`). */
 function exportedHooks(kind: KindSpec, functions: string[]): Set<string> {
   const names = new Set(functions);
-  return new Set(Object.keys(kind.hooks).filter((h) => names.has(h) || (kind.hooks[h]!.binary === "faults" && names.has(`${h}Batch`))));
+  const batchForm = (h: string) => (kind.hooks[h]!.binary === "faults" || kind.hooks[h]!.binary === "events") && names.has(`${h}Batch`);
+  return new Set(Object.keys(kind.hooks).filter((h) => names.has(h) || batchForm(h)));
 }
 
 /** The observe adapter's answer: nothing but the batch trailer. */
@@ -116,27 +120,27 @@ const NO_ANSWER = new Float64Array(0);
 /** Code of each observed kind on the wire (its index in OBSERVED_KINDS). */
 const OBSERVED_KIND_CODE = Object.fromEntries(OBSERVED_KINDS.map((k, i) => [k, i])) as Record<ObservedKind, number>;
 
-/**
- * A plugin's `observeKinds` export: the event kinds its observe hook wants (undefined: all).
- * @returns the set, or an error message.
- */
-export function parseObserveKinds(v: unknown): { kinds: ReadonlySet<ObservedKind> | undefined } | { error: string } {
-  if (v === undefined) return { kinds: undefined };
-  const known = OBSERVED_KINDS.join(", ");
-  if (!Array.isArray(v) || v.length === 0) return { error: `observeKinds must be a non-empty array of event kinds (${known})` };
-  for (const [i, k] of v.entries()) {
-    if (!(OBSERVED_KINDS as readonly unknown[]).includes(k)) return { error: `observeKinds[${i}]: ${JSON.stringify(k)} is no event kind (${known})` };
-  }
-  return { kinds: new Set(v as ObservedKind[]) };
+/** Event i of a binary observe batch (OBSERVE_FIELDS order, the kind as its code). */
+function writeObserved(into: Float64Array, i: number, e: ObservedEvent): void {
+  const o = i * OBSERVE_STRIDE;
+  into[o] = OBSERVED_KIND_CODE[e.kind];
+  into[o + 1] = e.nowNs;
+  into[o + 2] = e.gpuId;
+  into[o + 3] = e.start;
+  into[o + 4] = e.npages;
+  into[o + 5] = e.from;
+  into[o + 6] = e.to;
+  into[o + 7] = e.trigger;
 }
+
 
 export class Policy implements Disposable {
   readonly log: DecisionLog;
   readonly kindSpec: KindSpec;
   /** Hooks the plugin exports. */
   readonly hooks: ReadonlySet<string>;
-  /** MigrationPolicy: the event kinds observe wants (the plugin's `observeKinds`); undefined: all. */
-  readonly observeKinds: ReadonlySet<ObservedKind> | undefined;
+  /** MigrationPolicy: the events observe wants (the plugin's `observeKinds`); undefined: all. */
+  readonly observeMasks: ObserveMasks | undefined;
 
   private constructor(
     readonly spec: PolicySpec,
@@ -148,7 +152,7 @@ export class Policy implements Disposable {
     this.kindSpec = KINDS[spec.kind];
     this.hooks = exportedHooks(this.kindSpec, sandbox.exports.functions);
     const ok = parseObserveKinds(sandbox.exports.data.observeKinds);
-    this.observeKinds = "kinds" in ok ? ok.kinds : undefined;
+    this.observeMasks = "masks" in ok ? ok.masks : undefined;
     this.log = new DecisionLog(opts.logSink, opts.logClock);
   }
 
@@ -231,6 +235,7 @@ export class Policy implements Disposable {
     let result: CallResult<unknown>;
     if (spec.binary === "faults") result = await this.callFaultHookOnce(hook, prepared as Fault, fullCtx);
     else if (spec.binary === "prefetch") result = await this.callPrefetchOnce(prepared as PrefetchInput, fullCtx);
+    else if (spec.binary === "events") result = await this.callObserveOnce((prepared as { events: ObservedEvent[] }).events, fullCtx);
     else result = await this.sandbox.call(hook, prepared, JSON.stringify(fullCtx));
     let failure: { reason: PolicyFailureReason; message: string } | undefined;
     let value: unknown;
@@ -283,6 +288,15 @@ export class Policy implements Disposable {
     );
   }
 
+  /** observe for a JSON input (eval, tests), through the binary observe adapter as in a run. */
+  private async callObserveOnce(events: ObservedEvent[], ctx: Record<string, unknown>): Promise<CallResult<unknown>> {
+    const input = new Float64Array(events.length * OBSERVE_STRIDE + OBSERVE_TRAILER);
+    for (const [i, e] of events.entries()) writeObserved(input, i, e);
+    input[events.length * OBSERVE_STRIDE] = typeof ctx.nowNs === "number" ? ctx.nowNs : 0;
+    const { nowNs: _drop, ...stable } = ctx;
+    return this.sandbox.batch<unknown>(MIGRATION_OBSERVE_ADAPTER, input, events.length, JSON.stringify(stable), NO_ANSWER);
+  }
+
   /** This policy as the SVM model's MigrationDecider (MigrationPolicy only). */
   migrationDecider(): SandboxMigrationDecider {
     if (this.spec.kind !== "MigrationPolicy") throw new PolicyError(this.name, "load", "load", `${this.spec.kind} is not a MigrationPolicy`);
@@ -321,8 +335,8 @@ export class SandboxMigrationDecider implements MigrationDecider {
   private readonly hasMigrationWindow: boolean;
   /** The model builds observe() batches only for plugins that export observe. */
   readonly observes: boolean;
-  /** The kinds the plugin declared with `observeKinds` (undefined: all). */
-  readonly observeKinds: ReadonlySet<ObservedKind> | undefined;
+  /** The events the plugin selected with `observeKinds` (undefined: all). */
+  readonly observeMasks: ObserveMasks | undefined;
   /** Events held for the next delivery (OBSERVE_STRIDE numbers each). */
   private readonly held = new Float64Array(MIGRATION_BOUNDS.observe_events_max * OBSERVE_STRIDE);
   private heldCount = 0;
@@ -333,7 +347,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
   constructor(readonly policy: Policy) {
     this.name = policy.name;
     this.observes = policy.hooks.has("observe");
-    this.observeKinds = policy.observeKinds;
+    this.observeMasks = policy.observeMasks;
     this.hasRestoreLocation = policy.hooks.has("restoreLocation");
     this.hasMigrationWindow = policy.hooks.has("migrationWindow");
   }
@@ -545,21 +559,11 @@ export class SandboxMigrationDecider implements MigrationDecider {
    */
   observe(events: ObservedEvent[], ctx: PolicyContext): void {
     if (!this.observes) return;
-    const kinds = this.observeKinds;
+    const masks = this.observeMasks;
     for (const e of events) {
-      if (kinds !== undefined && !kinds.has(e.kind)) continue;
+      if (!observeWanted(masks, e.kind, e.trigger)) continue;
       if (this.heldCount === MIGRATION_BOUNDS.observe_events_max) this.deliver(ctx);
-      const o = this.heldCount * OBSERVE_STRIDE;
-      const h = this.held;
-      h[o] = OBSERVED_KIND_CODE[e.kind];
-      h[o + 1] = e.nowNs;
-      h[o + 2] = e.gpuId;
-      h[o + 3] = e.start;
-      h[o + 4] = e.npages;
-      h[o + 5] = e.from;
-      h[o + 6] = e.to;
-      h[o + 7] = e.trigger;
-      this.heldCount++;
+      writeObserved(this.held, this.heldCount++, e);
     }
     this.heldCtx = ctx;
   }

@@ -22,6 +22,8 @@ import {
   type MigrationDecider,
   type ObservedEvent,
   type ObservedKind,
+  type ObserveMasks,
+  observeWanted,
   type PolicyContext,
   type PolicyGpu,
   SVM_FLAG,
@@ -284,8 +286,8 @@ export class SvmModel {
   private readonly observed: ObservedEvent[] = [];
   /** The decider wants observe() batches (MigrationDecider.observes !== false). */
   private readonly observing: boolean;
-  /** Kinds the decider wants (null: all). */
-  private readonly observeKinds: ReadonlySet<ObservedKind> | null;
+  /** Events the decider wants, by kind and trigger (undefined: all). */
+  private readonly observeMasks: ObserveMasks | undefined;
   private observedCount = 0;
   /** Set by probe(): location of the probed page, and last page of the same mapped run. */
   probeLoc = -1;
@@ -302,7 +304,7 @@ export class SvmModel {
     this.gpus = opts.gpus;
     this.decider = opts.decider;
     this.observing = opts.decider.observes !== false;
-    this.observeKinds = opts.decider.observeKinds ?? null;
+    this.observeMasks = opts.decider.observeMasks;
     this.costs = opts.costs;
     this.seed = opts.seed;
     this.sink = opts.sink ?? null;
@@ -1639,7 +1641,7 @@ export class SvmModel {
   }
 
   private observe(kind: ObservedKind, nowNs: number, gpuId: number, start: number, npages: number, from: number, to: number, trigger: number): void {
-    if (!this.observing || (this.observeKinds !== null && !this.observeKinds.has(kind))) return;
+    if (!this.observing || !observeWanted(this.observeMasks, kind, trigger)) return;
     let e = this.observed[this.observedCount];
     if (e === undefined) {
       e = { kind, nowNs, gpuId, start, npages, from, to, trigger };

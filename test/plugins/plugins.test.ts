@@ -287,8 +287,8 @@ describe("density-prefetch", () => {
   test("no prefetch hook and no requests_max: the window does the prefetching", async () => {
     using p = await loadPolicy("migration", "density-prefetch");
     expect([...p.hooks].sort()).toEqual(["migrationWindow", "observe"]);
-    expect([...p.sandbox.exports.functions].sort()).toEqual(["migrationWindow", "migrationWindowBatch", "observe"]);
-    expect(p.sandbox.exports.data.observeKinds).toEqual(["migrate", "evict", "unmap"]);
+    expect([...p.sandbox.exports.functions].sort()).toEqual(["migrationWindow", "migrationWindowBatch", "observeBatch"]);
+    expect(p.sandbox.exports.data.observeKinds).toEqual(["migrate", "evict", "unmap:unmap_from_cpu"]);
     expect(Object.keys(p.params).sort()).toEqual(["blocks_max", "threshold_pct"]);
   });
 

@@ -4,11 +4,15 @@ import {
   DECISION_STRIDE,
   F,
   FAULT_STRIDE,
+  OBSERVED_TRIGGER_NAMES,
   type ObservedEvent,
   type PolicyContext,
   emptyFault,
+  observeWanted,
+  parseObserveKinds,
   writeFault,
 } from "../../runtime/policy/contracts/migration.ts";
+import { MIGRATE_TRIGGER, QUEUE_EVICTION_TRIGGER, SVM_UNMAP_TRIGGER } from "../../runtime/kfd/uapi.ts";
 import { PolicyError } from "../../runtime/errors.ts";
 import { Policy } from "../../runtime/policy/policy.ts";
 import { policyYaml, tempFolder } from "./helpers.ts";
@@ -50,7 +54,7 @@ describe("observe delivery", () => {
   test("events reach the plugin before its next decision, filtered by observeKinds", async () => {
     using p = await load(RECORDER);
     const d = p.migrationDecider();
-    expect(d.observeKinds).toEqual(new Set(["migrate", "evict"]));
+    expect(d.observeMasks).toMatchObject({ migrate: 0xffffffff, evict: 0xffffffff, unmap: 0, fault: 0 });
     d.observe([ev("migrate", 5), ev("unmap", 6), ev("fault", 7), ev("evict", 8)], CTX);
     const out = new Float64Array(DECISION_STRIDE);
     // restoreLocation's answer is no GPU: the host rejects it, but it is computed from the
@@ -106,6 +110,92 @@ describe("observe delivery", () => {
       expect(err).toBeInstanceOf(PolicyError);
       expect(String(err.message)).toContain("observeKinds");
     }
+  });
+
+  test("observeKinds entries may select one trigger of a kind; entries add up", () => {
+    const ok = parseObserveKinds(["migrate:prefetch", "migrate:ttm_eviction", "unmap:unmap_from_cpu", "evict"]);
+    if (!("masks" in ok)) throw new Error(ok.error);
+    expect(ok.masks).toEqual({ fault: 0, migrate: 0b1001, evict: 0xffffffff, unmap: 0b100, "queue-evict": 0, "queue-restore": 0 });
+    expect(observeWanted(ok.masks, "unmap", SVM_UNMAP_TRIGGER.UNMAP_FROM_CPU)).toBe(true);
+    expect(observeWanted(ok.masks, "unmap", SVM_UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE)).toBe(false);
+    expect(observeWanted(ok.masks, "migrate", MIGRATE_TRIGGER.PAGEFAULT_GPU)).toBe(false);
+    expect(observeWanted(undefined, "queue-restore", 0)).toBe(true);
+    const errors: [unknown, string][] = [
+      [["unmap:freed"], 'observeKinds[0]: "freed" is no unmap trigger (mmu_notify, mmu_notify_migrate, unmap_from_cpu)'],
+      [["migrate", "queue-restore:svm"], "observeKinds[1]: queue-restore events have no trigger to select"],
+      [["teleport:svm"], 'observeKinds[0]: "teleport" is no event kind'],
+      [[3], "observeKinds[0]: 3 is not a string"],
+    ];
+    for (const [v, message] of errors) {
+      const r = parseObserveKinds(v);
+      expect("error" in r ? r.error : "").toContain(message);
+    }
+  });
+
+  test("trigger names follow the kernel's numbers", () => {
+    const lower = (o: Record<string, number>) => Object.entries(o).sort((a, b) => a[1] - b[1]).map(([k]) => k.toLowerCase());
+    expect(OBSERVED_TRIGGER_NAMES.migrate).toEqual(lower(MIGRATE_TRIGGER));
+    expect(OBSERVED_TRIGGER_NAMES.fault).toEqual(lower(MIGRATE_TRIGGER));
+    expect(OBSERVED_TRIGGER_NAMES.evict).toEqual(lower(MIGRATE_TRIGGER));
+    expect(OBSERVED_TRIGGER_NAMES.unmap).toEqual(lower(SVM_UNMAP_TRIGGER));
+    expect(OBSERVED_TRIGGER_NAMES["queue-evict"]).toEqual(lower(QUEUE_EVICTION_TRIGGER));
+  });
+
+  test("the decider passes on only the selected triggers", async () => {
+    using p = await load(`let seen = [];
+export const observeKinds = ["unmap:unmap_from_cpu"];
+export function observe(input) { for (const e of input.events) seen.push(e.start); }
+export function restoreLocation(f) { return seen.length * 1000 + (seen[0] ?? 0); }`);
+    const d = p.migrationDecider();
+    const unmap = (start: number, trigger: number): ObservedEvent => ({ ...ev("unmap", start), trigger });
+    d.observe([unmap(5, SVM_UNMAP_TRIGGER.MMU_NOTIFY_MIGRATE), unmap(7, SVM_UNMAP_TRIGGER.UNMAP_FROM_CPU), unmap(9, SVM_UNMAP_TRIGGER.MMU_NOTIFY)], CTX);
+    d.decideFaults(oneFault(100), 1, CTX, new Float64Array(DECISION_STRIDE));
+    expect(p.log.entries().find((e) => e.hook === "restoreLocation" && e.fallback)?.fallback?.message).toContain("1007");
+  });
+
+  // observeBatch sees what observe sees, in place: (events seen) * 1000 + last start.
+  const BATCH_RECORDER = `
+let seen = 0, last = 0, kinds = "";
+export function observeBatch(b) {
+  for (let i = 0, o = 0; i < b.n; i++, o += b.stride) {
+    seen++; last = b.events[o + b.E.start];
+    kinds += b.events[o + b.E.kind] === b.K.evict ? "e" : "m";
+    if (b.events[o + b.E.trigger] === 99) throw new Error("trigger 99");
+  }
+}
+export function observe() { throw new Error("observe must not run when observeBatch is exported"); }
+export function restoreLocation(f) { return seen * 1000 + last; }
+export function migrationWindow(f) { return { start: f.addr, last: f.addr }; }
+export function evictionVictim() { throw new Error(kinds); }
+`;
+
+  test("observeBatch reads riding events in place and takes precedence over observe", async () => {
+    using p = await load(BATCH_RECORDER);
+    expect(p.hooks.has("observe")).toBe(true);
+    const d = p.migrationDecider();
+    d.observe([ev("migrate", 5), ev("evict", 8), ev("migrate", 11)], CTX);
+    d.decideFaults(oneFault(100), 1, CTX, new Float64Array(DECISION_STRIDE));
+    expect(p.log.entries().find((e) => e.hook === "restoreLocation" && e.fallback)?.fallback?.message).toContain("3011");
+    expect(p.log.entries().filter((e) => e.hook === "observe").map((e) => [e.count, e.fallback])).toEqual([[3, undefined]]);
+    // The kinds arrive as codes: evictionVictim throws the string it built.
+    d.evictionVictim({ gpuId: 0x1001, neededPages: 1, candidates: [{ rangeStart: 0, npages: 1, vramPages: 1, lastUseNs: 0, lastMigrationNs: 0 }] }, CTX);
+    expect(p.log.entries().find((e) => e.hook === "evictionVictim")?.fallback?.message).toContain("mem");
+  });
+
+  test("observeBatch through the observe adapter (flush) and through invoke (eval, inline tests)", async () => {
+    using p = await load(BATCH_RECORDER);
+    const d = p.migrationDecider();
+    d.observe([ev("migrate", 21)], CTX);
+    d.flush?.();
+    expect(p.log.entries().filter((e) => e.hook === "observe").map((e) => [e.count, e.fallback])).toEqual([[1, undefined]]);
+    const ok = await p.invoke("observe", { events: [ev("evict", 30), ev("migrate", 40)] }, { gpus: CTX.gpus, xnack: true, nowNs: 5 });
+    expect([ok.by, ok.value]).toEqual(["plugin", null]);
+    const bad = await p.invoke("observe", { events: [{ ...ev("migrate", 50), trigger: 99 }] }, { gpus: CTX.gpus, xnack: true, nowNs: 5 });
+    expect(bad.by).toBe("fallback");
+    expect(bad.failure).toMatchObject({ reason: "exception", message: expect.stringContaining("trigger 99") });
+    const r = await p.invoke<number>("restoreLocation", { gpuId: 0x1001, gpuIndex: 0, addr: 7, rangeStart: 0, rangeLast: 9, accessMask: 1 }, { gpus: CTX.gpus, xnack: true, nowNs: 5 });
+    // 1 + 2 + 1 events seen (the failing batch counted its event before throwing), last start 50.
+    expect(r.failure?.message).toContain("4050");
   });
 
   test("the kernel's window is unaffected by riding events (records stay first)", async () => {

@@ -15,6 +15,7 @@ import {
   nativeKernelDefault,
   type ObservedEvent,
   type PolicyContext,
+  parseObserveKinds,
   writeFault,
 } from "../../runtime/policy/contracts/migration.ts";
 import { Prng } from "../../runtime/sim/prng.ts";
@@ -82,5 +83,27 @@ describe("native kernel-default", () => {
     // (svm_range_unmap_from_gpus, MMU_NOTIFY_MIGRATE).
     f.fault(0, BASE, 3e6);
     expect(seen).toEqual(["migrate 0->16353 0", "migrate 16353->0 2", "unmap 0->0 1", "fault 16353->16353 1", "migrate 0->16353 1", "unmap 0->0 1"]);
+  });
+
+  test("observeMasks: the model builds only the kinds and triggers the decider selected", () => {
+    const seen: string[] = [];
+    const parsed = parseObserveKinds(["fault", "migrate:pagefault_cpu", "unmap:unmap_from_cpu"]);
+    if (!("masks" in parsed)) throw new Error(parsed.error);
+    const d: MigrationDecider = {
+      ...nativeKernelDefault(),
+      name: "observer",
+      observes: true,
+      observeMasks: parsed.masks,
+      observe(events: ObservedEvent[]) {
+        for (const e of events) seen.push(`${e.kind} ${e.from}->${e.to} ${e.trigger}`);
+      },
+    };
+    const f = fixture(gpus(1), { decider: d });
+    f.m.setAttr(PID, BASE, 1024, [[SVM_ATTR.PREFETCH_LOC, 0x3fe1]], 0);
+    f.m.cpuAccess(PID, BASE, false, 1e6);
+    f.fault(0, BASE, 3e6);
+    // The same run as above: the prefetch (trigger 0), the GPU fault's migration (1) and the
+    // MMU_NOTIFY_MIGRATE unmaps are not built.
+    expect(seen).toEqual(["migrate 16353->0 2", "fault 16353->16353 1"]);
   });
 });

@@ -123,6 +123,70 @@ export type ObservedKind = (typeof OBSERVED_KINDS)[number];
 export const OBSERVE_FIELDS = ["kind", "nowNs", "gpuId", "start", "npages", "from", "to", "trigger"] as const;
 export const OBSERVE_STRIDE = OBSERVE_FIELDS.length;
 
+/**
+ * Trigger names of each observed kind, by trigger number (kfd-uapi.md: migrate triggers for
+ * fault, migrate and evict; queue eviction triggers; unmap triggers). queue-restore has none.
+ * `observeKinds` entries of the form "kind:trigger" use them.
+ */
+export const OBSERVED_TRIGGER_NAMES: { readonly [K in ObservedKind]: readonly string[] } = {
+  fault: ["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"],
+  migrate: ["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"],
+  evict: ["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"],
+  unmap: ["mmu_notify", "mmu_notify_migrate", "unmap_from_cpu"],
+  "queue-evict": ["svm", "userptr", "ttm", "suspend", "criu_checkpoint", "criu_restore"],
+  "queue-restore": [],
+};
+
+/**
+ * The events `observe` wants: per kind, a mask of trigger numbers (bit t: trigger t; 0: none
+ * of the kind). Built from a plugin's `observeKinds` by parseObserveKinds.
+ */
+export type ObserveMasks = { readonly [K in ObservedKind]: number };
+
+/** Every trigger of a kind. */
+export const OBSERVE_ALL_TRIGGERS = 0xffffffff;
+
+/** True when `masks` selects an event of this kind and trigger (masks undefined: all). */
+export function observeWanted(masks: ObserveMasks | undefined, kind: ObservedKind, trigger: number): boolean {
+  return masks === undefined || ((masks[kind] >>> trigger) & 1) === 1;
+}
+
+/**
+ * A plugin's `observeKinds` export: kinds ("unmap": every unmap) or kinds with one trigger
+ * ("unmap:unmap_from_cpu"), each adding to the selection.
+ * @returns the masks (undefined: the export is absent, every event), or an error message.
+ */
+export function parseObserveKinds(v: unknown): { masks: ObserveMasks | undefined } | { error: string } {
+  if (v === undefined) return { masks: undefined };
+  const known = OBSERVED_KINDS.join(", ");
+  if (!Array.isArray(v) || v.length === 0) {
+    return { error: `observeKinds must be a non-empty array of event kinds (${known}), each optionally with ":trigger"` };
+  }
+  const masks = Object.fromEntries(OBSERVED_KINDS.map((k) => [k, 0])) as { [K in ObservedKind]: number };
+  for (const [i, entry] of v.entries()) {
+    if (typeof entry !== "string") return { error: `observeKinds[${i}]: ${JSON.stringify(entry) ?? String(entry)} is not a string` };
+    const colon = entry.indexOf(":");
+    const kind = (colon < 0 ? entry : entry.slice(0, colon)) as ObservedKind;
+    if (!(OBSERVED_KINDS as readonly string[]).includes(kind)) return { error: `observeKinds[${i}]: ${JSON.stringify(kind)} is no event kind (${known})` };
+    if (colon < 0) {
+      masks[kind] = OBSERVE_ALL_TRIGGERS;
+      continue;
+    }
+    const names = OBSERVED_TRIGGER_NAMES[kind];
+    const t = names.indexOf(entry.slice(colon + 1));
+    if (t < 0) {
+      return {
+        error:
+          names.length === 0
+            ? `observeKinds[${i}]: ${kind} events have no trigger to select`
+            : `observeKinds[${i}]: ${JSON.stringify(entry.slice(colon + 1))} is no ${kind} trigger (${names.join(", ")})`,
+      };
+    }
+    masks[kind] = (masks[kind] | (1 << t)) >>> 0;
+  }
+  return { masks };
+}
+
 export interface ObservedEvent {
   kind: ObservedKind;
   nowNs: number;
@@ -308,10 +372,10 @@ export interface MigrationDecider {
    */
   readonly observes?: boolean;
   /**
-   * The event kinds `observe` wants (a plugin's `observeKinds` export); absent: all. The
-   * host builds no event of another kind.
+   * The events `observe` wants, by kind and trigger (a plugin's `observeKinds` export);
+   * absent: all. The host builds no other event.
    */
-  readonly observeKinds?: ReadonlySet<ObservedKind>;
+  readonly observeMasks?: ObserveMasks;
 }
 
 /** Least recently used candidate: the memory manager's default victim (kfd-svm.md §8). */
