@@ -59,39 +59,39 @@ export const CACHED_ANSWER_FAULTS_MAX = 32;
 export const HOOK_RESTORE_LOCATION = 1;
 export const HOOK_MIGRATION_WINDOW = 2;
 
-/** Observe events riding with a fault batch. */
-export interface RidingEvents {
-  events: Float64Array;
-  n: number;
-  nowNs: number;
-}
 
 /** Numbers of a `migration.faults` input of n faults and e riding events. */
 export function faultsInputLength(n: number, e = 0): number {
   return n * FAULT_STRIDE + FAULT_TRAILER + e * OBSERVE_STRIDE;
 }
 
-/** Lay out a `migration.faults` input: n records, the trailer, then any riding events. */
+/**
+ * Lay out a `migration.faults` input: n records (from record `first` of `records`), the
+ * trailer, then e riding events (delivered at eventsNowNs). Copies element by element: the
+ * common input is one record and one event, where a typed-array view per copy would cost more.
+ */
 export function faultsInput(
   into: Float64Array,
   records: Float64Array,
+  first: number,
   n: number,
   nowNs: number,
   hookMask: number,
   perFault: boolean,
-  riding?: RidingEvents,
+  events?: Float64Array,
+  e = 0,
+  eventsNowNs = 0,
 ): Float64Array {
-  const e = riding?.n ?? 0;
   const len = faultsInputLength(n, e);
   const input = into.length === len ? into : into.subarray(0, len);
   const t = n * FAULT_STRIDE;
-  input.set(records.subarray(0, t), 0);
+  for (let k = 0, from = first * FAULT_STRIDE; k < t; k++) input[k] = records[from + k]!;
   input[t] = nowNs;
   input[t + 1] = hookMask;
   input[t + 2] = perFault ? 1 : 0;
   input[t + 3] = e;
-  input[t + 4] = riding?.nowNs ?? 0;
-  if (riding !== undefined && e > 0) input.set(riding.events.subarray(0, e * OBSERVE_STRIDE), t + FAULT_TRAILER);
+  input[t + 4] = eventsNowNs;
+  if (events !== undefined) for (let k = 0, to = t + FAULT_TRAILER; k < e * OBSERVE_STRIDE; k++) input[to + k] = events[k]!;
   return input;
 }
 
@@ -121,12 +121,28 @@ export const MIGRATION_ADAPTER_SOURCE = `
     if (observeOf !== ns) { observeOf = ns; hObb = fn(ns, "observeBatch"); hOb = fn(ns, "observe"); }
     return hObb !== null || hOb !== null;
   };
+  // The batch objects handed to the plugin: one of each, every field rewritten per call
+  // (a QuickJS allocation costs several field writes). Valid during the call only, like the
+  // arrays in them (the channel's bytes, rewritten by the next call).
+  // A plugin that froze or redefined one gets a fresh object from then on.
+  let faultBatch = {}, eventBatch = {};
+  const faultBatchOf = function (faults, n, decisions) {
+    try {
+      faultBatch.faults = faults; faultBatch.n = n; faultBatch.stride = ${FAULT_STRIDE}; faultBatch.F = FIELDS; faultBatch.decisions = decisions;
+    } catch (e) { faultBatch = { faults: faults, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: decisions }; }
+    return faultBatch;
+  };
+  const eventBatchOf = function (events, n) {
+    try {
+      eventBatch.events = events; eventBatch.n = n; eventBatch.stride = ${OBSERVE_STRIDE}; eventBatch.E = E; eventBatch.K = K;
+    } catch (e) { eventBatch = { events: events, n: n, stride: ${OBSERVE_STRIDE}, E: E, K: K }; }
+    return eventBatch;
+  };
   // observeBatch() or observe() on e events at input[at...]; an error wire string, or null.
   const observeEvents = function (input, at, e, ctx) {
     let r;
     if (hObb !== null) {
-      const events = at === 0 ? input : input.subarray(at, at + e * ${OBSERVE_STRIDE});
-      r = hObb({ events: events, n: e, stride: ${OBSERVE_STRIDE}, E: E, K: K }, ctx);
+      r = hObb(eventBatchOf(at === 0 ? input : input.subarray(at, at + e * ${OBSERVE_STRIDE}), e), ctx);
     } else {
       const events = [];
       for (let i = 0, b = at; i < e; i++, b += ${OBSERVE_STRIDE}) {
@@ -157,7 +173,7 @@ export const MIGRATION_ADAPTER_SOURCE = `
     // Events first: the plugin sees them before deciding. A failing observe is reported in
     // the answer's extra slot; the decisions go on.
     let observeFailed = 0;
-    const e = input[t + 3];
+    const e = input[t + 3] | 0;
     if (e > 0 && observes) {
       ctx.nowNs = input[t + 4];
       let wire;
@@ -179,9 +195,8 @@ export const MIGRATION_ADAPTER_SOURCE = `
     } else out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}).fill(NaN);
     out[n * ${DECISION_STRIDE}] = observeFailed;
     if (rlb !== null || mwb !== null) {
-      const batch = { faults: b, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: out };
-      if (rlb !== null) { rlb(batch, ctx); rl = null; }
-      if (mwb !== null) { mwb(batch, ctx); mw = null; }
+      if (rlb !== null) { rlb(faultBatchOf(b, n, out), ctx); rl = null; }
+      if (mwb !== null) { mwb(faultBatchOf(b, n, out), ctx); mw = null; }
       if (rl === null && mw === null) return out;
     }
     for (let i = 0; i < n; i++) {

@@ -46,7 +46,6 @@ import { type LoadOptions, type PolicySpec, readPolicySpec, shippedPluginsDir } 
 import {
   FAULT_ANSWER_EXTRA,
   FAULT_TRAILER,
-  type RidingEvents,
   faultsInput,
   faultsInputLength,
   HOOK_MIGRATION_WINDOW,
@@ -73,6 +72,13 @@ export interface PolicyLoadOptions extends LoadOptions {
   logSink?: (r: DecisionRecord) => void;
   /** Clock of the decision log; the simulator passes one that returns 0. */
   logClock?: () => number;
+  /**
+   * Which hot-path batches (fault batches, observe deliveries) the decision log records:
+   * `all` (default), or only `failures` (the simulator: millions of batches, where hashing
+   * each input costs a tenth of the run and only the fallbacks are reported). Single calls
+   * are always recorded.
+   */
+  logBatches?: "all" | "failures";
   /** Seed of the plugin's Math.random, over the file's (the simulator passes its run seed). */
   seed?: number;
   /** Sandbox overrides for tests (variant, wrapModule). */
@@ -136,6 +142,8 @@ function writeObserved(into: Float64Array, i: number, e: ObservedEvent): void {
 
 export class Policy implements Disposable {
   readonly log: DecisionLog;
+  /** False: hot-path batches are recorded only when they fail (PolicyLoadOptions.logBatches). */
+  readonly logBatchSuccesses: boolean;
   readonly kindSpec: KindSpec;
   /** Hooks the plugin exports. */
   readonly hooks: ReadonlySet<string>;
@@ -154,6 +162,7 @@ export class Policy implements Disposable {
     const ok = parseObserveKinds(sandbox.exports.data.observeKinds);
     this.observeMasks = "masks" in ok ? ok.masks : undefined;
     this.log = new DecisionLog(opts.logSink, opts.logClock);
+    this.logBatchSuccesses = opts.logBatches !== "failures";
   }
 
   get name(): string {
@@ -263,7 +272,7 @@ export class Policy implements Disposable {
     writeFault(record, 0, f);
     const nowNs = typeof ctx.nowNs === "number" ? ctx.nowNs : 0;
     const mask = hook === "restoreLocation" ? HOOK_RESTORE_LOCATION : HOOK_MIGRATION_WINDOW;
-    const input = faultsInput(new Float64Array(faultsInputLength(1)), record, 1, nowNs, mask, true);
+    const input = faultsInput(new Float64Array(faultsInputLength(1)), record, 0, 1, nowNs, mask, true);
     const out = new Float64Array(DECISION_STRIDE + FAULT_ANSWER_EXTRA);
     const { nowNs: _drop, ...stable } = ctx;
     const r = await this.sandbox.batch(MIGRATION_FAULTS_ADAPTER, input, 1, JSON.stringify(stable), out);
@@ -329,7 +338,8 @@ export class SandboxMigrationDecider implements MigrationDecider {
   private ctxJson = "";
   /** Input arrays by batch size (exact length: the sandbox copies the whole buffer). */
   private inputs: Float64Array[] = [];
-  private out = new Float64Array(DECISION_STRIDE * 64);
+  /** Answer arrays by batch size (exact length: the sandbox checks it). */
+  private outs: Float64Array[] = [];
 
   private readonly hasRestoreLocation: boolean;
   private readonly hasMigrationWindow: boolean;
@@ -413,18 +423,22 @@ export class SandboxMigrationDecider implements MigrationDecider {
         this.failBatch(faults, from, m, ctx, out, p.sandbox.stats.quarantined ? "quarantined" : "exception", "sandbox not ready (call prepare() first)");
         continue;
       }
-      if (this.out.length < m * DECISION_STRIDE + FAULT_ANSWER_EXTRA) this.out = new Float64Array(m * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
+      let got = this.outs[m];
+      if (got === undefined) {
+        got = new Float64Array(m * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
+        this.outs[m] = got;
+      }
       // Held events ride with the first batch (one crossing), unless that input would be
       // too large for one call.
-      let riding: RidingEvents | undefined;
+      let riding = 0;
       if (from === 0 && this.heldCount > 0) {
         if (faultsInputLength(m, this.heldCount) + CHANNEL_HEADER <= CHANNEL_IN_NUMBERS) {
-          riding = { events: this.held, n: this.heldCount, nowNs: ctx.nowNs };
+          riding = this.heldCount;
           this.heldCount = 0;
         } else this.deliver(ctx);
       }
       let into: Float64Array;
-      if (riding !== undefined) {
+      if (riding > 0) {
         this.ridingInput ??= new Float64Array(faultsInputLength(MIGRATION_BOUNDS.fault_batch_max, MIGRATION_BOUNDS.observe_events_max));
         into = this.ridingInput;
       } else {
@@ -435,15 +449,14 @@ export class SandboxMigrationDecider implements MigrationDecider {
         }
         into = exact;
       }
-      const input = faultsInput(into, faults.subarray(from * FAULT_STRIDE), m, ctx.nowNs, HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW, false, riding);
-      const got = this.out.subarray(0, m * DECISION_STRIDE + FAULT_ANSWER_EXTRA);
+      const mask = HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW;
+      const input = faultsInput(into, faults, from, m, ctx.nowNs, mask, false, this.held, riding, ctx.nowNs);
       const r = p.sandbox.batchSync(inst, MIGRATION_FAULTS_ADAPTER, input, m, this.stableCtxJson(ctx), got);
-      if (riding !== undefined) {
-        const eventsPart = input.subarray(m * FAULT_STRIDE + FAULT_TRAILER);
+      if (riding > 0) {
         let failure: { reason: PolicyFailureReason; message: string } | undefined;
         if (!r.ok) failure = { reason: r.reason, message: r.message };
         else if (got[m * DECISION_STRIDE] === 1) failure = p.sandbox.takeStashedFailure(inst);
-        this.observed(riding.n, eventsPart, failure);
+        if (failure !== undefined || p.logBatchSuccesses) this.observed(riding, input.subarray(m * FAULT_STRIDE + FAULT_TRAILER), failure);
       }
       if (!r.ok) {
         this.failBatch(faults, from, m, ctx, out, r.reason, r.message);
@@ -487,6 +500,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
         out[i * DECISION_STRIDE + 2] = wl;
       }
       this.fallbacks += invalid;
+      if (invalid === 0 && !p.logBatchSuccesses) continue;
       p.log.add({
         policy: p.name,
         revision: p.spec.revision,
@@ -594,6 +608,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
   /** Log one delivery of n events; a failure falls back (nothing) or fails closed. */
   private observed(n: number, input: Float64Array, failure: { reason: PolicyFailureReason; message: string } | undefined): void {
     const p = this.policy;
+    if (failure === undefined && !p.logBatchSuccesses) return;
     p.log.add({ policy: p.name, revision: p.spec.revision, hook: "observe", inputDigest: batchDigestOf(input), output: null, fallback: failure, count: n });
     if (failure === undefined) return;
     if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "observe", failure.reason, failure.message);

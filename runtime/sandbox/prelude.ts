@@ -367,7 +367,7 @@ export const PRELUDE_SOURCE = String.raw`
       const a = chAdapters[chIn[0] | 0];
       if (typeof a !== "function") { lastWire = "Eload\nno batch adapter " + chIn[0]; return -1; }
       let out;
-      try { out = a(exportsNs, chPayload, chIn[1], lastCtx.value, tools); } catch (e) { lastWire = thrown(e); return -1; }
+      try { out = a(exportsNs, chPayload, chIn[1] | 0, lastCtx.value, tools); } catch (e) { lastWire = thrown(e); return -1; }
       if (typeof out === "string") { lastWire = out; return -1; }
       try {
         out[out.length - 1] = logLines.length + logDropped;

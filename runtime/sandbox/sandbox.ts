@@ -156,6 +156,9 @@ function armClock(clock: Clock, budgetMs: number): void {
 /** Failure reasons the guest prelude and adapters report; quarantine and limits are the host's. */
 const GUEST_FAILURE_REASONS: readonly PolicyFailureReason[] = ["oom", "stack", "invalid-output", "output-limit", "exception", "load"];
 
+/** Longest channel answer copied number by number rather than through a subarray view. */
+const ANSWER_COPY_LOOP_MAX = 64;
+
 /** Promise jobs run between two deadline checks while a hook's promise settles. */
 const JOBS_PER_CHECK = 64;
 
@@ -761,8 +764,11 @@ export class Sandbox implements Disposable {
       const expected = out.length + BATCH_TRAILER;
       if (r.status !== expected) return this.failure("invalid-output", `adapter ${adapter} returned ${r.status * 8} bytes, expected ${expected * 8}`);
       const answer = ch.output();
-      out.set(answer.subarray(0, out.length));
-      return { ok: true, value: null, logs: answer[out.length]! > 0 ? this.takeLogs(inst) : [] };
+      // Answers are mostly a few numbers: a loop costs less than a view to copy from.
+      const k = out.length;
+      if (k <= ANSWER_COPY_LOOP_MAX) for (let i = 0; i < k; i++) out[i] = answer[i]!;
+      else out.set(answer.subarray(0, k));
+      return { ok: true, value: null, logs: answer[k]! > 0 ? this.takeLogs(inst) : [] };
     } catch (e) {
       if (e instanceof PolicyError) throw e;
       if (isWasmCrash(e)) return this.crashed(e);

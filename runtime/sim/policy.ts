@@ -2,7 +2,8 @@
  * The one place the simulator turns `--policy FILE` into a MigrationDecider: without a file,
  * the kernel's behaviour natively; with one, the MigrationPolicy through the sandbox, run in
  * deterministic mode (budgets in interpreter work, Math.random seeded by the run's seed,
- * decision-log time 0) so a run depends only on its inputs.
+ * decision-log time 0) so a run depends only on its inputs. Its decision log keeps the
+ * batches that failed, not the millions that did not.
  */
 import { ConfigError } from "../errors.ts";
 import { type MigrationDecider, nativeKernelDefault } from "../policy/contracts/migration.ts";
@@ -29,6 +30,7 @@ export async function resolveMigrationPolicy(
     pluginRoots: opts.pluginRoots,
     sandbox: { deterministic: true },
     logClock: () => 0,
+    logBatches: "failures",
   });
   if (policy.spec.kind !== "MigrationPolicy") {
     policy.dispose();

@@ -37,9 +37,9 @@ function oneFault(addr: number): Float64Array {
   return b;
 }
 
-async function load(plugin: string, onFailure = "fallback"): Promise<Policy> {
+async function load(plugin: string, onFailure = "fallback", logBatches: "all" | "failures" = "all"): Promise<Policy> {
   const dir = tempFolder({ "p.js": plugin, "p.yaml": policyYaml(`  plugin: p.js\n  onFailure: ${onFailure}\n`) });
-  return Policy.load(join(dir, "p.yaml"), { pluginRoots: [dir], sandbox: { deterministic: true } });
+  return Policy.load(join(dir, "p.yaml"), { pluginRoots: [dir], sandbox: { deterministic: true }, logBatches });
 }
 
 // restoreLocation answers what observe saw so far: (events seen) * 1000 + last start.
@@ -196,6 +196,47 @@ export function evictionVictim() { throw new Error(kinds); }
     const r = await p.invoke<number>("restoreLocation", { gpuId: 0x1001, gpuIndex: 0, addr: 7, rangeStart: 0, rangeLast: 9, accessMask: 1 }, { gpus: CTX.gpus, xnack: true, nowNs: 5 });
     // 1 + 2 + 1 events seen (the failing batch counted its event before throwing), last start 50.
     expect(r.failure?.message).toContain("4050");
+  });
+
+  test("logBatches failures: the log keeps the batches that failed, not the others", async () => {
+    using p = await load(RECORDER, "fallback", "failures");
+    const d = p.migrationDecider();
+    d.observe([ev("migrate", 5)], CTX);
+    // restoreLocation answers 1005, no GPU: an invalid batch, recorded.
+    d.decideFaults(oneFault(100), 1, CTX, new Float64Array(DECISION_STRIDE));
+    expect(p.log.entries().map((e) => [e.hook, e.fallback?.reason])).toEqual([["restoreLocation", "invalid-output"]]);
+    d.observe([ev("evict", 666)], CTX);
+    d.decideFaults(oneFault(100), 1, CTX, new Float64Array(DECISION_STRIDE));
+    expect(p.log.entries().map((e) => [e.hook, e.fallback?.reason])).toEqual([
+      ["restoreLocation", "invalid-output"],
+      ["observe", "exception"],
+      ["restoreLocation", "invalid-output"],
+    ]);
+    using ok = await load("export function observe() {}\nexport function restoreLocation(f) { return f.gpuId; }", "fallback", "failures");
+    const d2 = ok.migrationDecider();
+    d2.observe([ev("migrate", 5)], CTX);
+    d2.decideFaults(oneFault(100), 1, CTX, new Float64Array(DECISION_STRIDE));
+    d2.observe([ev("migrate", 6)], CTX);
+    d2.flush?.();
+    expect(ok.log.entries()).toEqual([]);
+    expect(d2.fallbacks).toBe(0);
+  });
+
+  test("a plugin that freezes or redefines the batch objects it was handed still gets its batches", async () => {
+    // Every batch object is frozen or has its n redefined to -1 by the plugin; the window
+    // [addr - events seen, addr + n - 1] is right only when the next batch is whole again.
+    using p = await load(`let seen = 0;
+export function observeBatch(b) { seen += b.n; Object.freeze(b); }
+export function restoreLocationBatch(b) { b.decisions[0] = b.faults[b.F.gpuId]; Object.defineProperty(b, "n", { value: -1, writable: false }); }
+export function migrationWindowBatch(b) { b.decisions[1] = b.faults[b.F.addr] - seen; b.decisions[2] = b.faults[b.F.addr] + b.n - 1; Object.freeze(b); }`);
+    const d = p.migrationDecider();
+    const out = new Float64Array(DECISION_STRIDE);
+    for (let k = 1; k <= 3; k++) {
+      d.observe([ev("migrate", k), ev("evict", k)], CTX);
+      d.decideFaults(oneFault(100 + k), 1, CTX, out);
+      expect([out[0], out[1], out[2]]).toEqual([0x1001, 100 + k - 2 * k, 100 + k]);
+    }
+    expect(d.fallbacks).toBe(0);
   });
 
   test("the kernel's window is unaffected by riding events (records stay first)", async () => {
