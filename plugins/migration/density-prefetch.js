@@ -88,6 +88,9 @@ const SPAN_BLOCKS_MAX = 513;
 /** Slots of the slab after its first growth (it doubles up to blocks_max + 1). */
 const SLOTS_FIRST = 64;
 
+/** The kernel's destination rule, looked up once (`kernel` exists before this module runs). */
+const bestRestoreLocation = kernel.bestRestoreLocation;
+
 /** A full block's tree: every node holds its page count. */
 const TREE_FULL = new Uint16Array(TREE_NODES);
 for (let n = 1; n < TREE_NODES; n++) TREE_FULL[n] = BLOCK_PAGES >> (31 - Math.clz32(n));
@@ -201,10 +204,16 @@ function blockFill(slot, a, b, value) {
     else for (let k = p0 + s; k < p0 + s + BIG_PAGE_PAGES; k++) c += pages[k];
     tree[t0 + n] = c;
   }
-  // Only the ancestors of the changed leaves change: level by level up to the root.
+  // Only the ancestors of the changed leaves change: level by level while a level has
+  // several of them, then one node per level: its change added to each node above it.
   while (lo > 1) {
     lo >>= 1;
     hi >>= 1;
+    if (lo === hi) {
+      const d = tree[t0 + 2 * lo] + tree[t0 + 2 * lo + 1] - tree[t0 + lo];
+      for (let n = lo; n >= 1; n >>= 1) tree[t0 + n] += d;
+      return;
+    }
     for (let n = lo; n <= hi; n++) tree[t0 + n] = tree[t0 + 2 * n] + tree[t0 + 2 * n + 1];
   }
 }
@@ -226,14 +235,18 @@ function pagesArrived(start, last, gpu, blocksMax) {
       blocks.set(block, slot);
       blockOf[slot] = block;
       gpuOf[slot] = gpu;
+      lruLinkNewest(slot);
     } else {
-      lruUnlink(slot);
       if (gpuOf[slot] !== gpu) {
         gpuOf[slot] = gpu;
         blockFill(slot, 0, BLOCK_PAGES - 1, 0);
       }
+      // A stream sets the same block again and again: it is the newest already.
+      if (lruPrev[0] !== slot) {
+        lruUnlink(slot);
+        lruLinkNewest(slot);
+      }
     }
-    lruLinkNewest(slot);
     blockFill(slot, start > base ? (start - base) | 0 : 0, last < base + BLOCK_PAGES - 1 ? (last - base) | 0 : BLOCK_PAGES - 1, 1);
   }
 }
@@ -300,6 +313,19 @@ function pagesResident(slot, x, y) {
  */
 function subtreeDensest(slot, off, lo, hi, thresholdPct) {
   const t0 = slot * TREE_NODES;
+  if (lo === 0 && hi === BLOCK_PAGES - 1) {
+    // The whole block is in the range (the common case): every sibling counts in full, and a
+    // subtree of 2 * half pages holds the faulting big page (16 populated) and its sibling.
+    let node = LEAF_BASE + (off >> BIG_PAGE_SHIFT);
+    let pop = BIG_PAGE_PAGES;
+    let best = BIG_PAGE_PAGES;
+    for (let size = 2 * BIG_PAGE_PAGES; size <= BLOCK_PAGES; size <<= 1) {
+      pop += tree[t0 + (node ^ 1)];
+      node >>= 1;
+      if (pop * 100 > thresholdPct * size) best = size;
+    }
+    return best;
+  }
   const bs = off & -BIG_PAGE_PAGES;
   const be = bs + BIG_PAGE_PAGES - 1;
   let pop = (be < hi ? be : hi) - (bs > lo ? bs : lo) + 1;
@@ -333,7 +359,7 @@ function subtreeDensest(slot, off, lo, hi, thresholdPct) {
  * @param {number} addr @param {number} rangeStart @param {number} rangeLast @param {number} thresholdPct
  */
 function windowOf(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask, addr, rangeStart, rangeLast, thresholdPct) {
-  const dest = kernel.bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+  const dest = bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
   let s = addr - (addr % BIG_PAGE_PAGES);
   let size = BIG_PAGE_PAGES;
   if (dest > SYSMEM && addr < ADDR_PAGES_MAX) {
