@@ -77,9 +77,17 @@ export function hasBit(mask, index) {
  * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
  */
 export function bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
-  // Written for QuickJS: the tables are looked up inline (no helper call per test) with
-  // integer keys (see hiveOf).
   tables(gpus);
+  return restoreRule(gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
+}
+
+/**
+ * bestRestoreLocation once the tables are the context's. Written for QuickJS: the tables
+ * are looked up inline (no helper call per test) with integer keys (see hiveOf).
+ * @param {number} gpuId @param {number} gpuIndex @param {number} preferredLoc
+ * @param {number} actualLoc @param {number} accessMask @param {number} aipMask
+ */
+function restoreRule(gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask) {
   const id = gpuId >>> 0;
   if (apuById[id] === true) return SYSMEM;
   if (preferredLoc === gpuId || preferredLoc === SYSMEM) return preferredLoc;
@@ -109,12 +117,11 @@ export function migrationWindow(f) {
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
 export function restoreLocationBatch(b, ctx) {
   const { faults, n, stride, F, decisions } = b;
-  const gpus = ctx.gpus;
   const fGpu = F.gpuId, fIndex = F.gpuIndex, fPref = F.preferredLoc, fActual = F.actualLoc;
   const fAccess = F.accessMask, fAip = F.aipMask;
+  tables(ctx.gpus);
   for (let i = 0, o = 0; i < n; i++, o += stride) {
-    decisions[i * 3] = bestRestoreLocation(
-      gpus,
+    decisions[i * 3] = restoreRule(
       faults[o + fGpu],
       faults[o + fIndex],
       faults[o + fPref],
