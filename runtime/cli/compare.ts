@@ -90,6 +90,17 @@ function table(cells: CompareCell[]): string {
   return `${out.join("\n")}`;
 }
 
+/** Why policies fell back, cell by cell (nothing when none did). */
+function failuresText(cells: CompareCell[]): string {
+  const lines: string[] = [];
+  for (const c of cells) {
+    for (const g of c.result?.policyFailures ?? []) {
+      lines.push(`  ${c.workload} × ${c.policy}: ${g.hook} ${g.reason} (${g.records} ${g.records === 1 ? "call" : "calls"}), e.g. ${g.example.split("\n")[0]}`);
+    }
+  }
+  return lines.length === 0 ? "" : `policy fallbacks\n${lines.join("\n")}\n\n`;
+}
+
 export const compareCommand: Command = {
   name: "compare",
   summary: "run workloads × migration policies in the simulator and compare them (table, JSON, HTML report)",
@@ -177,7 +188,7 @@ export const compareCommand: Command = {
       };
       io.out(`${JSON.stringify(out)}\n`);
     } else {
-      io.out(`${profile.name}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}`);
+      io.out(`${profile.name}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}${failuresText(cells)}`);
       if (reportFile !== undefined) io.out(`report: ${reportFile}\n`);
     }
     return failed.length > 0 ? EXIT.failed : EXIT.ok;

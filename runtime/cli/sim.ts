@@ -8,6 +8,7 @@ import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
 import { EventSummarizer, isPageLine, type RangeOfInterest } from "../sim/compare.ts";
 import { COST_PARAMS, type CostParamName } from "../sim/cost.ts";
 import { runSimAsync, type SimResult } from "../sim/engine.ts";
+import { failureGroups } from "../policy/decision-log.ts";
 import { resolveMigrationPolicy } from "../sim/policy.ts";
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { type OnBadLine, parseTrace } from "../sim/trace.ts";
@@ -60,6 +61,14 @@ function parseSummaryRange(v: string): RangeOfInterest | null | undefined {
     throw new UsageError(`--summary: expected first, none or PAGE:PAGES (hex 0x... or decimal, PAGES >= 1), got '${v}'`);
   }
   return { startPage: start, sizePages: size };
+}
+
+/** The summary's lines on why the policy fell back (nothing when it never did). */
+function failureLines(f: ReturnType<typeof failureGroups> | undefined): string {
+  if (f === undefined || f.groups.length === 0) return "";
+  const lines = f.groups.map((g) => `    ${g.hook} ${g.reason} (${g.records} ${g.records === 1 ? "call" : "calls"}), e.g. ${g.example.split("\n")[0]}`);
+  if (f.more > 0) lines.push(`    ... and ${f.more} other hook/reason pairs`);
+  return `${lines.join("\n")}\n`;
 }
 
 function summary(r: SimResult, badLines: number | undefined): string {
@@ -223,14 +232,17 @@ export const simCommand: Command = {
       return EXIT.ok;
     }
     if (io.interactive) io.err("\r\x1b[K");
+    // Why the policy fell back: the simulator's decision log keeps only failed batches.
+    const failures = resolved.policy === undefined ? undefined : failureGroups(resolved.policy.log.entries());
     if (p.values.json === true) {
       const out: Record<string, unknown> = { ...result };
+      if (failures !== undefined && failures.groups.length > 0) out.policyFailures = failures.groups;
       if (badLines !== undefined) out.badTraceLines = badLines;
       if (eventsFile !== undefined) out.eventLines = eventLines;
       if (summarizer !== undefined) out.events = summarizer.finish(result.simTimeNs);
       io.out(`${JSON.stringify(out)}\n`);
     } else {
-      io.out(summary(result, badLines));
+      io.out(summary(result, badLines) + failureLines(failures));
       if (eventsFile !== undefined) io.out(`  SMI events          ${eventLines} lines in ${eventsFile}\n`);
     }
     return EXIT.ok;

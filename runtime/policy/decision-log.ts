@@ -76,3 +76,34 @@ export class DecisionLog {
     return [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)];
   }
 }
+
+/** Distinct (hook, reason) failures a summary lists. */
+export const FAILURE_GROUPS_MAX = 5;
+
+/** Failures of one hook for one reason, as a run's summary reports them. */
+export interface FailureGroup {
+  hook: string;
+  reason: PolicyFailureReason;
+  /** Records (calls or batches) that failed this way among those the log holds. */
+  records: number;
+  /** The first of their messages. */
+  example: string;
+}
+
+/**
+ * The failed records of a log grouped by hook and reason, in order of first appearance, at
+ * most FAILURE_GROUPS_MAX groups (the others are counted in `more`).
+ */
+export function failureGroups(entries: readonly DecisionRecord[]): { groups: FailureGroup[]; more: number } {
+  const byKey = new Map<string, FailureGroup>();
+  for (const e of entries) {
+    if (e.fallback === undefined) continue;
+    const key = `${e.hook}\u0000${e.fallback.reason}`;
+    const g = byKey.get(key);
+    if (g !== undefined) g.records++;
+    else byKey.set(key, { hook: e.hook, reason: e.fallback.reason, records: 1, example: e.fallback.message });
+  }
+  const all = [...byKey.values()];
+  return { groups: all.slice(0, FAILURE_GROUPS_MAX), more: Math.max(0, all.length - FAILURE_GROUPS_MAX) };
+}
+

@@ -342,6 +342,8 @@ export class SandboxMigrationDecider implements MigrationDecider {
   private outs: Float64Array[] = [];
 
   private readonly hasRestoreLocation: boolean;
+  /** The fault hooks a batch runs, as its decision-log records name them ("restoreLocation+migrationWindow"). */
+  private readonly faultHooks: string;
   private readonly hasMigrationWindow: boolean;
   /** The model builds observe() batches only for plugins that export observe. */
   readonly observes: boolean;
@@ -359,6 +361,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
     this.observes = policy.hooks.has("observe");
     this.observeMasks = policy.observeMasks;
     this.hasRestoreLocation = policy.hooks.has("restoreLocation");
+    this.faultHooks = ["restoreLocation", "migrationWindow"].filter((h) => policy.hooks.has(h)).join("+") || "restoreLocation";
     this.hasMigrationWindow = policy.hooks.has("migrationWindow");
   }
 
@@ -394,13 +397,13 @@ export class SandboxMigrationDecider implements MigrationDecider {
     p.log.add({
       policy: p.name,
       revision: p.spec.revision,
-      hook: "restoreLocation",
+      hook: this.faultHooks,
       inputDigest: batchDigestOf(faults.subarray(from * FAULT_STRIDE, (from + n) * FAULT_STRIDE)),
       output: null,
       fallback: { reason, message },
       count: n,
     });
-    if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "restoreLocation", reason, message);
+    if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, this.faultHooks, reason, message);
     for (let i = from; i < from + n; i++) this.kernelDecide(faults, i, ctx, out);
     this.fallbacks += n;
   }
@@ -491,7 +494,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
           const f = readFault(faults, i, this.fault);
           if (!firstInvalid) firstInvalid = clipText(`fault ${j} (page ${addr}): ${checkFaultDecision(f, loc, ws, wl, ctx)}`);
           invalid++;
-          if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "restoreLocation", "invalid-output", firstInvalid);
+          if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, this.faultHooks, "invalid-output", firstInvalid);
           this.kernelDecide(faults, i, ctx, out);
           continue;
         }
@@ -504,7 +507,7 @@ export class SandboxMigrationDecider implements MigrationDecider {
       p.log.add({
         policy: p.name,
         revision: p.spec.revision,
-        hook: "restoreLocation",
+        hook: this.faultHooks,
         inputDigest: batchDigestOf(input),
         output: { faults: m, invalid },
         fallback: invalid ? { reason: "invalid-output", message: firstInvalid } : undefined,

@@ -6,6 +6,7 @@
  * and the life of one range) instead of writing it out (hundreds of MB for an
  * oversubscription run), so a run's output depends only on its inputs.
  */
+import type { FailureGroup } from "../policy/decision-log.ts";
 import { join } from "node:path";
 import { assert } from "../errors.ts";
 import { smiEventParseLine } from "../kfd/smi-events.ts";
@@ -73,8 +74,8 @@ export interface CompareCell {
   policy: string;
   /** The policy file as found on the command line or below a folder. */
   policyFile: string;
-  /** Set when the child succeeded. */
-  result?: SimResult;
+  /** Set when the child succeeded; policyFailures when its policy fell back (svmrt sim --json). */
+  result?: SimResult & { policyFailures?: FailureGroup[] };
   events?: CellEvents;
   /** Set when the child failed: its exit code and the end of its stderr. */
   exitCode?: number;

@@ -383,6 +383,14 @@ export function renderReport(input: ReportInput): string {
     for (const c of cells) {
       if (!c.result) parts.push(`<p class="fail">${escapeXml(c.policyFile)} failed (exit ${c.exitCode}):</p><pre>${escapeXml(c.error ?? "")}</pre>`);
     }
+    const failing = cells.flatMap((c, i) => (c.result?.policyFailures ?? []).map((g) => ({ label: labels[i]!, g })));
+    if (failing.length > 0) {
+      parts.push('<p class="fail">Policy fallbacks (the kernel\'s rule decided instead):</p><ul>');
+      for (const { label, g } of failing) {
+        parts.push(`<li><b>${escapeXml(label)}</b>: ${escapeXml(g.hook)} ${escapeXml(g.reason)} (${g.records} ${g.records === 1 ? "call" : "calls"}), e.g. <code>${escapeXml(g.example.split("\n")[0]!)}</code></li>`);
+      }
+      parts.push("</ul>");
+    }
     const id = `w${wi}`;
     parts.push(`<h3 id="w${wi}-time">Simulated time per policy</h3>`);
     parts.push(barChart(`${id}-time`, `Simulated time per policy, workload ${wl}`, labels, cells.map((c) => c.result?.simTimeNs ?? null), fmtNs, TIME_UNITS, "simulated time"));

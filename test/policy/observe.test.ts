@@ -175,7 +175,7 @@ export function evictionVictim() { throw new Error(kinds); }
     const d = p.migrationDecider();
     d.observe([ev("migrate", 5), ev("evict", 8), ev("migrate", 11)], CTX);
     d.decideFaults(oneFault(100), 1, CTX, new Float64Array(DECISION_STRIDE));
-    expect(p.log.entries().find((e) => e.hook === "restoreLocation" && e.fallback)?.fallback?.message).toContain("3011");
+    expect(p.log.entries().find((e) => e.hook === "restoreLocation+migrationWindow" && e.fallback)?.fallback?.message).toContain("3011");
     expect(p.log.entries().filter((e) => e.hook === "observe").map((e) => [e.count, e.fallback])).toEqual([[3, undefined]]);
     // The kinds arrive as codes: evictionVictim throws the string it built.
     d.evictionVictim({ gpuId: 0x1001, neededPages: 1, candidates: [{ rangeStart: 0, npages: 1, vramPages: 1, lastUseNs: 0, lastMigrationNs: 0 }] }, CTX);

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { main } from "../../runtime/cli.ts";
 import type { CliIO } from "../../runtime/cli/command.ts";
 import { EXIT } from "../../runtime/cli/exit.ts";
+import { policyYaml, tempFolder } from "../policy/helpers.ts";
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
@@ -110,5 +111,27 @@ describe("the documented example workload", () => {
     expect(j.migrations.byTrigger.prefetch).toBe(0);
     expect(j.migrations.h2d).toBe(128 + 128);
     expect(j.gpuFaults).toBe(128 + 128 + 64);
+  });
+});
+
+describe("svmrt sim: why a policy fell back", () => {
+  test("the summary and --json name the failing hook, the reason and an example message", async () => {
+    // Every second window is one page too long: invalid for that fault, the kernel decides.
+    const dir = tempFolder({
+      "p.js": `let k = 0;
+export function migrationWindow(f) { k++; return { start: f.addr, last: k % 2 === 0 ? f.rangeLast + 1 : f.addr }; }`,
+      "p.yaml": policyYaml("  plugin: p.js\n"),
+    });
+    const argv = ["sim", "--workload", "stream", "--policy", join(dir, "p.yaml"), "--plugin-root", dir];
+    const j = JSON.parse((await run([...argv, "--json"])).out);
+    expect(j.policyFallbacks).toBeGreaterThan(0);
+    expect(j.policyFailures).toHaveLength(1);
+    expect(j.policyFailures[0]).toMatchObject({ hook: "migrationWindow", reason: "invalid-output", example: expect.stringContaining("window") });
+    const text = (await run(argv)).out;
+    expect(text).toMatch(/policy fallbacks +\d+\n +migrationWindow invalid-output \(\d+ calls\), e\.g\. fault 0 \(page \d+\):/);
+    // A policy that never fails reports no failures.
+    const ok = JSON.parse((await run(["sim", "--workload", "stream", "--policy", "policies/migration/kernel-default.yaml", "--json"])).out);
+    expect(ok.policyFallbacks).toBe(0);
+    expect(ok).not.toHaveProperty("policyFailures");
   });
 });

@@ -126,6 +126,19 @@ describe("svmrt compare", () => {
     expect(html.match(/<svg\b/g)?.length).toBe(html.match(/<\/svg>/g)?.length);
   });
 
+  test("a policy that falls back: the table counts it, the text, JSON and report say why", async () => {
+    // fallback (not fail-closed): the cell completes, the kernel deciding for the policy.
+    const pFlaky = policy(boomDir, "flaky", "./boom.js");
+    const f = join(dir, "flaky.html");
+    const j = JSON.parse((await run(["compare", "--workloads", wB, "--policies", `${pFlaky},${pKernel}`, "--json", "--report", f])).out);
+    expect(j.cells[0].result.policyFallbacks).toBeGreaterThan(0);
+    expect(j.cells[0].result.policyFailures).toEqual([{ hook: "restoreLocation", reason: "exception", records: expect.any(Number), example: expect.stringContaining("boom") }]);
+    expect(j.cells[1].result.policyFailures).toBeUndefined();
+    expect(readFileSync(f, "utf8")).toMatch(/Policy fallbacks[\s\S]*<b>flaky<\/b>: restoreLocation exception \(\d+ calls\), e\.g\. <code>Error: boom/);
+    const text = (await run(["compare", "--workloads", wB, "--policies", `${pFlaky},${pKernel}`])).out;
+    expect(text).toMatch(/policy fallbacks\n {2}\S*tiny-b.yaml × flaky: restoreLocation exception \(\d+ calls\), e\.g\. Error: boom/);
+  });
+
   test("a progress bar on stderr only when interactive", async () => {
     const args = ["compare", "--workloads", wB, "--policies", `${pKernel},${pXgmi}`];
     const tty = await run(args, true);
