@@ -9,7 +9,7 @@ import { KfdError } from "../../runtime/errors.ts";
 import { LOC_UNDEFINED, SVM_FLAG } from "../../runtime/policy/contracts/migration.ts";
 import { Prng } from "../../runtime/sim/prng.ts";
 import { SVM_ATTR } from "../../runtime/svm/constants.ts";
-import { type AttrPair, SvmModel } from "../../runtime/svm/model.ts";
+import { type AttrPair, FAULT_RESULT, SvmModel } from "../../runtime/svm/model.ts";
 import { BASE, gpus, TEST_COSTS } from "./helpers.ts";
 import { nativeKernelDefault } from "../../runtime/policy/contracts/migration.ts";
 
@@ -18,7 +18,20 @@ const OPS_PER_SEED = 400;
 /** Address space the operations touch, pages (8 MiB ranges land inside). */
 const SPAN = 8192;
 
-function runSeed(seed: number): SvmModel {
+/** A GPU's retry of a dropped fault after the drop, ns (the engine's fault_retry_ns). */
+const RETRY_NS = 40_000;
+
+/**
+ * Options of a run. retries: a lone GPU fault is retried like a wave does it (dropped:
+ * again RETRY_NS after the drop, until a horizon), each drop through restorePages, or with
+ * repeatDrops first as the engine does; the two must be indistinguishable.
+ */
+interface RunOpts {
+  retries?: "restorePages" | "repeatDrops";
+  lines?: string[];
+}
+
+function runSeed(seed: number, opts: RunOpts = {}): SvmModel {
   const rng = new Prng(seed);
   const hive = rng.nextInt(2) === 1 ? 5 : 0;
   const g = gpus(2 + rng.nextInt(2), { vramBytes: 64 * 2 ** 30, vramReservedBytes: 64 * 2 ** 30 - (4 + rng.nextInt(8)) * 2 ** 20, hiveId: hive });
@@ -33,6 +46,7 @@ function runSeed(seed: number): SvmModel {
       expect(`${f[2]} ${f[3]} ${f[4]}`).toBe(open!);
       open = null;
     } else expect(open).toBeNull();
+    opts.lines?.push(line);
   };
   const m = new SvmModel({ gpus: g, decider: nativeKernelDefault(), costs: TEST_COSTS, seed, fullCheckEvery: 1, sink });
   const pids = [100, 200];
@@ -80,7 +94,26 @@ function runSeed(seed: number): SvmModel {
         addrs[i] = BASE + rng.nextInt(SPAN);
         writes[i] = rng.nextInt(2);
       }
-      t = m.restorePages(pid, gi, n, addrs, writes, t, res, done);
+      if (opts.retries === undefined || n > 1) t = m.restorePages(pid, gi, n, addrs, writes, t, res, done);
+      else {
+        // The wave's retries until a horizon (the next operation comes after it).
+        const until = t + rng.nextInt(6_000_000);
+        const end = new Float64Array(1);
+        let at = t;
+        for (;;) {
+          t = m.restorePages(pid, gi, 1, addrs, writes, at, res, done);
+          if (res[0] !== FAULT_RESULT.DROPPED) break;
+          at = done[0]! + RETRY_NS;
+          if (opts.retries === "repeatDrops") {
+            const k = m.repeatDrops(pid, gi, addrs[0]!, writes[0] === 1, at, RETRY_NS, until, end);
+            if (k > 0) {
+              t = end[0]!;
+              at = t + RETRY_NS;
+            }
+          }
+          if (at >= until) break;
+        }
+      }
     } else if (k === 7) {
       t = m.cpuAccess(pid, BASE + rng.nextInt(SPAN), rng.nextInt(2) === 1, t);
     } else if (k === 8) {
@@ -134,6 +167,23 @@ describe("random operation sequences keep every invariant", () => {
     expect(faults).toBeGreaterThan(1000);
     expect(migrations).toBeGreaterThan(500);
     expect(evictions).toBeGreaterThan(10);
+  });
+
+  test("replaying drops (repeatDrops) equals handling each retry (restorePages)", () => {
+    let replayed = 0;
+    for (let seed = 1; seed <= SEEDS; seed++) {
+      const linesA: string[] = [];
+      const linesB: string[] = [];
+      const a = runSeed(seed, { retries: "restorePages", lines: linesA });
+      const b = runSeed(seed, { retries: "repeatDrops", lines: linesB });
+      expect(JSON.stringify(b.stats)).toBe(JSON.stringify(a.stats));
+      expect(b.exitCounters).toEqual(a.exitCounters);
+      expect(linesB).toEqual(linesA);
+      expect(b.step).toBe(a.step);
+      replayed += a.stats.gpuFaultsDropped;
+    }
+    // The sequences really retry inside duplicate windows.
+    expect(replayed).toBeGreaterThan(1000);
   });
 
   test("a run is a pure function of its seed", () => {
