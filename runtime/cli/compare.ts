@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from "node:os";
 import { ConfigError, UsageError } from "../errors.ts";
+import { failureText } from "../policy/decision-log.ts";
 import { findPolicyFiles } from "../policy/files.ts";
 import { readPolicySpec } from "../policy/loader.ts";
 import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
@@ -94,9 +95,9 @@ function table(cells: CompareCell[]): string {
 function failuresText(cells: CompareCell[]): string {
   const lines: string[] = [];
   for (const c of cells) {
-    for (const g of c.result?.policyFailures ?? []) {
-      lines.push(`  ${c.workload} × ${c.policy}: ${g.hook} ${g.reason} (${g.records} ${g.records === 1 ? "call" : "calls"}), e.g. ${g.example.split("\n")[0]}`);
-    }
+    for (const g of c.result?.policyFailures ?? []) lines.push(`  ${c.workload} × ${c.policy}: ${failureText(g)}`);
+    const other = c.result?.policyFailuresOther ?? 0;
+    if (other > 0) lines.push(`  ${c.workload} × ${c.policy}: and ${other} failed ${other === 1 ? "call" : "calls"} of other hooks or reasons`);
   }
   return lines.length === 0 ? "" : `policy fallbacks\n${lines.join("\n")}\n\n`;
 }

@@ -8,7 +8,7 @@ import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
 import { EventSummarizer, isPageLine, type RangeOfInterest } from "../sim/compare.ts";
 import { COST_PARAMS, type CostParamName } from "../sim/cost.ts";
 import { runSimAsync, type SimResult } from "../sim/engine.ts";
-import { failureGroups } from "../policy/decision-log.ts";
+import { type DecisionLog, failureText } from "../policy/decision-log.ts";
 import { resolveMigrationPolicy } from "../sim/policy.ts";
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { type OnBadLine, parseTrace } from "../sim/trace.ts";
@@ -64,14 +64,14 @@ function parseSummaryRange(v: string): RangeOfInterest | null | undefined {
 }
 
 /** The summary's lines on why the policy fell back (nothing when it never did). */
-function failureLines(f: ReturnType<typeof failureGroups> | undefined): string {
+function failureLines(f: ReturnType<DecisionLog["failures"]> | undefined): string {
   if (f === undefined || f.groups.length === 0) return "";
-  const lines = f.groups.map((g) => `    ${g.hook} ${g.reason} (${g.records} ${g.records === 1 ? "call" : "calls"}), e.g. ${g.example.split("\n")[0]}`);
-  if (f.more > 0) lines.push(`    ... and ${f.more} other hook/reason pairs`);
+  const lines = f.groups.map((g) => `    ${failureText(g)}`);
+  if (f.otherRecords > 0) lines.push(`    and ${f.otherRecords} failed ${f.otherRecords === 1 ? "call" : "calls"} of other hooks or reasons`);
   return `${lines.join("\n")}\n`;
 }
 
-function summary(r: SimResult, badLines: number | undefined): string {
+function summary(r: SimResult, badLines: number | undefined, failures: ReturnType<DecisionLog["failures"]> | undefined): string {
   const gib = (b: number): string => `${(b / 2 ** 30).toFixed(3)} GiB`;
   const m = r.migrations;
   return `${r.workload} on ${r.profile} (simulated machine), policy ${r.policy}, seed ${r.seed}
@@ -84,8 +84,8 @@ function summary(r: SimResult, badLines: number | undefined): string {
   evictions           ${r.evictions} buffers, ${r.queueEvictions} queue evictions
   thrash events       ${r.thrashEvents}
   VRAM fallbacks      ${r.vramFallbacks}
-  policy fallbacks    ${r.policyFallbacks}${badLines !== undefined ? `\n  bad trace lines     ${badLines} skipped` : ""}
-`;
+  policy fallbacks    ${r.policyFallbacks}
+${failureLines(failures)}${badLines !== undefined ? `  bad trace lines     ${badLines} skipped\n` : ""}`;
 }
 
 export const simCommand: Command = {
@@ -233,16 +233,17 @@ export const simCommand: Command = {
     }
     if (io.interactive) io.err("\r\x1b[K");
     // Why the policy fell back: the simulator's decision log keeps only failed batches.
-    const failures = resolved.policy === undefined ? undefined : failureGroups(resolved.policy.log.entries());
+    const failures = resolved.policy?.log.failures();
     if (p.values.json === true) {
       const out: Record<string, unknown> = { ...result };
       if (failures !== undefined && failures.groups.length > 0) out.policyFailures = failures.groups;
+      if (failures !== undefined && failures.otherRecords > 0) out.policyFailuresOther = failures.otherRecords;
       if (badLines !== undefined) out.badTraceLines = badLines;
       if (eventsFile !== undefined) out.eventLines = eventLines;
       if (summarizer !== undefined) out.events = summarizer.finish(result.simTimeNs);
       io.out(`${JSON.stringify(out)}\n`);
     } else {
-      io.out(summary(result, badLines) + failureLines(failures));
+      io.out(summary(result, badLines, failures));
       if (eventsFile !== undefined) io.out(`  SMI events          ${eventLines} lines in ${eventsFile}\n`);
     }
     return EXIT.ok;

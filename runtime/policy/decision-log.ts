@@ -40,12 +40,29 @@ export function batchDigestOf(data: Float64Array): string {
   return `w:${h.toString(16).padStart(16, "0")}`;
 }
 
+/** Distinct (hook, reason) failure groups a log keeps; further ones are only counted. */
+export const FAILURE_GROUPS_MAX = 5;
+
+/** Failures of one hook for one reason over a log's whole life. */
+export interface FailureGroup {
+  hook: string;
+  reason: PolicyFailureReason;
+  /** Records (calls or batches) that failed this way. */
+  records: number;
+  /** The first of their messages. */
+  example: string;
+}
+
 export class DecisionLog {
   private readonly ring: DecisionRecord[] = [];
   private next = 0;
   /** Records ever added (the ring keeps the last DECISION_LOG_ENTRIES_MAX). */
   total = 0;
   fallbacks = 0;
+  /** Failures by hook and reason since the log began, in order of first appearance. */
+  private readonly groups = new Map<string, FailureGroup>();
+  /** Failed records of hook/reason pairs beyond the first FAILURE_GROUPS_MAX. */
+  private failuresOther = 0;
 
   constructor(
     private readonly sink?: (r: DecisionRecord) => void,
@@ -65,9 +82,29 @@ export class DecisionLog {
     else this.ring[this.next] = rec;
     this.next = (this.next + 1) % DECISION_LOG_ENTRIES_MAX;
     this.total++;
-    if (r.fallback) this.fallbacks += r.count;
+    if (r.fallback) {
+      this.fallbacks += r.count;
+      this.countFailure(r.hook, r.fallback.reason, fallback!.message);
+    }
     this.sink?.(rec);
     return rec;
+  }
+
+  private countFailure(hook: string, reason: PolicyFailureReason, message: string): void {
+    const key = `${hook}\u0000${reason}`;
+    const g = this.groups.get(key);
+    if (g !== undefined) g.records++;
+    else if (this.groups.size < FAILURE_GROUPS_MAX) this.groups.set(key, { hook, reason, records: 1, example: message });
+    else this.failuresOther++;
+  }
+
+  /**
+   * Why the policy failed over the log's whole life (not only the records the ring still
+   * holds): at most FAILURE_GROUPS_MAX hook/reason groups, and the failed records of any
+   * other pair in `otherRecords`.
+   */
+  failures(): { groups: FailureGroup[]; otherRecords: number } {
+    return { groups: [...this.groups.values()].map((g) => ({ ...g })), otherRecords: this.failuresOther };
   }
 
   /** Entries in the order they were added, oldest first. */
@@ -77,33 +114,7 @@ export class DecisionLog {
   }
 }
 
-/** Distinct (hook, reason) failures a summary lists. */
-export const FAILURE_GROUPS_MAX = 5;
-
-/** Failures of one hook for one reason, as a run's summary reports them. */
-export interface FailureGroup {
-  hook: string;
-  reason: PolicyFailureReason;
-  /** Records (calls or batches) that failed this way among those the log holds. */
-  records: number;
-  /** The first of their messages. */
-  example: string;
+/** One failure group in words: `hook reason (N calls), e.g. <first line of the first message>`. */
+export function failureText(g: FailureGroup): string {
+  return `${g.hook} ${g.reason} (${g.records} ${g.records === 1 ? "call" : "calls"}), e.g. ${g.example.split("\n")[0]}`;
 }
-
-/**
- * The failed records of a log grouped by hook and reason, in order of first appearance, at
- * most FAILURE_GROUPS_MAX groups (the others are counted in `more`).
- */
-export function failureGroups(entries: readonly DecisionRecord[]): { groups: FailureGroup[]; more: number } {
-  const byKey = new Map<string, FailureGroup>();
-  for (const e of entries) {
-    if (e.fallback === undefined) continue;
-    const key = `${e.hook}\u0000${e.fallback.reason}`;
-    const g = byKey.get(key);
-    if (g !== undefined) g.records++;
-    else byKey.set(key, { hook: e.hook, reason: e.fallback.reason, records: 1, example: e.fallback.message });
-  }
-  const all = [...byKey.values()];
-  return { groups: all.slice(0, FAILURE_GROUPS_MAX), more: Math.max(0, all.length - FAILURE_GROUPS_MAX) };
-}
-

@@ -100,7 +100,10 @@ const objectLiteral = FAULT_FIELDS.map((k, i) => `${k}: b[o + ${i}]`).join(", ")
 export const MIGRATION_ADAPTER_SOURCE = `
 (function () {
   "use strict";
-  const getDesc = Object.getOwnPropertyDescriptor, F64 = Float64Array;
+  const getDesc = Object.getOwnPropertyDescriptor, F64 = Float64Array, apply = Reflect.apply;
+  // Taken before any plugin code runs: a plugin that replaces them changes nothing here.
+  const f64Fill = F64.prototype.fill, f64Sub = F64.prototype.subarray;
+  const FILL_ARGS = [NaN], SUB_ARGS = [0, 0];
   const fn = function (ns, name) {
     const d = getDesc(ns, name);
     return d !== undefined && typeof d.value === "function" ? d.value : null;
@@ -124,7 +127,8 @@ export const MIGRATION_ADAPTER_SOURCE = `
   // The batch objects handed to the plugin: one of each, every field rewritten per call
   // (a QuickJS allocation costs several field writes). Valid during the call only, like the
   // arrays in them (the channel's bytes, rewritten by the next call).
-  // A plugin that froze or redefined one gets a fresh object from then on.
+  // A plugin that froze one or made a field read-only gets a fresh object from then on (the
+  // write throws); one that made a field an accessor keeps it, and misleads only itself.
   let faultBatch = {}, eventBatch = {};
   const faultBatchOf = function (faults, n, decisions) {
     try {
@@ -142,7 +146,9 @@ export const MIGRATION_ADAPTER_SOURCE = `
   const observeEvents = function (input, at, e, ctx) {
     let r;
     if (hObb !== null) {
-      r = hObb(eventBatchOf(at === 0 ? input : input.subarray(at, at + e * ${OBSERVE_STRIDE}), e), ctx);
+      let events = input;
+      if (at !== 0) { SUB_ARGS[0] = at; SUB_ARGS[1] = at + e * ${OBSERVE_STRIDE}; events = apply(f64Sub, input, SUB_ARGS); }
+      r = hObb(eventBatchOf(events, e), ctx);
     } else {
       const events = [];
       for (let i = 0, b = at; i < e; i++, b += ${OBSERVE_STRIDE}) {
@@ -191,8 +197,8 @@ export const MIGRATION_ADAPTER_SOURCE = `
     if (n <= ${CACHED_ANSWER_FAULTS_MAX}) {
       out = answers[n];
       if (out === undefined) { out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}); answers[n] = out; }
-      out.fill(NaN);
-    } else out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}).fill(NaN);
+      for (let k = 0; k < n * ${DECISION_STRIDE}; k++) out[k] = NaN;
+    } else { out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}); apply(f64Fill, out, FILL_ARGS); }
     out[n * ${DECISION_STRIDE}] = observeFailed;
     if (rlb !== null || mwb !== null) {
       if (rlb !== null) { rlb(faultBatchOf(b, n, out), ctx); rl = null; }
@@ -231,8 +237,8 @@ export const MIGRATION_ADAPTER_SOURCE = `
     ctx.nowNs = input[0];
     const p = fn(ns, "prefetch");
     if (p === null) return "Rnull";
-    const faults = input.subarray(2, 2 + n * ${FAULT_STRIDE});
-    const decisions = input.subarray(2 + n * ${FAULT_STRIDE}, 2 + n * ${FAULT_STRIDE + DECISION_STRIDE});
+    const faults = apply(f64Sub, input, [2, 2 + n * ${FAULT_STRIDE}]);
+    const decisions = apply(f64Sub, input, [2 + n * ${FAULT_STRIDE}, 2 + n * ${FAULT_STRIDE + DECISION_STRIDE}]);
     return tools.serialize(p({ faults: faults, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: decisions }, ctx));
   });
 })();

@@ -456,9 +456,9 @@ export class SandboxMigrationDecider implements MigrationDecider {
       const input = faultsInput(into, faults, from, m, ctx.nowNs, mask, false, this.held, riding, ctx.nowNs);
       const r = p.sandbox.batchSync(inst, MIGRATION_FAULTS_ADAPTER, input, m, this.stableCtxJson(ctx), got);
       if (riding > 0) {
-        let failure: { reason: PolicyFailureReason; message: string } | undefined;
-        if (!r.ok) failure = { reason: r.reason, message: r.message };
-        else if (got[m * DECISION_STRIDE] === 1) failure = p.sandbox.takeStashedFailure(inst);
+        // The adapter catches a failing observe and reports it in the answer's extra slot.
+        // When the whole batch failed, its own record (under the fault hooks) says why, once.
+        const failure = r.ok && got[m * DECISION_STRIDE] === 1 ? p.sandbox.takeStashedFailure(inst) : undefined;
         if (failure !== undefined || p.logBatchSuccesses) this.observed(riding, input.subarray(m * FAULT_STRIDE + FAULT_TRAILER), failure);
       }
       if (!r.ok) {
@@ -608,13 +608,15 @@ export class SandboxMigrationDecider implements MigrationDecider {
     this.observed(n, input, failure);
   }
 
-  /** Log one delivery of n events; a failure falls back (nothing) or fails closed. */
+  /**
+   * Log one delivery of n events; a failure is recorded (it decides nothing, so it is no
+   * fallback) or fails closed.
+   */
   private observed(n: number, input: Float64Array, failure: { reason: PolicyFailureReason; message: string } | undefined): void {
     const p = this.policy;
     if (failure === undefined && !p.logBatchSuccesses) return;
     p.log.add({ policy: p.name, revision: p.spec.revision, hook: "observe", inputDigest: batchDigestOf(input), output: null, fallback: failure, count: n });
     if (failure === undefined) return;
     if (p.spec.onFailure === "fail-closed") throw new PolicyError(p.name, "observe", failure.reason, failure.message);
-    this.fallbacks++;
   }
 }

@@ -74,8 +74,8 @@ export interface CompareCell {
   policy: string;
   /** The policy file as found on the command line or below a folder. */
   policyFile: string;
-  /** Set when the child succeeded; policyFailures when its policy fell back (svmrt sim --json). */
-  result?: SimResult & { policyFailures?: FailureGroup[] };
+  /** Set when the child succeeded; policyFailures(Other) when its policy failed (svmrt sim --json). */
+  result?: SimResult & { policyFailures?: FailureGroup[]; policyFailuresOther?: number };
   events?: CellEvents;
   /** Set when the child failed: its exit code and the end of its stderr. */
   exitCode?: number;

@@ -5,6 +5,7 @@
  * range as a sequence diagram. Every user string (policy names, file paths, workload names)
  * is escaped; the output is a pure function of the cells, so equal inputs give equal bytes.
  */
+import { failureText } from "../policy/decision-log.ts";
 import type { CellEvents, CompareCell, RangeEvent } from "./compare.ts";
 
 /** Escape text for HTML and SVG content and attribute values. */
@@ -383,12 +384,15 @@ export function renderReport(input: ReportInput): string {
     for (const c of cells) {
       if (!c.result) parts.push(`<p class="fail">${escapeXml(c.policyFile)} failed (exit ${c.exitCode}):</p><pre>${escapeXml(c.error ?? "")}</pre>`);
     }
-    const failing = cells.flatMap((c, i) => (c.result?.policyFailures ?? []).map((g) => ({ label: labels[i]!, g })));
+    const failing = cells.flatMap((c, i) => {
+      const lines = (c.result?.policyFailures ?? []).map((g) => failureText(g));
+      const other = c.result?.policyFailuresOther ?? 0;
+      if (other > 0) lines.push(`and ${other} failed ${other === 1 ? "call" : "calls"} of other hooks or reasons`);
+      return lines.map((text) => ({ label: labels[i]!, text }));
+    });
     if (failing.length > 0) {
-      parts.push('<p class="fail">Policy fallbacks (the kernel\'s rule decided instead):</p><ul>');
-      for (const { label, g } of failing) {
-        parts.push(`<li><b>${escapeXml(label)}</b>: ${escapeXml(g.hook)} ${escapeXml(g.reason)} (${g.records} ${g.records === 1 ? "call" : "calls"}), e.g. <code>${escapeXml(g.example.split("\n")[0]!)}</code></li>`);
-      }
+      parts.push('<p class="fail">Policy failures (a failed decision is the kernel\'s rule; a failed observe loses its events):</p><ul>');
+      for (const { label, text } of failing) parts.push(`<li><b>${escapeXml(label)}</b>: ${escapeXml(text)}</li>`);
       parts.push("</ul>");
     }
     const id = `w${wi}`;

@@ -14,6 +14,7 @@ import {
 } from "../../runtime/policy/contracts/migration.ts";
 import { MIGRATE_TRIGGER, QUEUE_EVICTION_TRIGGER, SVM_UNMAP_TRIGGER } from "../../runtime/kfd/uapi.ts";
 import { PolicyError } from "../../runtime/errors.ts";
+import { DECISION_LOG_ENTRIES_MAX } from "../../runtime/policy/decision-log.ts";
 import { Policy } from "../../runtime/policy/policy.ts";
 import { policyYaml, tempFolder } from "./helpers.ts";
 
@@ -65,7 +66,7 @@ describe("observe delivery", () => {
     expect(p.log.entries().filter((e) => e.hook === "observe").map((e) => e.count)).toEqual([2]);
   });
 
-  test("a failing observe falls back (counted) while the batch's decisions still come from the plugin", async () => {
+  test("a failing observe is recorded (it decides nothing: no fallback) while the batch's decisions still come from the plugin", async () => {
     using p = await load(
       "export function observe() { throw new Error('evict 666'); }\nexport function restoreLocation(f) { return f.gpuId; }\nexport function migrationWindow(f) { return { start: f.addr, last: f.addr }; }",
     );
@@ -77,7 +78,40 @@ describe("observe delivery", () => {
     expect(obs).toHaveLength(1);
     expect(obs[0]!.fallback).toMatchObject({ reason: "exception", message: expect.stringContaining("evict 666") });
     expect([out[0], out[1], out[2]]).toEqual([0x1001, 100, 100]);
-    expect(d.fallbacks).toBe(1);
+    expect(d.fallbacks).toBe(0);
+    expect(p.log.failures().groups).toEqual([{ hook: "observe", reason: "exception", records: 1, example: expect.stringContaining("evict 666") }]);
+  });
+
+  test("a failing fault batch is recorded once, under its hooks, not also as a failed observe", async () => {
+    using p = await load("export function observe() {}\nexport function restoreLocation(f) { throw new Error('boom in restoreLocation'); }");
+    const d = p.migrationDecider();
+    for (let k = 0; k < 3; k++) {
+      d.observe([ev("migrate", k)], CTX);
+      d.decideFaults(oneFault(100 + k), 1, CTX, new Float64Array(DECISION_STRIDE));
+    }
+    expect(d.fallbacks).toBe(3);
+    expect(p.log.failures()).toEqual({ groups: [{ hook: "restoreLocation", reason: "exception", records: 3, example: expect.stringContaining("boom in restoreLocation") }], otherRecords: 0 });
+  });
+
+  test("failure groups cover the whole run, not only the records the log still holds", async () => {
+    using p = await load("let k = 0;\nexport function restoreLocation(f) { k++; if (k === 1) throw new Error('first'); return 7; }", "fallback", "failures");
+    const d = p.migrationDecider();
+    const n = DECISION_LOG_ENTRIES_MAX + 200;
+    for (let k = 0; k < n; k++) d.decideFaults(oneFault(100), 1, CTX, new Float64Array(DECISION_STRIDE));
+    expect(p.log.entries()).toHaveLength(DECISION_LOG_ENTRIES_MAX);
+    expect(p.log.failures().groups).toEqual([
+      { hook: "restoreLocation", reason: "exception", records: 1, example: expect.stringContaining("first") },
+      { hook: "restoreLocation", reason: "invalid-output", records: n - 1, example: expect.stringContaining("7") },
+    ]);
+  });
+
+  test("trigger numbers outside 0..31 never match a selected trigger", () => {
+    const ok = parseObserveKinds(["unmap:unmap_from_cpu", "migrate"]);
+    if (!("masks" in ok)) throw new Error(ok.error);
+    for (const t of [34, 66, -30, 2.5, 32, Number.NaN]) expect(observeWanted(ok.masks, "unmap", t)).toBe(false);
+    expect(observeWanted(ok.masks, "migrate", 40)).toBe(true);
+    const long = parseObserveKinds([`unmap:${"x".repeat(5000)}`]);
+    expect("error" in long && long.error.length < 200).toBe(true);
   });
 
   test("fail-closed: a failing observe stops the run", async () => {

@@ -134,7 +134,7 @@ describe("svmrt compare", () => {
     expect(j.cells[0].result.policyFallbacks).toBeGreaterThan(0);
     expect(j.cells[0].result.policyFailures).toEqual([{ hook: "restoreLocation", reason: "exception", records: expect.any(Number), example: expect.stringContaining("boom") }]);
     expect(j.cells[1].result.policyFailures).toBeUndefined();
-    expect(readFileSync(f, "utf8")).toMatch(/Policy fallbacks[\s\S]*<b>flaky<\/b>: restoreLocation exception \(\d+ calls\), e\.g\. <code>Error: boom/);
+    expect(readFileSync(f, "utf8")).toMatch(/Policy failures[\s\S]*<b>flaky<\/b>: restoreLocation exception \(\d+ calls\), e\.g\. Error: boom/);
     const text = (await run(["compare", "--workloads", wB, "--policies", `${pFlaky},${pKernel}`])).out;
     expect(text).toMatch(/policy fallbacks\n {2}\S*tiny-b.yaml × flaky: restoreLocation exception \(\d+ calls\), e\.g\. Error: boom/);
   });

@@ -146,9 +146,23 @@ export type ObserveMasks = { readonly [K in ObservedKind]: number };
 /** Every trigger of a kind. */
 export const OBSERVE_ALL_TRIGGERS = 0xffffffff;
 
-/** True when `masks` selects an event of this kind and trigger (masks undefined: all). */
+/**
+ * True when `masks` selects an event of this kind and trigger (masks undefined: all). A
+ * trigger outside 0..31 matches only a whole kind (a shift count would wrap).
+ */
 export function observeWanted(masks: ObserveMasks | undefined, kind: ObservedKind, trigger: number): boolean {
-  return masks === undefined || ((masks[kind] >>> trigger) & 1) === 1;
+  if (masks === undefined) return true;
+  const m = masks[kind];
+  return m === OBSERVE_ALL_TRIGGERS || (trigger >= 0 && trigger < 32 && Number.isInteger(trigger) && ((m >>> trigger) & 1) === 1);
+}
+
+/** Characters of a bad observeKinds entry quoted in its error. */
+const OBSERVE_ENTRY_QUOTED_MAX = 40;
+
+/** An observeKinds entry as an error quotes it: JSON, clipped. */
+function quoteEntry(v: unknown): string {
+  const q = JSON.stringify(v) ?? String(v);
+  return q.length > OBSERVE_ENTRY_QUOTED_MAX ? `${q.slice(0, OBSERVE_ENTRY_QUOTED_MAX)}…` : q;
 }
 
 /**
@@ -164,10 +178,10 @@ export function parseObserveKinds(v: unknown): { masks: ObserveMasks | undefined
   }
   const masks = Object.fromEntries(OBSERVED_KINDS.map((k) => [k, 0])) as { [K in ObservedKind]: number };
   for (const [i, entry] of v.entries()) {
-    if (typeof entry !== "string") return { error: `observeKinds[${i}]: ${JSON.stringify(entry) ?? String(entry)} is not a string` };
+    if (typeof entry !== "string") return { error: `observeKinds[${i}]: ${quoteEntry(entry)} is not a string` };
     const colon = entry.indexOf(":");
     const kind = (colon < 0 ? entry : entry.slice(0, colon)) as ObservedKind;
-    if (!(OBSERVED_KINDS as readonly string[]).includes(kind)) return { error: `observeKinds[${i}]: ${JSON.stringify(kind)} is no event kind (${known})` };
+    if (!(OBSERVED_KINDS as readonly string[]).includes(kind)) return { error: `observeKinds[${i}]: ${quoteEntry(kind)} is no event kind (${known})` };
     if (colon < 0) {
       masks[kind] = OBSERVE_ALL_TRIGGERS;
       continue;
@@ -179,7 +193,7 @@ export function parseObserveKinds(v: unknown): { masks: ObserveMasks | undefined
         error:
           names.length === 0
             ? `observeKinds[${i}]: ${kind} events have no trigger to select`
-            : `observeKinds[${i}]: ${JSON.stringify(entry.slice(colon + 1))} is no ${kind} trigger (${names.join(", ")})`,
+            : `observeKinds[${i}]: ${quoteEntry(entry.slice(colon + 1))} is no ${kind} trigger (${names.join(", ")})`,
       };
     }
     masks[kind] = (masks[kind] | (1 << t)) >>> 0;
