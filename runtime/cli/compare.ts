@@ -12,7 +12,7 @@ import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
 import { COMPARE_CELLS_MAX, type CompareCell, runCompareMatrix } from "../sim/compare.ts";
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { fmtBytes, fmtNs, renderReport } from "../sim/report.ts";
-import { loadWorkloadFile } from "../sim/workload.ts";
+import { loadWorkloadFile, workloadAccesses } from "../sim/workload.ts";
 import { type CliIO, type Command, flagInt, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
 import { SEED_DEFAULT } from "./sim.ts";
@@ -132,10 +132,11 @@ export const compareCommand: Command = {
     const profileArg = flagString(p, "profile") ?? PROFILE_DEFAULT;
     // Check every input here, once, so a bad file is a config error (exit 3) and not N failing cells.
     const profile = loadProfile(profileArg);
+    const weights: number[] = [];
     for (const w of workloads) {
-      if (builtinWorkload(w, profile) !== undefined) continue;
-      if (!/[/\\]|\.ya?ml$/.test(w)) throw new UsageError(`--workloads ${w}: no such built-in (svmrt sim --list-workloads) and not a .yaml path`);
-      loadWorkloadFile(w, profile);
+      const builtin = builtinWorkload(w, profile);
+      if (builtin === undefined && !/[/\\]|\.ya?ml$/.test(w)) throw new UsageError(`--workloads ${w}: no such built-in (svmrt sim --list-workloads) and not a .yaml path`);
+      weights.push(workloadAccesses(builtin ?? loadWorkloadFile(w, profile)));
     }
     if (new Set(workloads).size !== workloads.length) throw new UsageError("--workloads: a workload is named twice");
     const explicit = new Set(policyArgs.filter((a) => /\.ya?ml$/.test(a)));
@@ -168,6 +169,7 @@ export const compareCommand: Command = {
       jobs,
       range,
       pluginRoots,
+      weights,
       onCellDone: io.interactive ? (done) => progress(done) : undefined,
     });
     const failed = cells.filter((c) => c.result === undefined);

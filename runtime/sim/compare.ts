@@ -92,6 +92,11 @@ export interface CompareOptions {
   /** The range to follow; default: the first migration of each workload's first cell. */
   range?: number;
   pluginRoots?: string[];
+  /**
+   * Per workload, a measure of its size (workloadAccesses): cells of larger workloads start
+   * first, so the longest cell does not start last. Results keep (workload, policy) order.
+   */
+  weights?: number[];
   /** Called once per finished cell, in completion order (progress). */
   onCellDone?: (done: number, total: number, cell: CompareCell) => void;
   /** The program each cell runs (tests point it elsewhere). */
@@ -225,7 +230,12 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
         ? await pool(opts.workloads.length, opts.jobs, (w) => seekRange(opts, opts.workloads[w]!, live))
         : opts.workloads.map(() => ({ startPage: opts.range!, sizePages: 1 }));
     let done = 0;
-    await pool(cells.length, opts.jobs, async (i) => {
+    // Start order: larger workloads first (stable); the results stay in matrix order.
+    const start = cells.map((_, i) => i);
+    const weights = opts.weights;
+    if (weights !== undefined) start.sort((a, b) => (weights[Math.floor(b / perWorkload)] ?? 0) - (weights[Math.floor(a / perWorkload)] ?? 0) || a - b);
+    await pool(cells.length, opts.jobs, async (k) => {
+      const i = start[k]!;
       const cell = cells[i]!;
       await runCell(opts, cell, summaryArg(ranges[Math.floor(i / perWorkload)]!), live);
       done++;

@@ -77,6 +77,21 @@ export interface Workload {
   hints: HintSpec[];
 }
 
+/**
+ * Accesses a workload makes (access counts and timed accesses over all streams): a rough
+ * measure of how long it takes to simulate, used to start the largest first.
+ */
+export function workloadAccesses(w: Workload): number {
+  let n = 0;
+  for (const s of w.streams) {
+    for (const op of s.ops) {
+      if (op.op === "access") n += op.count;
+      else if (op.op === "timed") n += op.n;
+    }
+  }
+  return n;
+}
+
 /** Bounds on a workload file. */
 export const WORKLOAD_BOUNDS = {
   /** Most operations after `repeat` expansion, over all streams. */

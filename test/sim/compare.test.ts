@@ -6,7 +6,9 @@ import { join, resolve } from "node:path";
 import { main } from "../../runtime/cli.ts";
 import type { CliIO } from "../../runtime/cli/command.ts";
 import { EXIT } from "../../runtime/cli/exit.ts";
-import { RANGE_EVENTS_MAX, summarizeEvents, TIMELINE_BINS } from "../../runtime/sim/compare.ts";
+import { RANGE_EVENTS_MAX, runCompareMatrix, summarizeEvents, TIMELINE_BINS } from "../../runtime/sim/compare.ts";
+import { loadProfile } from "../../runtime/sim/profile.ts";
+import { loadWorkloadFile, workloadAccesses } from "../../runtime/sim/workload.ts";
 import { escapeXml } from "../../runtime/sim/report.ts";
 
 async function run(argv: string[], interactive = false): Promise<{ code: number; out: string; err: string }> {
@@ -137,6 +139,23 @@ describe("svmrt compare", () => {
     expect(readFileSync(f, "utf8")).toMatch(/Policy failures[\s\S]*<b>flaky<\/b>: restoreLocation exception \(\d+ calls\), e\.g\. Error: boom/);
     const text = (await run(["compare", "--workloads", wB, "--policies", `${pFlaky},${pKernel}`])).out;
     expect(text).toMatch(/policy fallbacks\n {2}\S*tiny-b.yaml × flaky: restoreLocation exception \(\d+ calls\), e\.g\. Error: boom/);
+  });
+
+  test("cells of larger workloads start first; results keep matrix order", async () => {
+    const policies = [{ file: pKernel, name: "k-default" }];
+    const started: string[] = [];
+    const cells = await runCompareMatrix({
+      profile: "dev-2gpu",
+      workloads: [wB, wA],
+      policies,
+      seed: 1,
+      jobs: 1,
+      weights: [1, 2],
+      onCellDone: (_d, _t, c) => started.push(c.workload),
+    });
+    expect(started).toEqual([wA, wB]);
+    expect(cells.map((c) => c.workload)).toEqual([wB, wA]);
+    expect(workloadAccesses(loadWorkloadFile(wA, loadProfile("dev-2gpu")))).toBe(2 * workloadAccesses(loadWorkloadFile(wB, loadProfile("dev-2gpu"))));
   });
 
   test("a progress bar on stderr only when interactive", async () => {
