@@ -14,6 +14,7 @@ import {
   type MigrationDecider,
   nativeKernelDefault,
   type ObservedEvent,
+  type ObserveMasks,
   type PolicyContext,
   parseObserveKinds,
   writeFault,
@@ -64,36 +65,19 @@ describe("native kernel-default", () => {
     }
   });
 
-  test("a decider that observes gets the migration and fault events in order", () => {
+  /**
+   * The events a native decider observing with `masks` receives from one run: a prefetch of a
+   * range, a CPU fault on it, then a GPU fault after the 2 ms window (the prefetch mapped the
+   * range: validate_timestamp). The CPU fault's and the GPU fault's migrations of a mapped
+   * range both unmap the window (svm_range_unmap_from_gpus, MMU_NOTIFY_MIGRATE).
+   */
+  function observedRun(masks?: ObserveMasks): string[] {
     const seen: string[] = [];
-    const base = nativeKernelDefault();
-    const d: MigrationDecider = {
-      ...base,
-      name: "observer",
-      observes: true,
-      observe(events: ObservedEvent[]) {
-        for (const e of events) seen.push(`${e.kind} ${e.from}->${e.to} ${e.trigger}`);
-      },
-    };
-    const f = fixture(gpus(1), { decider: d });
-    f.m.setAttr(PID, BASE, 1024, [[SVM_ATTR.PREFETCH_LOC, 0x3fe1]], 0);
-    f.m.cpuAccess(PID, BASE, false, 1e6);
-    // The prefetch mapped the range (validate_timestamp): fault after the 2 ms window. The
-    // CPU fault's and the GPU fault's migrations of a mapped range both unmap the window
-    // (svm_range_unmap_from_gpus, MMU_NOTIFY_MIGRATE).
-    f.fault(0, BASE, 3e6);
-    expect(seen).toEqual(["migrate 0->16353 0", "migrate 16353->0 2", "unmap 0->0 1", "fault 16353->16353 1", "migrate 0->16353 1", "unmap 0->0 1"]);
-  });
-
-  test("observeMasks: the model builds only the kinds and triggers the decider selected", () => {
-    const seen: string[] = [];
-    const parsed = parseObserveKinds(["fault", "migrate:pagefault_cpu", "unmap:unmap_from_cpu"]);
-    if (!("masks" in parsed)) throw new Error(parsed.error);
     const d: MigrationDecider = {
       ...nativeKernelDefault(),
       name: "observer",
       observes: true,
-      observeMasks: parsed.masks,
+      observeMasks: masks,
       observe(events: ObservedEvent[]) {
         for (const e of events) seen.push(`${e.kind} ${e.from}->${e.to} ${e.trigger}`);
       },
@@ -102,8 +86,18 @@ describe("native kernel-default", () => {
     f.m.setAttr(PID, BASE, 1024, [[SVM_ATTR.PREFETCH_LOC, 0x3fe1]], 0);
     f.m.cpuAccess(PID, BASE, false, 1e6);
     f.fault(0, BASE, 3e6);
-    // The same run as above: the prefetch (trigger 0), the GPU fault's migration (1) and the
-    // MMU_NOTIFY_MIGRATE unmaps are not built.
-    expect(seen).toEqual(["migrate 16353->0 2", "fault 16353->16353 1"]);
+    return seen;
+  }
+
+  test("a decider that observes gets the migration and fault events in order", () => {
+    expect(observedRun()).toEqual(["migrate 0->16353 0", "migrate 16353->0 2", "unmap 0->0 1", "fault 16353->16353 1", "migrate 0->16353 1", "unmap 0->0 1"]);
+  });
+
+  test("observeMasks: the model builds only the kinds and triggers the decider selected", () => {
+    const parsed = parseObserveKinds(["fault", "migrate:pagefault_cpu", "unmap:unmap_from_cpu"]);
+    if (!("masks" in parsed)) throw new Error(parsed.error);
+    // The prefetch (trigger 0), the GPU fault's migration (1) and the MMU_NOTIFY_MIGRATE
+    // unmaps are not built.
+    expect(observedRun(parsed.masks)).toEqual(["migrate 16353->0 2", "fault 16353->16353 1"]);
   });
 });
