@@ -277,6 +277,12 @@ function describeEvent(e: RangeEvent): string {
 }
 
 /** A sequence diagram: lifelines per location, time downwards, one row per event. */
+/** Width of a range-life chart the lanes aim to stay within, px (the page is 1400 px wide). */
+const LIFE_CHART_PX_MAX = 1340;
+/** Width of one location's lane in a range-life chart, px: widest, and narrowest still holding its label. */
+const LIFE_LANE_PX_MAX = 130;
+const LIFE_LANE_PX_MIN = 84;
+
 function rangeLifeChart(id: string, label: string, c: CompareCell): string {
   const e = c.events!;
   const evs = e.rangeEvents;
@@ -286,10 +292,11 @@ function rangeLifeChart(id: string, label: string, c: CompareCell): string {
   }
   locs.sort((a, b) => a - b);
   const timeW = 110;
-  const laneW = 130;
+  const descW = 360;
+  // Lanes narrow (down to LIFE_LANE_PX_MIN) so that a hive of 8 GPUs fits the page width.
+  const laneW = Math.max(LIFE_LANE_PX_MIN, Math.min(LIFE_LANE_PX_MAX, Math.floor((LIFE_CHART_PX_MAX - timeW - descW) / locs.length)));
   const rowH = 20;
   const top = 50;
-  const descW = 360;
   const w = timeW + locs.length * laneW + descW;
   const h = top + Math.max(1, evs.length) * rowH + 30;
   const xOf = (g: number): number => timeW + locs.indexOf(g) * laneW + laneW / 2;
