@@ -197,25 +197,41 @@ function blockFill(slot, a, b, value) {
   pages.fill(value, p0 + a, p0 + b + 1);
   let lo = LEAF_BASE + (a >> BIG_PAGE_SHIFT);
   let hi = LEAF_BASE + (b >> BIG_PAGE_SHIFT);
-  for (let n = lo; n <= hi; n++) {
-    const s = (n - LEAF_BASE) << BIG_PAGE_SHIFT;
-    let c = 0;
-    if (a <= s && b >= s + BIG_PAGE_PAGES - 1) c = value * BIG_PAGE_PAGES;
-    else for (let k = p0 + s; k < p0 + s + BIG_PAGE_PAGES; k++) c += pages[k];
-    tree[t0 + n] = c;
-  }
-  // Only the ancestors of the changed leaves change: level by level while a level has
-  // several of them, then one node per level: its change added to each node above it.
+  // Leaves: the big pages wholly inside [a, b] hold value * 16 (one fill, not a loop: a
+  // QuickJS loop iteration costs about as much as a fill call); the one or two an edge cuts
+  // are counted page by page.
+  const wholeLo = (a & (BIG_PAGE_PAGES - 1)) === 0 ? lo : lo + 1;
+  const wholeHi = (b & (BIG_PAGE_PAGES - 1)) === BIG_PAGE_PAGES - 1 ? hi : hi - 1;
+  if (wholeLo <= wholeHi) tree.fill(value * BIG_PAGE_PAGES, t0 + wholeLo, t0 + wholeHi + 1);
+  if (wholeLo > lo) tree[t0 + lo] = leafCount(p0, lo);
+  if (wholeHi < hi && (hi !== lo || wholeLo === lo)) tree[t0 + hi] = leafCount(p0, hi);
+  // Only the ancestors of the changed leaves change, level by level. The nodes between a
+  // level's two edge nodes lie wholly inside [a, b]: value * their size. Once a level has
+  // one node, its change is added to each node above it.
+  let size = BIG_PAGE_PAGES;
   while (lo > 1) {
     lo >>= 1;
     hi >>= 1;
+    size <<= 1;
     if (lo === hi) {
       const d = tree[t0 + 2 * lo] + tree[t0 + 2 * lo + 1] - tree[t0 + lo];
       for (let n = lo; n >= 1; n >>= 1) tree[t0 + n] += d;
       return;
     }
-    for (let n = lo; n <= hi; n++) tree[t0 + n] = tree[t0 + 2 * n] + tree[t0 + 2 * n + 1];
+    if (hi - lo > 1) tree.fill(value * size, t0 + lo + 1, t0 + hi);
+    tree[t0 + lo] = tree[t0 + 2 * lo] + tree[t0 + 2 * lo + 1];
+    tree[t0 + hi] = tree[t0 + 2 * hi] + tree[t0 + 2 * hi + 1];
   }
+}
+
+/**
+ * Resident pages of leaf node `n` (a big page) of the block whose bitmap starts at p0.
+ * @param {number} p0 @param {number} n
+ */
+function leafCount(p0, n) {
+  let c = 0;
+  for (let k = p0 + ((n - LEAF_BASE) << BIG_PAGE_SHIFT), end = k + BIG_PAGE_PAGES; k < end; k++) c += pages[k];
+  return c;
 }
 
 /**
