@@ -566,7 +566,7 @@ export class SvmModel {
    * SET_ATTR on [start, start+npages): split partly covered ranges at the edges (head and
    * tail keep the old attributes), create ranges in the gaps (chopped at the largest range
    * size), apply the attributes; then per range: PREFETCH_LOC migrates the whole range
-   * unless it is already there; svm_range_validate_and_map maps it when it migrated or an
+   * (every time: the pages not on the target yet); svm_range_validate_and_map maps it when it migrated or an
    * access or flag attribute was set (update_mapping), except when the migration evicted
    * the queues of a mapped always-mapped range (the restore worker remaps).
    * @returns completion time, ns.
@@ -1215,8 +1215,12 @@ export class SvmModel {
    */
   private rangeTriggerMigration(p: SvmProcess, r: SvmRange, t: number): number {
     const best = this.bestPrefetchLocation(p, r);
-    // best_loc == prange->actual_loc: nothing to do (even when only part is in VRAM).
-    if (best === LOC_UNDEFINED || best === r.actualLoc) return t;
+    // svm_range_trigger_migration does nothing only without a target, or when the target is
+    // system memory and no page is in VRAM. A GPU target equal to actual_loc still migrates
+    // (actual_loc set does not mean every page is in VRAM; the migration collects those that
+    // are not, and emits its MIGRATE_START/END pair even when there is none): the whole
+    // range, on every set.
+    if (best === LOC_UNDEFINED || (best === 0 && r.actualLoc === 0)) return t;
     this.triggerMigrated = true;
     if (best === 0) return this.migrateToRam(p, r, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t, false);
     const e = this.migrateToVram(p, r, best, r.start, r.last, MIGRATE_TRIGGER.PREFETCH, t);

@@ -104,13 +104,13 @@ describe("the documented example workload", () => {
     expect(r.code).toBe(EXIT.ok);
     const j = JSON.parse(r.out);
     // 128 windows per half; the table's 2 x 32 windows map RAM in place. gpu1 had faulted 3
-    // windows (2 ms duplicate window each) before the prefetch at 5 ms, so its half already
-    // has actual_loc gpu1: svm_range_trigger_migration returns at best_loc == actual_loc and
-    // the prefetch moves nothing. gpu1 faults in all 128 windows itself.
+    // windows (2 ms duplicate window each) before the prefetch at 5 ms: its half has
+    // actual_loc gpu1 but only 3 windows in VRAM, and the prefetch moves the other 125 in one
+    // migration and maps them (gpu1 has ACCESS): gpu1 faults no more.
     expect(j.bytesMigrated).toEqual({ h2d: 512 * 2 ** 20, d2h: 0, d2d: 0 });
-    expect(j.migrations.byTrigger.prefetch).toBe(0);
-    expect(j.migrations.h2d).toBe(128 + 128);
-    expect(j.gpuFaults).toBe(128 + 128 + 64);
+    expect(j.migrations.byTrigger.prefetch).toBe(1);
+    expect(j.migrations.h2d).toBe(128 + 3 + 1);
+    expect(j.gpuFaults).toBe(128 + 3 + 64);
   });
 });
 

@@ -412,24 +412,36 @@ describe("§5 SET_ATTR and GET_ATTR", () => {
     ]);
   });
 
-  test("PREFETCH_LOC migrates the whole range unless it is already there (best_loc == actual_loc)", () => {
+  test("PREFETCH_LOC migrates the whole range on every set, even with an unchanged value", () => {
     const f = fixture(gpus(1));
     f.m.setAttr(PID, BASE, 1024, [[A.PREFETCH_LOC, G0]], 0);
     expect(f.m.stats.migrations.h2d).toBe(1);
     expect(f.m.stats.bytesMigrated.h2d).toBe(1024 * 4096);
     expect(f.m.stats.migrationsByTrigger.prefetch).toBe(1);
-    // The CPU pulls one window back; the range's actual_loc is still GPU 0, so the same
-    // prefetch value does nothing (svm_range_trigger_migration returns early).
+    // The same value again, every page already in VRAM: the migration runs and collects no
+    // page; its MIGRATE_START/END pair still appears (nothing is counted).
+    const before = f.events.length;
+    f.m.setAttr(PID, BASE, 1024, [[A.PREFETCH_LOC, G0]], 5 * MS);
+    const again = f.events.slice(before);
+    expect(again.filter((l) => l.startsWith("5 ")).map((l) => l.split(" ").slice(2, 5).join(" "))).toEqual(["-4242 @100000(400) 0->3fe1"]);
+    expect(again.filter((l) => l.startsWith("6 "))).toHaveLength(1);
+    expect(f.m.stats.bytesMigrated.h2d).toBe(1024 * 4096);
+    // The CPU pulls one window back; actual_loc is still GPU 0, and the same value migrates
+    // exactly the pages that left.
     f.m.cpuAccess(PID, BASE + 3, false, 10 * MS);
     expect(f.m.stats.bytesMigrated.d2h).toBe(512 * 4096);
     f.m.setAttr(PID, BASE, 1024, [[A.PREFETCH_LOC, G0]], 20 * MS);
-    expect(f.m.stats.migrations.h2d).toBe(1);
-    expect(f.m.stats.bytesMigrated.h2d).toBe(1024 * 4096);
-    expect(f.m.stats.migrationsByTrigger.prefetch).toBe(1);
-    // Prefetch to system memory brings the rest back.
+    expect(f.m.stats.migrations.h2d).toBe(2);
+    expect(f.m.stats.bytesMigrated.h2d).toBe((1024 + 512) * 4096);
+    expect(f.m.stats.migrationsByTrigger.prefetch).toBe(2);
+    expect(f.m.vramUsedPages[0]).toBe(1024);
+    // Prefetch to system memory brings it all back; again with nothing in VRAM does nothing.
     f.m.setAttr(PID, BASE, 1024, [[A.PREFETCH_LOC, 0]], 30 * MS);
-    expect(f.m.stats.bytesMigrated.d2h).toBe(1024 * 4096);
+    expect(f.m.stats.bytesMigrated.d2h).toBe((512 + 1024) * 4096);
     expect(f.m.vramUsedPages[0]).toBe(0);
+    const after = f.events.length;
+    f.m.setAttr(PID, BASE, 1024, [[A.PREFETCH_LOC, 0]], 40 * MS);
+    expect(f.events.slice(after).filter((l) => l.startsWith("5 ") || l.startsWith("6 "))).toEqual([]);
   });
 
   test("a prefetch to a GPU is redirected to RAM when an access-in-place GPU is outside its hive", () => {
