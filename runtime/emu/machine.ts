@@ -139,6 +139,8 @@ export class EmuMachine {
       costs: new CostModel(opts.profile.cost, opts.profile.gpus),
       seed: this.seed,
       sink: (line, gpuId) => this.smiDeliver(line, gpuId),
+      thrashWindowNs: opts.profile.cost.thrash_window_ns,
+      deferredDelayNs: opts.profile.cost.deferred_work_ns,
     });
   }
 

@@ -73,6 +73,18 @@ export const COST_PARAMS = {
     max: 1e9,
     source: "assumption: CPU time to touch one 4 KiB page (≈ 80 GB/s DRAM)",
   },
+  deferred_work_ns: {
+    value: 4_000,
+    min: 0,
+    max: 1e9,
+    source: "assumption: the deferred-list worker runs one scheduler tick after munmap queues it",
+  },
+  thrash_window_ns: {
+    value: 10_000_000,
+    min: 0,
+    max: 1e12,
+    source: "assumption: 5x the 2 ms duplicate-fault window; a metric, not a cost: it changes only thrashEvents",
+  },
 } satisfies Record<string, CostParamSpec>;
 
 export type CostParamName = keyof typeof COST_PARAMS;

@@ -259,6 +259,8 @@ export class Simulation {
       fullCheckEvery: opts.fullCheckEvery,
       sink: opts.sink ?? null,
       sinkFilter: opts.sinkFilter ?? null,
+      thrashWindowNs: p.cost.thrash_window_ns,
+      deferredDelayNs: p.cost.deferred_work_ns,
     });
     this.pending = p.gpus.map(() => []);
     this.workerScheduled = p.gpus.map(() => false);

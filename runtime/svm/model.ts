@@ -45,7 +45,7 @@ import {
 } from "./constants.ts";
 import * as ev from "./events.ts";
 import { NEVER_NS, SvmRange, SvmRangeList } from "./range.ts";
-import { runsAdd, runsClip, runsContains, runsGaps, runsOverlap, runsRemove, runsTotal, runsWellFormed } from "./runs.ts";
+import { runsAdd, runsClip, runsContains, runsGaps, runsMeet, runsOverlap, runsRemove, runsTotal, runsWellFormed } from "./runs.ts";
 
 /** A GPU of the machine. Every process uses every GPU; `index` is its bit in the masks. */
 export interface SvmGpu extends PolicyGpu {
@@ -225,9 +225,12 @@ export type SvmEventFilter = (id: number, ns: number, page: number, npages: numb
 
 /** Default full-check period, operations. */
 export const FULL_CHECK_EVERY_DEFAULT = 4096;
-/** Default thrash window, ns: 5x the duplicate fault window (an assumption, not a kernel constant). */
+/**
+ * Default thrash window, ns: 5x the duplicate fault window (an assumption, not a kernel
+ * constant). The simulator passes the profile's `thrash_window_ns` (runtime/sim/cost.ts).
+ */
 export const THRASH_WINDOW_NS_DEFAULT = 10_000_000;
-/** Default deferred worker delay after munmap, ns (assumption: one scheduler tick). */
+/** Default deferred worker delay after munmap, ns (assumption: one scheduler tick); the profile's `deferred_work_ns`. */
 export const DEFERRED_DELAY_NS_DEFAULT = 4_000;
 /** Most eviction candidates handed to the policy per request (TTM LRU head). */
 export const EVICTION_CANDIDATES_MAX = 64;
@@ -972,8 +975,12 @@ export class SvmModel {
 
   // ---- migration (§6) ----------------------------------------------------------------
 
-  /** Count one migration leg of `pages` pages on GPU index `gi` (the VRAM side). */
-  private countMigration(p: SvmProcess, r: SvmRange, gi: number, from: number, to: number, pages: number, trigger: number, t: number): void {
+  /**
+   * Count one migration leg of `pages` pages (`runs`) on GPU index `gi` (the VRAM side). A
+   * leg that brings some page back to where a migration of the last thrash window took it
+   * from (to = that one's from, from = its to) is a thrash event.
+   */
+  private countMigration(p: SvmProcess, r: SvmRange, gi: number, from: number, to: number, pages: number, runs: number[], trigger: number, t: number): void {
     const bytes = pages * PAGE_BYTES;
     const s = this.stats;
     if (to === 0) {
@@ -999,9 +1006,21 @@ export class SvmModel {
       default:
         bt.ttm_eviction++;
     }
-    if (r.lastMigrationNs >= 0 && t - r.lastMigrationNs <= this.thrashWindowNs && r.lastMigrationFrom === to && r.lastMigrationTo === from) {
-      s.thrashEvents++;
+    let list = r.recentMoves;
+    let thrash = false;
+    if (list === null) list = r.recentMoves = [];
+    else {
+      let k = 0;
+      for (let i = 0; i < list.length; i++) {
+        const m = list[i]!;
+        if (t - m.t > this.thrashWindowNs) continue;
+        if (!thrash && m.from === to && m.to === from && runsMeet(m.runs, runs)) thrash = true;
+        list[k++] = m;
+      }
+      list.length = k;
     }
+    list.push({ runs, t, from, to });
+    if (thrash) s.thrashEvents++;
     r.migrations++;
     r.lastMigrationNs = t;
     r.lastMigrationFrom = from;
@@ -1049,7 +1068,7 @@ export class SvmModel {
     const end = this.sdmaCopy(gi, 0, best, gaps, t);
     if (this.wants(SMI_EVENT.MIGRATE_END, end, s, n)) this.sink!(ev.fmtMigrateEnd(end, p.pid, s, n, 0, best, trigger, 0), best);
     this.openMigrations--;
-    this.countMigration(p, r, gi, 0, best, pages, trigger, end);
+    this.countMigration(p, r, gi, 0, best, pages, gaps, trigger, end);
     if (bounced) {
       this.stats.migrations.d2d++;
       this.stats.bytesMigrated.d2d += pages * PAGE_BYTES;
@@ -1085,7 +1104,7 @@ export class SvmModel {
     const end = this.sdmaCopy(gi, from, 0, moved ?? [], t);
     if (this.wants(SMI_EVENT.MIGRATE_END, end, s, n)) this.sink!(ev.fmtMigrateEnd(end, p.pid, s, n, from, 0, trigger, 0), from);
     this.openMigrations--;
-    this.countMigration(p, r, gi, from, 0, pages, trigger, end);
+    this.countMigration(p, r, gi, from, 0, pages, moved!, trigger, end);
     this.observe("migrate", end, from, s, n, from, 0, trigger);
     r.vramRuns = runsRemove(r.vramRuns, s, l);
     r.vramPages -= pages;

@@ -16,6 +16,16 @@ export const RANGE_FLAGS_DEFAULT = SVM_FLAG.HOST_ACCESS | SVM_FLAG.COHERENT;
 /** "Never" for a timestamp, ns: far enough in the past that no window covers it. */
 export const NEVER_NS = -1e18;
 
+/** One migration leg a range remembers for thrash detection (see SvmRange.recentMoves). */
+export interface RecentMove {
+  /** Pages moved (runs). */
+  runs: number[];
+  /** When the copy ended, ns. */
+  t: number;
+  from: number;
+  to: number;
+}
+
 /** The shared "nothing mapped anywhere" value; never written (setMapped copies first). */
 const NO_MAPPINGS: Runs[] = Object.freeze([]) as unknown as Runs[];
 
@@ -49,6 +59,11 @@ export class SvmRange {
   /** Deferred work pending (munmap in progress): faults on it are dropped (§2). */
   pendingRemove = false;
   migrations = 0;
+  /**
+   * The range's migrations of the last thrash window (older ones are dropped at the next
+   * migration): the pages each moved, when, from where to where. Never mutated once added.
+   */
+  recentMoves: RecentMove[] | null = null;
   lastMigrationNs = -1;
   lastMigrationFrom = 0;
   lastMigrationTo = 0;
@@ -104,6 +119,8 @@ export class SvmRange {
     this.accessMask = o.accessMask;
     this.aipMask = o.aipMask;
     this.migrations = o.migrations;
+    // The records are shared (never mutated); the list is the piece's own.
+    this.recentMoves = o.recentMoves === null ? null : o.recentMoves.slice();
     this.lastMigrationNs = o.lastMigrationNs;
     this.lastMigrationFrom = o.lastMigrationFrom;
     this.lastMigrationTo = o.lastMigrationTo;

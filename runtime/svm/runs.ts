@@ -96,6 +96,19 @@ export function runsGaps(runs: Runs, s: number, l: number): number[] {
   return out;
 }
 
+/** True when the two sets share a page. */
+export function runsMeet(a: Runs, b: Runs): boolean {
+  if (a === null || b === null) return false;
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    if (a[i + 1]! < b[j]!) i += 2;
+    else if (b[j + 1]! < a[i]!) j += 2;
+    else return true;
+  }
+  return false;
+}
+
 /** The part of the set inside [s, l] (pages to keep after a split). */
 export function runsClip(runs: Runs, s: number, l: number): Runs {
   if (runs === null) return null;

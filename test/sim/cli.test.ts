@@ -92,6 +92,10 @@ describe("svmrt sim --cost", () => {
     expect(b.gpuFaults).toBe(a.gpuFaults);
     expect(b.bytesMigrated).toEqual(a.bytesMigrated);
     expect(b.simTimeNs).not.toBe(a.simTimeNs);
+    // The thrash window is a metric's: it changes thrashEvents and nothing else.
+    const c = JSON.parse((await run(["sim", "--workload", "pingpong", "--json", "--cost", "thrash_window_ns=0"])).out);
+    expect([a.thrashEvents, c.thrashEvents]).toEqual([15, 0]);
+    expect({ ...c, thrashEvents: 15 }).toEqual(a);
     expect((await run(["sim", "--workload", "stream", "--cost", "warp_speed=9"])).code).toBe(EXIT.usage);
     expect((await run(["sim", "--workload", "stream", "--cost", "fault_service_ns=-5"])).code).toBe(EXIT.usage);
   });

@@ -489,6 +489,36 @@ describe("§6 migration", () => {
     expect(f.m.vramUsedPages[1]).toBe(1024);
   });
 
+  test("thrash: a migration that brings a page back to where it left within 10 ms", () => {
+    // Windows a = BASE.. and b = BASE+512.. of one range (granularity 9).
+    const f = fixture(gpus(1));
+    f.m.setAttr(PID, BASE, 2048, [[A.ACCESS, G0]], 0);
+    const a = BASE;
+    const b = BASE + 512;
+    f.fault(0, a, 0); // a: RAM -> GPU
+    f.fault(0, b, 20 * MS); // b: RAM -> GPU
+    // a arrived 25 ms ago: taking it back to RAM is no thrash, though the range's last
+    // migration (b, RAM -> GPU) is the reverse of this one.
+    f.m.cpuAccess(PID, a + 3, false, 25 * MS);
+    expect(f.m.stats.thrashEvents).toBe(0);
+    // a returns 3 ms after it left: thrash.
+    f.fault(0, a, 28 * MS);
+    expect(f.m.stats.thrashEvents).toBe(1);
+    // a leaves again 2 ms after it arrived: thrash; b (no recent move of its pages) follows
+    // into RAM without one, and a comes back after b's arrival was the range's last move.
+    f.m.cpuAccess(PID, a + 5, false, 30 * MS);
+    expect(f.m.stats.thrashEvents).toBe(2);
+    f.m.cpuAccess(PID, b + 5, false, 31 * MS);
+    expect(f.m.stats.thrashEvents).toBe(2);
+    f.fault(0, b, 45 * MS); // b back 14 ms after it left: no thrash
+    expect(f.m.stats.thrashEvents).toBe(2);
+    f.fault(0, a, 48 * MS); // a back 18 ms after it left: no thrash
+    expect(f.m.stats.thrashEvents).toBe(2);
+    f.m.cpuAccess(PID, b + 1, false, 49 * MS); // b leaves 4 ms after it arrived: thrash
+    f.fault(0, b, 52 * MS); // and comes back 3 ms later, after a's move: thrash
+    expect(f.m.stats.thrashEvents).toBe(4);
+  });
+
   test("CPU fault on a VRAM page moves its window back; the last page frees the buffer", () => {
     const f = fixture(gpus(1));
     f.m.setAttr(PID, BASE, 1024, [[A.PREFETCH_LOC, G0]], 0);
