@@ -276,13 +276,13 @@ function describeEvent(e: RangeEvent): string {
   }
 }
 
-/** A sequence diagram: lifelines per location, time downwards, one row per event. */
 /** Width of a range-life chart the lanes aim to stay within, px (the page is 1400 px wide). */
 const LIFE_CHART_PX_MAX = 1340;
 /** Width of one location's lane in a range-life chart, px: widest, and narrowest still holding its label. */
 const LIFE_LANE_PX_MAX = 130;
 const LIFE_LANE_PX_MIN = 84;
 
+/** A sequence diagram: lifelines per location, time downwards, one row per event. */
 function rangeLifeChart(id: string, label: string, c: CompareCell): string {
   const e = c.events!;
   const evs = e.rangeEvents;

@@ -230,6 +230,11 @@ export const FULL_CHECK_EVERY_DEFAULT = 4096;
  * constant). The simulator passes the profile's `thrash_window_ns` (runtime/sim/cost.ts).
  */
 export const THRASH_WINDOW_NS_DEFAULT = 10_000_000;
+/**
+ * Most recent moves a range keeps for thrash detection (the newest; a range migrating more
+ * often within one thrash window loses its oldest records, which only hides thrash).
+ */
+export const THRASH_MOVES_MAX = 64;
 /** Default deferred worker delay after munmap, ns (assumption: one scheduler tick); the profile's `deferred_work_ns`. */
 export const DEFERRED_DELAY_NS_DEFAULT = 4_000;
 /** Most eviction candidates handed to the policy per request (TTM LRU head). */
@@ -269,6 +274,13 @@ export class SvmModel {
   private readonly sinkFilter: SvmEventFilter | null;
   private readonly fullCheckEvery: number;
   private readonly thrashWindowNs: number;
+  /**
+   * Start of the operation in progress (setAttr, restorePages, cpuAccess: the ones that
+   * migrate), ns. Its migrations end no earlier, so a recorded move that ended a thrash
+   * window before it can never be matched again: thrash records are dropped against this
+   * clock, not against a leg's copy end (copy ends are not in order across SDMA rings).
+   */
+  private opStartNs = 0;
   private readonly deferredDelayNs: number;
   /** sysfs counters of exited processes, per GPU, in exit order. */
   readonly exitCounters: ProcessGpuCounters[] = [];
@@ -580,6 +592,7 @@ export class SvmModel {
   setAttr(pid: number, start: number, npages: number, attrs: readonly AttrPair[], now: number): number {
     const p = this.proc(pid);
     const op = "SVM SET_ATTR";
+    this.opStartNs = now;
     if (!Number.isInteger(start) || !Number.isInteger(npages) || start < 0 || npages <= 0) {
       throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `bad interval start ${start} size ${npages} pages`);
     }
@@ -1010,21 +1023,22 @@ export class SvmModel {
     let thrash = false;
     if (list === null) list = r.recentMoves = [];
     else {
+      const expired = this.opStartNs - this.thrashWindowNs;
       let k = 0;
       for (let i = 0; i < list.length; i++) {
         const m = list[i]!;
-        if (t - m.t > this.thrashWindowNs) continue;
-        if (!thrash && m.from === to && m.to === from && runsMeet(m.runs, runs)) thrash = true;
+        if (m.t < expired) continue;
+        if (!thrash && t - m.t <= this.thrashWindowNs && m.from === to && m.to === from && runsMeet(m.runs, runs)) thrash = true;
         list[k++] = m;
       }
       list.length = k;
+      // Bounded: a range moving more often than this within one window keeps the newest.
+      if (k >= THRASH_MOVES_MAX) list.splice(0, k - THRASH_MOVES_MAX + 1);
     }
     list.push({ runs, t, from, to });
     if (thrash) s.thrashEvents++;
     r.migrations++;
     r.lastMigrationNs = t;
-    r.lastMigrationFrom = from;
-    r.lastMigrationTo = to;
   }
 
   /** Copy the runs `gaps` on GPU `gi`'s SDMA ring (serialized, chunked); returns the end time. */
@@ -1100,11 +1114,11 @@ export class SvmModel {
     const n = l - s + 1;
     this.openMigrations++;
     if (this.wants(SMI_EVENT.MIGRATE_START, t, s, n)) this.sink!(ev.fmtMigrateStart(t, p.pid, s, n, from, 0, r.prefetchLoc, r.preferredLoc, trigger), from);
-    const moved = runsClip(r.vramRuns, s, l);
-    const end = this.sdmaCopy(gi, from, 0, moved ?? [], t);
+    const moved = runsClip(r.vramRuns, s, l)!; // pages > 0: some run overlaps
+    const end = this.sdmaCopy(gi, from, 0, moved, t);
     if (this.wants(SMI_EVENT.MIGRATE_END, end, s, n)) this.sink!(ev.fmtMigrateEnd(end, p.pid, s, n, from, 0, trigger, 0), from);
     this.openMigrations--;
-    this.countMigration(p, r, gi, from, 0, pages, moved!, trigger, end);
+    this.countMigration(p, r, gi, from, 0, pages, moved, trigger, end);
     this.observe("migrate", end, from, s, n, from, 0, trigger);
     r.vramRuns = runsRemove(r.vramRuns, s, l);
     r.vramPages -= pages;
@@ -1312,6 +1326,7 @@ export class SvmModel {
   ): number {
     const p = this.proc(pid);
     const gpu = this.gpus[gi]!;
+    this.opStartNs = now;
     if (n > MIGRATION_BOUNDS.fault_batch_max) this.fail(`fault batch of ${n} exceeds ${MIGRATION_BOUNDS.fault_batch_max}`);
     if (this.batch.length < n * FAULT_STRIDE) {
       this.batch = new Float64Array(n * FAULT_STRIDE);
@@ -1562,6 +1577,7 @@ export class SvmModel {
    */
   cpuAccess(pid: number, addr: number, _write: boolean, now: number): number {
     const p = this.proc(pid);
+    this.opStartNs = now;
     const r = p.ranges.lookup(addr);
     if (r === null || r.actualLoc === 0 || !runsContains(r.vramRuns, addr)) return now;
     const g = 2 ** r.granularity;

@@ -65,8 +65,6 @@ export class SvmRange {
    */
   recentMoves: RecentMove[] | null = null;
   lastMigrationNs = -1;
-  lastMigrationFrom = 0;
-  lastMigrationTo = 0;
   lastUseNs = 0;
   /** Interval tree (treap) links and priority. */
   left: SvmRange | null = null;
@@ -122,8 +120,6 @@ export class SvmRange {
     // The records are shared (never mutated); the list is the piece's own.
     this.recentMoves = o.recentMoves === null ? null : o.recentMoves.slice();
     this.lastMigrationNs = o.lastMigrationNs;
-    this.lastMigrationFrom = o.lastMigrationFrom;
-    this.lastMigrationTo = o.lastMigrationTo;
     this.lastUseNs = o.lastUseNs;
   }
 }

@@ -12,8 +12,8 @@ import {
   SVM_FLAG,
 } from "../../runtime/policy/contracts/migration.ts";
 import { largestRangePages, SVM_ATTR } from "../../runtime/svm/constants.ts";
-import type { AttrPair } from "../../runtime/svm/model.ts";
-import { BASE, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, MIB2_PAGES, PID } from "./helpers.ts";
+import { type AttrPair, SvmModel, THRASH_MOVES_MAX } from "../../runtime/svm/model.ts";
+import { BASE, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, MIB2_PAGES, PID, TEST_COSTS } from "./helpers.ts";
 
 const A = SVM_ATTR;
 const G0 = 0x3fe1;
@@ -444,6 +444,19 @@ describe("§5 SET_ATTR and GET_ATTR", () => {
     expect(f.events.slice(after).filter((l) => l.startsWith("5 ") || l.startsWith("6 "))).toEqual([]);
   });
 
+  test("a prefetch that moves no page still fires the notifier: XNACK off evicts the queues of a mapped range", () => {
+    const f = fixture(gpus(1), { xnack: false });
+    f.m.setAttr(PID, BASE, 1024, [[A.ACCESS, G0], [A.PREFETCH_LOC, G0]], 0);
+    const moved = f.m.stats.bytesMigrated.h2d;
+    const evictions = f.m.stats.queueEvictions;
+    // Every page is on G0 and mapped: migrate_vma_setup collects nothing, but its MMU
+    // notifier evicts the queues and the restore worker remaps (kfd-svm.md §7).
+    f.m.setAttr(PID, BASE, 1024, [[A.PREFETCH_LOC, G0]], 5 * MS);
+    expect(f.m.stats.bytesMigrated.h2d).toBe(moved);
+    expect(f.m.stats.queueEvictions).toBe(evictions + 1);
+    expect(f.m.takeWork().map((w) => w.kind)).toContain("restore");
+  });
+
   test("a prefetch to a GPU is redirected to RAM when an access-in-place GPU is outside its hive", () => {
     const f = fixture(gpus(2));
     f.m.setAttr(PID, BASE, 1024, [[A.ACCESS_IN_PLACE, G1], [A.PREFETCH_LOC, G0]], 0);
@@ -517,6 +530,33 @@ describe("§6 migration", () => {
     f.m.cpuAccess(PID, b + 1, false, 49 * MS); // b leaves 4 ms after it arrived: thrash
     f.fault(0, b, 52 * MS); // and comes back 3 ms later, after a's move: thrash
     expect(f.m.stats.thrashEvents).toBe(4);
+  });
+
+  test("thrash: records expire against the operation clock, not a leg's copy end (SDMA rings run apart)", () => {
+    // GPU 1's ring is busy for ~26 ms with a 1 GiB prefetch; range R's legs on it end late.
+    const g = gpus(2);
+    const m = new SvmModel({ gpus: g, decider: nativeKernelDefault(), costs: { ...TEST_COSTS, copyNs: (_f, _t, n) => n * 100 }, seed: 1, fullCheckEvery: 1 });
+    m.processCreate(PID, { xnack: true, name: "t" });
+    m.vmaAdd(PID, BASE, 2 * GIB_PAGES, "anon");
+    const R = BASE;
+    m.setAttr(PID, BASE + GIB_PAGES, GIB_PAGES, [[A.PREFETCH_LOC, G1]], 0);
+    m.setAttr(PID, R, 512, [[A.PREFETCH_LOC, G0]], 0); // RAM -> G0
+    m.setAttr(PID, R, 512, [[A.PREFETCH_LOC, 0]], 0.1 * MS); // G0 -> RAM: thrash 1
+    m.setAttr(PID, R, 512, [[A.PREFETCH_LOC, G1]], 0.2 * MS); // RAM -> G1, ends at ~26 ms
+    m.setAttr(PID, R, 512, [[A.PREFETCH_LOC, 0]], 0.3 * MS); // G1 -> RAM: thrash 2
+    expect(m.stats.thrashEvents).toBe(2);
+    // RAM -> G0 ends at ~0.45 ms, 0.3 ms after R left G0: thrash, though the previous leg
+    // ended 26 ms later than this one.
+    m.setAttr(PID, R, 512, [[A.PREFETCH_LOC, G0]], 0.4 * MS);
+    expect(m.stats.thrashEvents).toBe(3);
+  });
+
+  test("thrash: a range keeps at most THRASH_MOVES_MAX moves", () => {
+    const f = fixture(gpus(1));
+    for (let k = 0; k < 3 * THRASH_MOVES_MAX; k++) f.m.setAttr(PID, BASE, 512, [[A.PREFETCH_LOC, k % 2 === 0 ? G0 : 0]], k * 10_000);
+    const r = f.m.proc(PID).ranges.lookup(BASE)!;
+    expect(r.recentMoves!.length).toBe(THRASH_MOVES_MAX);
+    expect(f.m.stats.thrashEvents).toBe(3 * THRASH_MOVES_MAX - 1);
   });
 
   test("CPU fault on a VRAM page moves its window back; the last page frees the buffer", () => {
