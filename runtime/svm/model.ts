@@ -44,7 +44,7 @@ import {
   UNREGISTERED_ALIGN_PAGES,
 } from "./constants.ts";
 import * as ev from "./events.ts";
-import { NEVER_NS, SvmRange, SvmRangeList } from "./range.ts";
+import { MOVE_STRIDE, NEVER_NS, SvmRange, SvmRangeList } from "./range.ts";
 import { runsAdd, runsClip, runsContains, runsGaps, runsMeet, runsOverlap, runsRemove, runsTotal, runsWellFormed } from "./runs.ts";
 
 /** A GPU of the machine. Every process uses every GPU; `index` is its bit in the masks. */
@@ -235,6 +235,14 @@ export const THRASH_WINDOW_NS_DEFAULT = 10_000_000;
  * often within one thrash window loses its oldest records, which only hides thrash).
  */
 export const THRASH_MOVES_MAX = 64;
+/**
+ * A thrash record is dropped once it ended this many thrash windows before the operation in
+ * progress started: one window decides thrash, the second absorbs operations that start out
+ * of order across the GPUs' fault workers (a record they could still match is kept).
+ */
+export const THRASH_EXPIRY_WINDOWS = 2;
+/** Released values at the head of the thrash queue before it is compacted. */
+const THRASH_QUEUE_COMPACT_MIN = 8192;
 /** Default deferred worker delay after munmap, ns (assumption: one scheduler tick); the profile's `deferred_work_ns`. */
 export const DEFERRED_DELAY_NS_DEFAULT = 4_000;
 /** Most eviction candidates handed to the policy per request (TTM LRU head). */
@@ -281,6 +289,9 @@ export class SvmModel {
    * clock, not against a leg's copy end (copy ends are not in order across SDMA rings).
    */
   private opStartNs = 0;
+  /** Ranges holding thrash records, in recording order, each with the record's end: [range, ns, ...] (thrashRelease). */
+  private readonly thrashQueue: (SvmRange | number)[] = [];
+  private thrashHead = 0;
   private readonly deferredDelayNs: number;
   /** sysfs counters of exited processes, per GPU, in exit order. */
   readonly exitCounters: ProcessGpuCounters[] = [];
@@ -850,6 +861,7 @@ export class SvmModel {
     if (!(at > r.start && at <= r.last)) this.fail(`split of [${r.start}, ${r.last}] at ${at}`);
     const tail = new SvmRange(at, r.last);
     tail.copyAttributes(r);
+    if (tail.recentMoves !== null) this.thrashQueue.push(tail, r.lastMigrationNs);
     tail.pendingRemove = r.pendingRemove;
     // The kernel's pieces are new svm_ranges (svm_range_new): validate_timestamp 0.
     r.validateTimestampNs = NEVER_NS;
@@ -1019,26 +1031,64 @@ export class SvmModel {
       default:
         bt.ttm_eviction++;
     }
+    const expired = this.opStartNs - THRASH_EXPIRY_WINDOWS * this.thrashWindowNs;
+    this.thrashRelease(expired);
+    // Records are flat, MOVE_STRIDE values each: end time, from, to, runs (no object each).
     let list = r.recentMoves;
     let thrash = false;
-    if (list === null) list = r.recentMoves = [];
+    if (list === null) list = r.recentMoves = [t, from, to, runs];
     else {
-      const expired = this.opStartNs - this.thrashWindowNs;
       let k = 0;
-      for (let i = 0; i < list.length; i++) {
-        const m = list[i]!;
-        if (m.t < expired) continue;
-        if (!thrash && t - m.t <= this.thrashWindowNs && m.from === to && m.to === from && runsMeet(m.runs, runs)) thrash = true;
-        list[k++] = m;
+      for (let i = 0; i < list.length; i += MOVE_STRIDE) {
+        const mt = list[i] as number;
+        if (mt < expired) continue;
+        if (!thrash && t - mt <= this.thrashWindowNs && list[i + 1] === to && list[i + 2] === from && runsMeet(list[i + 3] as number[], runs)) thrash = true;
+        if (k !== i) for (let j = 0; j < MOVE_STRIDE; j++) list[k + j] = list[i + j]!;
+        k += MOVE_STRIDE;
+      }
+      // Bounded: a range moving more often than this within one window keeps the newest.
+      const keep = (THRASH_MOVES_MAX - 1) * MOVE_STRIDE;
+      if (k > keep) {
+        list.copyWithin(0, k - keep, k);
+        k = keep;
       }
       list.length = k;
-      // Bounded: a range moving more often than this within one window keeps the newest.
-      if (k >= THRASH_MOVES_MAX) list.splice(0, k - THRASH_MOVES_MAX + 1);
+      list.push(t, from, to, runs);
     }
-    list.push({ runs, t, from, to });
+    this.thrashQueue.push(r, t);
     if (thrash) s.thrashEvents++;
     r.migrations++;
     r.lastMigrationNs = t;
+  }
+
+  /**
+   * Drop the thrash records of ranges that have none left after `expired`, in the order they
+   * were recorded (thrashQueue: range, record end): a range that never migrates again does
+   * not keep its last moves. Each record is queued once and released once.
+   */
+  private thrashRelease(expired: number): void {
+    const q = this.thrashQueue;
+    let h = this.thrashHead;
+    while (h < q.length && (q[h + 1] as number) < expired) {
+      const r = q[h] as SvmRange;
+      const list = r.recentMoves;
+      if (list !== null) {
+        let k = 0;
+        for (let i = 0; i < list.length; i += MOVE_STRIDE) {
+          if ((list[i] as number) < expired) continue;
+          if (k !== i) for (let j = 0; j < MOVE_STRIDE; j++) list[k + j] = list[i + j]!;
+          k += MOVE_STRIDE;
+        }
+        if (k === 0) r.recentMoves = null;
+        else list.length = k;
+      }
+      h += 2;
+    }
+    if (h > THRASH_QUEUE_COMPACT_MIN && h * 2 > q.length) {
+      q.splice(0, h);
+      h = 0;
+    }
+    this.thrashHead = h;
   }
 
   /** Copy the runs `gaps` on GPU `gi`'s SDMA ring (serialized, chunked); returns the end time. */

@@ -16,15 +16,11 @@ export const RANGE_FLAGS_DEFAULT = SVM_FLAG.HOST_ACCESS | SVM_FLAG.COHERENT;
 /** "Never" for a timestamp, ns: far enough in the past that no window covers it. */
 export const NEVER_NS = -1e18;
 
-/** One migration leg a range remembers for thrash detection (see SvmRange.recentMoves). */
-export interface RecentMove {
-  /** Pages moved (runs). */
-  runs: number[];
-  /** When the copy ended, ns. */
-  t: number;
-  from: number;
-  to: number;
-}
+/**
+ * Values per thrash record in SvmRange.recentMoves: the move's end time (ns), from, to, and
+ * the pages it moved (runs, shared with the migration, never mutated).
+ */
+export const MOVE_STRIDE = 4;
 
 /** The shared "nothing mapped anywhere" value; never written (setMapped copies first). */
 const NO_MAPPINGS: Runs[] = Object.freeze([]) as unknown as Runs[];
@@ -60,10 +56,10 @@ export class SvmRange {
   pendingRemove = false;
   migrations = 0;
   /**
-   * The range's migrations of the last thrash window (older ones are dropped at the next
-   * migration): the pages each moved, when, from where to where. Never mutated once added.
+   * The range's recent migrations for thrash detection, MOVE_STRIDE values each (end ns,
+   * from, to, runs moved); the model drops the expired ones (null: none).
    */
-  recentMoves: RecentMove[] | null = null;
+  recentMoves: (number | number[])[] | null = null;
   lastMigrationNs = -1;
   lastUseNs = 0;
   /** Interval tree (treap) links and priority. */

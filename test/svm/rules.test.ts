@@ -13,6 +13,7 @@ import {
 } from "../../runtime/policy/contracts/migration.ts";
 import { largestRangePages, SVM_ATTR } from "../../runtime/svm/constants.ts";
 import { type AttrPair, SvmModel, THRASH_MOVES_MAX } from "../../runtime/svm/model.ts";
+import { MOVE_STRIDE } from "../../runtime/svm/range.ts";
 import { BASE, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, MIB2_PAGES, PID, TEST_COSTS } from "./helpers.ts";
 
 const A = SVM_ATTR;
@@ -555,7 +556,7 @@ describe("§6 migration", () => {
     const f = fixture(gpus(1));
     for (let k = 0; k < 3 * THRASH_MOVES_MAX; k++) f.m.setAttr(PID, BASE, 512, [[A.PREFETCH_LOC, k % 2 === 0 ? G0 : 0]], k * 10_000);
     const r = f.m.proc(PID).ranges.lookup(BASE)!;
-    expect(r.recentMoves!.length).toBe(THRASH_MOVES_MAX);
+    expect(r.recentMoves!.length).toBe(THRASH_MOVES_MAX * MOVE_STRIDE);
     expect(f.m.stats.thrashEvents).toBe(3 * THRASH_MOVES_MAX - 1);
   });
 
