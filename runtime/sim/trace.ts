@@ -87,7 +87,7 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
       s = { pid, agent, acc: [] };
       streams.set(key, s);
     }
-    if (Number.isNaN(t0)) t0 = t;
+    if (!(t >= t0)) t0 = t; // the earliest time (NaN: none yet) is time zero
     s.acc.push({ t, page, write });
     touch(pid, page, 1);
   };
@@ -199,7 +199,7 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
             }
             loc = profile.gpus[g]!.id;
           }
-          if (Number.isNaN(t0)) t0 = t;
+          if (!(t >= t0)) t0 = t; // the earliest time (NaN: none yet) is time zero
           hints.push({ t, pid, start, npages, loc });
           touch(pid, start, npages);
         }

@@ -38,6 +38,14 @@ describe("SMI event text", () => {
     expect(r.bytesMigrated).toEqual({ h2d: (512 + 512 + 1024) * 4096, d2h: 512 * 4096, d2d: 0 });
   });
 
+  test("lines out of time order (several GPUs' fds interleaved): time zero is the earliest event", () => {
+    // GPU 0x3fe2's fault was read after GPU 0x3fe1's, though it happened 0.5 ms earlier.
+    const text = ["7 2000000 -4242 @100005(3fe1) R", "7 1500000 -4242 @100207(3fe2) W", "7 2600000 -4242 @100009(3fe1) R"].join("\n");
+    const w = parseTrace("ooo.smi", text, profile, { onBadLine: "stop", warn: () => {} });
+    const times = w.streams.map((s) => (s.ops[0]!.op === "timed" ? [...s.ops[0]!.times] : []));
+    expect(times).toEqual([[500_000, 1_100_000], [0]]);
+  });
+
   test("a bad line stops with file:line:col, or is skipped and reported with its line", () => {
     const text = "7 100 -1 @10(3fe1) W\n6 100 -1 @10(200) 0->3fe1\nzz nonsense\n7 200 -1 @20(3fe1) X\n";
     let err: unknown;
