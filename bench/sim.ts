@@ -31,6 +31,9 @@ const RANGES = 1_000_000;
 const RANGE_PAGES = 4;
 const FAULT_BATCH = 256;
 const BASE = 0x100000;
+/** Targets of the simulator issue on a 2-core machine, handled faults per second (judged on medians). */
+const TARGET_NATIVE = 2_000_000;
+const TARGET_SANDBOXED = 1_000_000;
 /** Runs per measurement: the machine is shared, so the best and the median are reported. */
 const REPEATS = 3;
 
@@ -119,8 +122,10 @@ console.log(
         native_random_order: median(randomRuns.map((r) => r.faultsPerS)),
         sandboxed: median(boxedRuns.map((r) => r.faultsPerS)),
       },
-      target_faults_per_s_native: 2_000_000,
-      target_faults_per_s_sandboxed: 1_000_000,
+      target_faults_per_s_native: TARGET_NATIVE,
+      target_faults_per_s_sandboxed: TARGET_SANDBOXED,
+      meets_target_native: median(seqRuns.map((r) => r.faultsPerS)) >= TARGET_NATIVE,
+      meets_target_sandboxed: median(boxedRuns.map((r) => r.faultsPerS)) >= TARGET_SANDBOXED,
       ranges: RANGES,
       fault_batch: FAULT_BATCH,
       repeats: REPEATS,
