@@ -139,7 +139,6 @@ function writeObserved(into: Float64Array, i: number, e: ObservedEvent): void {
   into[o + 7] = e.trigger;
 }
 
-
 export class Policy implements Disposable {
   readonly log: DecisionLog;
   /** False: hot-path batches are recorded only when they fail (PolicyLoadOptions.logBatches). */
@@ -156,11 +155,11 @@ export class Policy implements Disposable {
     readonly paramDecls: Record<string, ParamDecl>,
     readonly params: ParamValues,
     opts: PolicyLoadOptions,
+    observeMasks: ObserveMasks | undefined,
   ) {
     this.kindSpec = KINDS[spec.kind];
     this.hooks = exportedHooks(this.kindSpec, sandbox.exports.functions);
-    const ok = parseObserveKinds(sandbox.exports.data.observeKinds);
-    this.observeMasks = "masks" in ok ? ok.masks : undefined;
+    this.observeMasks = observeMasks;
     this.log = new DecisionLog(opts.logSink, opts.logClock);
     this.logBatchSuccesses = opts.logBatches !== "failures";
   }
@@ -197,9 +196,11 @@ export class Policy implements Disposable {
       }
       const { decls, errors: declErrors } = parseParamDecls(sandbox.exports.data.params);
       if (declErrors.length) throw new PolicyError(spec.name, "load", "load", `${spec.pluginPath}: ${declErrors.join("; ")}`);
+      let observeMasks: ObserveMasks | undefined;
       if (spec.kind === "MigrationPolicy") {
         const ok = parseObserveKinds(sandbox.exports.data.observeKinds);
         if ("error" in ok) throw new PolicyError(spec.name, "load", "load", `${spec.pluginPath}: ${ok.error}`);
+        observeMasks = ok.masks;
       }
       const { values, errors } = resolveParams(decls, spec.params);
       if (errors.length) {
@@ -207,7 +208,7 @@ export class Policy implements Disposable {
           errors.map((e) => new ConfigError(positionOf(spec.yaml, ["spec", "params", e.name], true), `spec.params.${e.name}`, e.message)),
         );
       }
-      return new Policy(spec, sandbox, decls, values, opts);
+      return new Policy(spec, sandbox, decls, values, opts, observeMasks);
     } catch (e) {
       sandbox.dispose();
       throw e;

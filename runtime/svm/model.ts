@@ -250,6 +250,21 @@ export const EVICTION_CANDIDATES_MAX = 64;
 
 const NO_WORK: SvmWork[] = [];
 
+/**
+ * Drop, in place, the records of a flat move list (SvmRange.recentMoves) that ended before
+ * `expired`, keeping the others in order; returns the values kept.
+ */
+function movesPrune(list: (number | number[])[], expired: number): number {
+  let k = 0;
+  for (let i = 0; i < list.length; i += MOVE_STRIDE) {
+    if ((list[i] as number) < expired) continue;
+    if (k !== i) for (let j = 0; j < MOVE_STRIDE; j++) list[k + j] = list[i + j]!;
+    k += MOVE_STRIDE;
+  }
+  list.length = k;
+  return k;
+}
+
 /** How a fault with a range is handled once its duplicate check passed. */
 const FAULT_KIND_HANDLE = 0;
 /** The vma went away (stale retry fault): dropped. */
@@ -592,9 +607,9 @@ export class SvmModel {
    * SET_ATTR on [start, start+npages): split partly covered ranges at the edges (head and
    * tail keep the old attributes), create ranges in the gaps (chopped at the largest range
    * size), apply the attributes; then per range: PREFETCH_LOC migrates the whole range
-   * (every time: the pages not on the target yet); svm_range_validate_and_map maps it when it migrated or an
-   * access or flag attribute was set (update_mapping), except when the migration evicted
-   * the queues of a mapped always-mapped range (the restore worker remaps).
+   * (every time: the pages not on the target yet); svm_range_validate_and_map maps it when
+   * it migrated or an access or flag attribute was set (update_mapping), except when the
+   * migration evicted the queues of a mapped always-mapped range (the restore worker remaps).
    * @returns completion time, ns.
    * @throws KfdError EINVAL (unknown attribute, bad or non-SVM gpu_id, bad size), EFAULT (not
    * mapped), EADDRINUSE (a non-SVM buffer is mapped there), ENOMEM (a PREFETCH_LOC could not
@@ -1038,21 +1053,17 @@ export class SvmModel {
     let thrash = false;
     if (list === null) list = r.recentMoves = [t, from, to, runs];
     else {
-      let k = 0;
-      for (let i = 0; i < list.length; i += MOVE_STRIDE) {
+      const k = movesPrune(list, expired);
+      for (let i = 0; i < k && !thrash; i += MOVE_STRIDE) {
         const mt = list[i] as number;
-        if (mt < expired) continue;
-        if (!thrash && t - mt <= this.thrashWindowNs && list[i + 1] === to && list[i + 2] === from && runsMeet(list[i + 3] as number[], runs)) thrash = true;
-        if (k !== i) for (let j = 0; j < MOVE_STRIDE; j++) list[k + j] = list[i + j]!;
-        k += MOVE_STRIDE;
+        thrash = t - mt <= this.thrashWindowNs && list[i + 1] === to && list[i + 2] === from && runsMeet(list[i + 3] as number[], runs);
       }
       // Bounded: a range moving more often than this within one window keeps the newest.
       const keep = (THRASH_MOVES_MAX - 1) * MOVE_STRIDE;
       if (k > keep) {
         list.copyWithin(0, k - keep, k);
-        k = keep;
+        list.length = keep;
       }
-      list.length = k;
       list.push(t, from, to, runs);
     }
     this.thrashQueue.push(r, t);
@@ -1071,17 +1082,7 @@ export class SvmModel {
     let h = this.thrashHead;
     while (h < q.length && (q[h + 1] as number) < expired) {
       const r = q[h] as SvmRange;
-      const list = r.recentMoves;
-      if (list !== null) {
-        let k = 0;
-        for (let i = 0; i < list.length; i += MOVE_STRIDE) {
-          if ((list[i] as number) < expired) continue;
-          if (k !== i) for (let j = 0; j < MOVE_STRIDE; j++) list[k + j] = list[i + j]!;
-          k += MOVE_STRIDE;
-        }
-        if (k === 0) r.recentMoves = null;
-        else list.length = k;
-      }
+      if (r.recentMoves !== null && movesPrune(r.recentMoves, expired) === 0) r.recentMoves = null;
       h += 2;
     }
     if (h > THRASH_QUEUE_COMPACT_MIN && h * 2 > q.length) {
