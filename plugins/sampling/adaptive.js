@@ -10,8 +10,9 @@
 //
 // A GPU seen for the first time keeps its intervals (nothing to compare yet). Readings per
 // group: temperature_c; power_w; gfx/umc activity; vram_used_bytes. The host reports no
-// XGMI or SVM readings, so xgmi and svm follow the activity readings (link and fault traffic
-// come with work). A relative change is measured against max(|previous|, 1), so an idle 0 %
+// XGMI, PCIe or SVM readings, so xgmi, pcie and svm follow the activity readings (link and
+// fault traffic come with work); ecc has no reading that moves, so it rests at max_interval_ms
+// unless its reads fail. A relative change is measured against max(|previous|, 1), so an idle 0 %
 // that turns into 5 % counts as a change.
 //
 // State: the previous readings per GPU, module-level, at most gpus_max GPUs (least recently
@@ -76,10 +77,12 @@ const GROUP_READINGS = {
   activity: ["gfx_activity_pct", "umc_activity_pct"],
   memory: ["vram_used_bytes"],
   xgmi: ["gfx_activity_pct", "umc_activity_pct"],
+  pcie: ["gfx_activity_pct", "umc_activity_pct"],
+  ecc: [],
   svm: ["gfx_activity_pct", "umc_activity_pct"],
 };
 /** @type {readonly MetricGroup[]} */
-const GROUPS = ["temperature", "power", "activity", "memory", "xgmi", "svm"];
+const GROUPS = ["temperature", "power", "activity", "memory", "xgmi", "pcie", "ecc", "svm"];
 
 /** @type {Map<string, Readings>} gpu id -> readings of the previous call, least recently seen first */
 const previous = new Map();

@@ -14,7 +14,7 @@ export const params = {
 };
 
 /** @type {readonly import("../types").MetricGroup[]} */
-const GROUPS = ["temperature", "power", "activity", "memory", "xgmi", "svm"];
+const GROUPS = ["temperature", "power", "activity", "memory", "xgmi", "pcie", "ecc", "svm"];
 
 /** @type {import("../types").SamplingHooks["schedule"]} */
 export function schedule(input, ctx) {

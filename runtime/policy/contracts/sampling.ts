@@ -4,7 +4,7 @@
  * plugin leaves out keep their current interval.
  */
 
-export const METRIC_GROUPS = ["temperature", "power", "activity", "memory", "xgmi", "svm"] as const;
+export const METRIC_GROUPS = ["temperature", "power", "activity", "memory", "xgmi", "pcie", "ecc", "svm"] as const;
 export type MetricGroup = (typeof METRIC_GROUPS)[number];
 
 /** Fastest sampling the host allows: amdsmi reads take ~ms; faster is noise. */
