@@ -24,6 +24,8 @@ export type Params = Record<string, number | boolean | string>;
 // The data types are the host's own contracts (one definition, documented there):
 // runtime/policy/contracts/{migration,sampling,session}.ts.
 import type {
+  AdviceEvidence,
+  AdviceHint,
   EvictionCandidate,
   Fault,
   ObservedEvent,
@@ -33,7 +35,7 @@ import type {
 } from "../runtime/policy/contracts/migration.ts";
 import type { MetricGroup, ScheduleInput } from "../runtime/policy/contracts/sampling.ts";
 import type { SessionInput } from "../runtime/policy/contracts/session.ts";
-export type { EvictionCandidate, Fault, MetricGroup, ObservedEvent, PageWindow, PolicyGpu, PrefetchRequest, ScheduleInput, SessionInput };
+export type { AdviceEvidence, AdviceHint, EvictionCandidate, Fault, MetricGroup, ObservedEvent, PageWindow, PolicyGpu, PrefetchRequest, ScheduleInput, SessionInput };
 
 
 // ---------------------------------------------------------------- MigrationPolicy
@@ -95,6 +97,11 @@ export interface MigrationHooks {
   observe(input: { events: ObservedEvent[] }, ctx: MigrationContext): unknown;
   /** Batch form of observe: no object per event; takes precedence when exported. */
   observeBatch(batch: EventBatch, ctx: MigrationContext): void;
+  /**
+   * The agent's advisor only (the simulator never calls it): hints for the application,
+   * from the state observe built, at most 64. `input.nowNs` is in the events' clock.
+   */
+  advise(input: { nowNs: number }, ctx: MigrationContext): AdviceHint[];
 }
 
 // ---------------------------------------------------------------- SamplingPolicy

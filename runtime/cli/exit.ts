@@ -47,6 +47,8 @@ export function exitCodeOf(err: unknown): number {
   }
   if (err instanceof SmiError) {
     if (err.statusName === "DRIVER_NOT_LOADED" || err.statusName === "FAIL_LOAD_MODULE") return EXIT.noDevice;
+    // rocm-smi's answer on a host without the amdgpu driver / KFD.
+    if (err.fn === "rsmi_init" && err.statusName === "INIT_ERROR") return EXIT.noDevice;
     if (err.statusName === "NO_PERM") return EXIT.permission;
     return EXIT.device;
   }

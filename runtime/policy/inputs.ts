@@ -74,6 +74,9 @@ export const ObserveInput = Type.Object(
   { additionalProperties: false },
 );
 
+/** Input of `advise` (the agent's advisor): the time of the call in the events' clock. */
+export const AdviseInput = Type.Object({ nowNs: Num }, { additionalProperties: false });
+
 const Readings = Type.Object(
   {
     temperature_c: Type.Optional(Num),

@@ -3,6 +3,7 @@
  * decides, and the documented sample input `svmrt policy eval` uses when none is given.
  */
 import {
+  type AdviceHint,
   type EvictionRequest,
   type Fault,
   LOC_DENY,
@@ -11,6 +12,7 @@ import {
   type ObservedEvent,
   type PolicyContext,
   type PrefetchRequest,
+  checkAdvice,
   checkFaultDecision,
   emptyFault,
   kernelMigrationWindow,
@@ -20,7 +22,7 @@ import {
 import { SAMPLE_SCHEDULE_INPUT, type ScheduleInput, checkSchedule, fixedSchedule } from "./contracts/sampling.ts";
 import { SAMPLE_SESSION_INPUT, SESSION_FALLBACK, checkSessionDecision } from "./contracts/session.ts";
 import type { TSchema } from "@sinclair/typebox";
-import { ClockCtx, EvictionInput, MigrationCtx, ObserveInput, ScheduleInputSchema, SessionInputSchema } from "./inputs.ts";
+import { AdviseInput, ClockCtx, EvictionInput, MigrationCtx, ObserveInput, ScheduleInputSchema, SessionInputSchema } from "./inputs.ts";
 import type { PolicyKind } from "./schema.ts";
 
 export type Checked = { ok: true; value: unknown } | { ok: false; message: string };
@@ -147,7 +149,7 @@ const SAMPLE_EVENTS: ObservedEvent[] = [
 
 export const MIGRATION_KIND: KindSpec = {
   kind: "MigrationPolicy",
-  anyOf: ["restoreLocation", "migrationWindow", "prefetch", "evictionVictim", "observe"],
+  anyOf: ["restoreLocation", "migrationWindow", "prefetch", "evictionVictim", "observe", "advise"],
   sampleCtx: SAMPLE_MIGRATION_CTX as unknown as Record<string, unknown>,
   ctxSchema: MigrationCtx,
   hooks: {
@@ -204,6 +206,16 @@ export const MIGRATION_KIND: KindSpec = {
       sampleInput: { events: SAMPLE_EVENTS },
       check: () => ({ ok: true, value: null }),
       fallback: () => null,
+    },
+    advise: {
+      summary: "the agent's advisor only (never the simulator): hints from observed events [{ kind, start, npages, gpuId, pattern, evidence }]",
+      inputSchema: AdviseInput,
+      sampleInput: { nowNs: SAMPLE_MIGRATION_CTX.nowNs },
+      check(out, _input, ctx) {
+        const r = checkAdvice(out, migrationCtx(ctx).gpus);
+        return "error" in r ? { ok: false, message: r.error } : { ok: true, value: r.value satisfies AdviceHint[] };
+      },
+      fallback: () => [],
     },
   },
 };

@@ -136,5 +136,5 @@ export function loadProfile(nameOrPath: string): MachineProfile {
 
 /** Names of the profiles in profiles/. */
 export function shippedProfiles(): string[] {
-  return ["dev-2gpu", "mi250x-4", "mi300x-8", "mi300a", "pcie-4"];
+  return ["dev-2gpu", "mi250x-4", "mi300x-8", "mi300x-16", "mi300a", "pcie-4"];
 }

@@ -23,17 +23,20 @@ export interface NativeBuild {
   source: string;
   /** Build a shared library (-shared -fPIC) instead of an executable. */
   shared: boolean;
+  /** Preprocessor definitions passed as `-D<define>` (e.g. `AMDSMI_DOUBLE_LAYOUT=24`); part of the cache hash. */
+  defines?: readonly string[];
 }
 
 /**
  * Path of the built artifact, compiling it first when the cache has no build of this source.
  * @throws Error carrying the compiler's stderr when `cc` fails.
  */
-export function nativeBuild({ source, shared }: NativeBuild): string {
+export function nativeBuild({ source, shared, defines = [] }: NativeBuild): string {
   const src_path = join(NATIVE_DIR, source);
   const src = readFileSync(src_path);
   const flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"];
   if (shared) flags.push("-shared", "-fPIC");
+  flags.push(...defines.map((d) => `-D${d}`));
   const hash = createHash("sha256")
     .update(src)
     .update(existsSync(KFD_HEADER_PATH) ? readFileSync(KFD_HEADER_PATH) : "no-header")

@@ -27,6 +27,7 @@ describe("machine profiles", () => {
       ["dev-2gpu", 2, 32, false, false],
       ["mi250x-4", 4, 64, true, false],
       ["mi300x-8", 8, 192, true, false],
+      ["mi300x-16", 16, 192, true, false],
       ["mi300a", 4, 128, true, true],
       ["pcie-4", 4, 64, false, false],
     ]);

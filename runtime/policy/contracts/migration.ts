@@ -230,6 +230,131 @@ export const MIGRATION_BOUNDS = {
   fault_batch_max: 256,
 } as const;
 
+// ---------------------------------------------------------------- advise (the agent's advisor)
+
+/**
+ * Largest page number + 1 an SVM address may reach: GPUVM's 48-bit address space (amdgpu
+ * max_pfn, 2^48 bytes), the bound the kernel checks SVM ranges against.
+ */
+export const SVM_ADDRESS_PAGES_MAX = 2 ** 36;
+/** Most hints one `advise` answer may hold. */
+export const ADVICE_HINTS_MAX = 64;
+/** Longest `evidence.detail`, characters. */
+export const ADVICE_DETAIL_CHARS_MAX = 200;
+/** Longest `pattern` id, characters. */
+export const ADVICE_PATTERN_CHARS_MAX = 40;
+/** Most GPUs an `evidence.gpus` list names (the most GPUs of one context). */
+export const ADVICE_EVIDENCE_GPUS_MAX = 64;
+
+/** What a hint asks the application to do (hipMemAdvise / hipMemPrefetchAsync). */
+export const ADVICE_KINDS = ["preferred_location", "accessed_by", "prefetch"] as const;
+export type AdviceKind = (typeof ADVICE_KINDS)[number];
+/** The patterns the shipped advisor names; a plugin may name others (ADVICE_PATTERN_RE). */
+export const ADVICE_PATTERNS = ["ping-pong", "repeated-faults", "remote-reads"] as const;
+/** A pattern id: lower-case letters, digits and dashes, starting with a letter. */
+export const ADVICE_PATTERN_RE = /^[a-z][a-z0-9-]*$/;
+
+/** Why a hint is given: the events that make its pattern. */
+export interface AdviceEvidence {
+  /** Events counted (e.g. migrations of a ping-pong, faults of repeated faults). */
+  events: number;
+  /** Time of the first and last of them, ns in the events' clock (`nowNs` of observe). */
+  firstNs: number;
+  lastNs: number;
+  /** gpu_ids involved (0 = system memory). */
+  gpus: number[];
+  /** One line for people, at most ADVICE_DETAIL_CHARS_MAX characters. */
+  detail: string;
+}
+
+/**
+ * One piece of advice for an application: `kind` on pages [start, start + npages) for GPU
+ * `gpuId` (a KFD gpu_id; 0 = system memory, for preferred_location only).
+ */
+export interface AdviceHint {
+  kind: AdviceKind;
+  start: number;
+  npages: number;
+  gpuId: number;
+  /** "ping-pong", "repeated-faults", "remote-reads", or a plugin's own id. */
+  pattern: string;
+  evidence: AdviceEvidence;
+}
+
+const HINT_KEYS = ["kind", "start", "npages", "gpuId", "pattern", "evidence"];
+const EVIDENCE_KEYS = ["events", "firstNs", "lastNs", "gpus", "detail"];
+
+/** The first key of `o` not in `known`, or undefined. */
+function unknownKey(o: object, known: readonly string[]): string | undefined {
+  return Object.keys(o).find((k) => !known.includes(k));
+}
+
+/**
+ * Validate an `advise` answer: an array of at most ADVICE_HINTS_MAX hints, each with exactly
+ * the AdviceHint fields; known kinds; whole pages inside SVM_ADDRESS_PAGES_MAX; a GPU of
+ * `gpus` (or 0 for preferred_location); a pattern id; evidence typed and bounded; no two
+ * hints alike.
+ * @returns the hints as fresh plain objects, or what is wrong with the first bad one.
+ */
+export function checkAdvice(out: unknown, gpus: readonly PolicyGpu[]): { value: AdviceHint[] } | { error: string } {
+  if (!Array.isArray(out)) return { error: "expected an array of hints { kind, start, npages, gpuId, pattern, evidence }" };
+  if (out.length > ADVICE_HINTS_MAX) return { error: `at most ${ADVICE_HINTS_MAX} hints, got ${out.length}` };
+  const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  const ids = gpus.map((g) => g.id);
+  const seen = new Set<string>();
+  const value: AdviceHint[] = [];
+  for (const [i, h] of out.entries()) {
+    const at = `[${i}]`;
+    if (!isObj(h)) return { error: `${at}: expected a hint object` };
+    const extra = unknownKey(h, HINT_KEYS);
+    if (extra !== undefined) return { error: `${at}: unknown field '${extra}' (fields: ${HINT_KEYS.join(", ")})` };
+    const { kind, start, npages, gpuId, pattern, evidence: e } = h;
+    if (typeof kind !== "string" || !(ADVICE_KINDS as readonly string[]).includes(kind)) {
+      return { error: `${at}.kind: expected one of ${ADVICE_KINDS.join(", ")}, got ${JSON.stringify(kind)}` };
+    }
+    if (!Number.isSafeInteger(start) || (start as number) < 0) return { error: `${at}.start: expected a page number >= 0, got ${JSON.stringify(start)}` };
+    if (!Number.isSafeInteger(npages) || (npages as number) < 1) return { error: `${at}.npages: expected a page count >= 1, got ${JSON.stringify(npages)}` };
+    if ((start as number) + (npages as number) > SVM_ADDRESS_PAGES_MAX) {
+      return { error: `${at}: pages [${start}, ${(start as number) + (npages as number)}) pass the SVM address bound (${SVM_ADDRESS_PAGES_MAX} pages)` };
+    }
+    if (!Number.isInteger(gpuId) || !(ids.includes(gpuId as number) || (gpuId === LOC_SYSMEM && kind === "preferred_location"))) {
+      return {
+        error: `${at}.gpuId: ${JSON.stringify(gpuId)} is not a GPU of this process (gpu_ids: ${ids.join(", ")}; 0 = system memory, for preferred_location only)`,
+      };
+    }
+    if (typeof pattern !== "string" || pattern.length > ADVICE_PATTERN_CHARS_MAX || !ADVICE_PATTERN_RE.test(pattern)) {
+      return { error: `${at}.pattern: expected an id of lower-case letters, digits and dashes (at most ${ADVICE_PATTERN_CHARS_MAX}), got ${JSON.stringify(pattern)}` };
+    }
+    if (!isObj(e)) return { error: `${at}.evidence: expected { ${EVIDENCE_KEYS.join(", ")} }` };
+    const extraE = unknownKey(e, EVIDENCE_KEYS);
+    if (extraE !== undefined) return { error: `${at}.evidence: unknown field '${extraE}' (fields: ${EVIDENCE_KEYS.join(", ")})` };
+    if (!Number.isSafeInteger(e.events) || (e.events as number) < 0) return { error: `${at}.evidence.events: expected a count >= 0, got ${JSON.stringify(e.events)}` };
+    if (!Number.isFinite(e.firstNs) || !Number.isFinite(e.lastNs) || (e.firstNs as number) > (e.lastNs as number)) {
+      return { error: `${at}.evidence: expected finite firstNs <= lastNs, got ${JSON.stringify(e.firstNs)}, ${JSON.stringify(e.lastNs)}` };
+    }
+    if (!Array.isArray(e.gpus) || e.gpus.length > ADVICE_EVIDENCE_GPUS_MAX) {
+      return { error: `${at}.evidence.gpus: expected an array of at most ${ADVICE_EVIDENCE_GPUS_MAX} gpu_ids` };
+    }
+    const bad = (e.gpus as unknown[]).find((g) => !Number.isInteger(g) || !(g === LOC_SYSMEM || ids.includes(g as number)));
+    if (bad !== undefined) return { error: `${at}.evidence.gpus: ${JSON.stringify(bad)} is neither 0 (system memory) nor a GPU of this process` };
+    if (typeof e.detail !== "string" || e.detail.length > ADVICE_DETAIL_CHARS_MAX) {
+      return { error: `${at}.evidence.detail: expected a string of at most ${ADVICE_DETAIL_CHARS_MAX} characters` };
+    }
+    const key = `${kind}:${start}:${npages}:${gpuId}:${pattern}`;
+    if (seen.has(key)) return { error: `${at}: repeats an earlier hint (${kind} of pages [${start}, +${npages}) for ${gpuId}, ${pattern})` };
+    seen.add(key);
+    value.push({
+      kind: kind as AdviceKind,
+      start: start as number,
+      npages: npages as number,
+      gpuId: gpuId as number,
+      pattern,
+      evidence: { events: e.events as number, firstNs: e.firstNs as number, lastNs: e.lastNs as number, gpus: [...(e.gpus as number[])], detail: e.detail },
+    });
+  }
+  return { value };
+}
+
 /** True when GPUs a and b are the same GPU or share an XGMI hive. */
 export function gpusInSameHive(gpus: readonly PolicyGpu[], a: number, b: number): boolean {
   if (a === b) return true;

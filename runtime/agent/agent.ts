@@ -1,0 +1,523 @@
+/**
+ * `svmrt agent`: the daemon, and the object an appliance embeds in its own Bun program.
+ *
+ * ```ts
+ * import { Agent, agentConfigDefault } from "svmrt";
+ * const agent = await Agent.start({ ...agentConfigDefault(), listen: { hostname: "127.0.0.1", port: 0 } });
+ * console.log(agent.url, agent.gpus());
+ * await agent.stop();
+ * ```
+ *
+ * Threads (DESIGN.md): the main thread serves HTTP from the latest samples, runs the
+ * policies' timers and owns configuration and reload; library calls run in the pool's
+ * Workers; the emulated SVM workload runs in a Worker of its own.
+ * Start order: backend → session count → workers → inventory → metrics → sampler → SVM
+ * events → advisor → HTTP. Stop order (`stop()`, SIGTERM, SIGINT): HTTP accept → sampler and
+ * event readers → open sessions (bounded) → the last shutdown → workers end.
+ */
+import { hostname as osHostname } from "node:os";
+import { type OpenMetricsContentType, openMetricsContentType, Registry } from "prom-client";
+import { ConfigError, SmiError } from "../errors.ts";
+import { KfdDevice } from "../kfd/device.ts";
+import { SMI_EVENTS_ALL, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
+import { syscallsOpen } from "../ffi/libc.ts";
+import { topologyRead } from "../kfd/topology.ts";
+import { fixedSchedule, type Schedule } from "../policy/contracts/sampling.ts";
+import { checkSessionDecision, SESSION_FALLBACK, SESSION_MODES, type SessionDecision, type SessionMode } from "../policy/contracts/session.ts";
+import type { Policy } from "../policy/policy.ts";
+import { PolicyFolder, type ReloadEvent } from "../policy/reload.ts";
+import { backendBanner, backendResolve, type SmiBackendSpec } from "../smi/backend.ts";
+import type { GpuInventoryEntry } from "../smi/inventory.ts";
+import type { SmiLibraryInfo } from "../smi/library.ts";
+import { SmiPool } from "../smi/pool.ts";
+import { SMI_GROUPS } from "../smi/readings.ts";
+import { sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../smi/session.ts";
+import { loadProfile } from "../sim/profile.ts";
+import { Advisor } from "./advisor.ts";
+import type { AgentConfig } from "./config.ts";
+import type { EmuSvmMessage, EmuSvmStart } from "./emu-svm-worker.ts";
+import { GpuMetrics } from "./gpu-metrics.ts";
+import { httpServe } from "./http.ts";
+import { MultiCounter, MultiGauge, MultiHistogram, TotalCounter } from "./prom.ts";
+import { type SampleEvent, Sampler } from "./sampler.ts";
+import { SvmMetrics } from "./svm-metrics.ts";
+
+export const AGENT_VERSION = "0.1.0";
+/** Env override of the session mode: persistent | lazy | linger[:grace_ms]. */
+export const SMI_MODE_ENV = "SVMRT_SMI_MODE";
+/** Linger grace when SVMRT_SMI_MODE=linger names none, ms. */
+export const SMI_MODE_ENV_GRACE_ms = 30_000;
+/** Longest the agent waits for open sessions at shutdown, ms. */
+export const AGENT_STOP_SESSIONS_WAIT_ms = 5_000;
+/** Inventory re-read period while some GPU has fields not yet known, ms. */
+export const INVENTORY_REREAD_ms = 60_000;
+/** Built-in workloads the emulated SVM source cycles through, and its pause between them. */
+export const EMU_SVM_WORKLOADS = ["pingpong", "stream", "random", "producer-consumer"] as const;
+export const EMU_SVM_PAUSE_ms = 2_000;
+/** KFD SMI event poll period on hardware, ms. */
+export const KFD_EVENTS_POLL_ms = 100;
+
+export interface AgentOptions {
+  /** One line per event worth logging (mode changes, reloads, advice, failures). */
+  log?: (line: string) => void;
+  /** Answer timeout of one sample read, ms (default SAMPLE_READ_TIMEOUT_ms). */
+  sampleReadTimeoutMs?: number;
+}
+
+/** The mode forced by SVMRT_SMI_MODE. @throws ConfigError naming the variable. */
+export function smiModeFromEnv(v: string | undefined): SessionDecision | undefined {
+  if (v === undefined || v === "") return undefined;
+  const [mode, grace] = v.split(":");
+  if (!(SESSION_MODES as readonly string[]).includes(mode!)) {
+    throw new ConfigError({ file: `$${SMI_MODE_ENV}`, line: 1, col: 1 }, SMI_MODE_ENV, `one of ${SESSION_MODES.join(", ")} (linger may add :grace_ms)`, `got '${v}'`);
+  }
+  if (mode !== "linger") {
+    if (grace !== undefined) throw new ConfigError({ file: `$${SMI_MODE_ENV}`, line: 1, col: 1 }, SMI_MODE_ENV, "a grace only after linger");
+    return { mode: mode as SessionMode };
+  }
+  const g = grace === undefined ? SMI_MODE_ENV_GRACE_ms : Number(grace);
+  const checked = checkSessionDecision({ mode, idleGraceMs: g });
+  if (!checked.ok) throw new ConfigError({ file: `$${SMI_MODE_ENV}`, line: 1, col: 1 }, SMI_MODE_ENV, checked.message);
+  return checked.value;
+}
+
+function openMetricsRegistryCreate(): Registry<OpenMetricsContentType> {
+  const r = new Registry<OpenMetricsContentType>();
+  r.setContentType(openMetricsContentType);
+  return r;
+}
+
+export class Agent {
+  readonly registry = new Registry();
+  readonly openMetricsRegistry = openMetricsRegistryCreate();
+  private readonly registries = [this.registry, this.openMetricsRegistry as unknown as Registry];
+  private server: ReturnType<typeof httpServe> | undefined;
+  private pool: SmiPool | undefined;
+  private sampler: Sampler | undefined;
+  private folders: PolicyFolder[] = [];
+  private timers: ReturnType<typeof setInterval>[] = [];
+  private emuWorker: Worker | undefined;
+  private kfdReaders: SmiEventReader[] = [];
+  private kfdDevice: KfdDevice | undefined;
+  private advisor: Advisor | undefined;
+  private svm: SvmMetrics | undefined;
+  private gpuMetrics: GpuMetrics | undefined;
+  private inventory: GpuInventoryEntry[] = [];
+  private stopping: Promise<void> | undefined;
+  private readonly hostname = osHostname();
+  readonly sessionShared: SharedArrayBuffer;
+  spec!: SmiBackendSpec;
+  libraryInfo!: SmiLibraryInfo;
+  /** Why the session mode is what it is. */
+  modeReason = "";
+  private lastSessionEval = { atMs: Date.now(), opens: 0, attempts: 0, busy: 0 };
+  private readonly log: (line: string) => void;
+  private readonly opts: AgentOptions;
+  private metricsCache = new Map<boolean, { text: string; atMs: number }>();
+  private metricsRender = new Map<boolean, Promise<string>>();
+  private readonly m;
+
+  private constructor(
+    readonly config: AgentConfig,
+    opts: AgentOptions,
+    initial: SessionDecision,
+  ) {
+    this.log = opts.log ?? (() => {});
+    this.opts = opts;
+    this.sessionShared = sessionSharedCreate(initial.mode, initial.idleGraceMs ?? 0);
+    const r = this.registries;
+    this.m = {
+      info: new MultiGauge(r, { name: "svmrt_info", help: "svmrt version and the GPU library it reads (emulated=\"true\" when no real GPU is read)", labelNames: ["version", "backend", "emulated", "library_version"] }),
+      sampleDuration: new MultiHistogram(r, { name: "svmrt_sample_duration_seconds", help: "Time to read one metric group of one GPU, seconds", labelNames: ["group"], buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 1, 5] }),
+      sampleAge: new MultiGauge(r, {
+        name: "svmrt_sample_age_seconds",
+        help: "Age of the latest sample of a GPU's metric group, seconds",
+        labelNames: ["gpu_id", "group"],
+        collect: () => this.sampleAgesSet(),
+      }),
+      sampleErrors: new MultiCounter(r, { name: "svmrt_sample_errors_total", help: "Failed reads by GPU, group and status", labelNames: ["gpu_id", "group", "status"] }),
+      openSessions: new MultiGauge(r, { name: "svmrt_smi_open_sessions", help: "Open library sessions", collect: () => this.sessionStatsSet() }),
+      mode: new MultiGauge(r, { name: "svmrt_smi_mode", help: "1 for the session mode in force", labelNames: ["mode"] }),
+      decisions: new MultiCounter(r, { name: "svmrt_policy_decisions_total", help: "Policy decisions by policy, kind and who decided (plugin, builtin, fallback)", labelNames: ["policy", "kind", "by"] }),
+      fallbacks: new MultiCounter(r, { name: "svmrt_policy_fallbacks_total", help: "Decisions the fallback made because the plugin failed, by reason", labelNames: ["policy", "reason"] }),
+      http: new MultiCounter(r, { name: "svmrt_http_requests_total", help: "HTTP requests by path and status code", labelNames: ["path", "code"] }),
+      hungWorkers: new MultiGauge(r, { name: "svmrt_library_hung_workers", help: "Library workers blocked in a call past its timeout" }),
+    };
+    new TotalCounter(r, { name: "svmrt_smi_inits_total", help: "Library inits (amdsmi_init) since start" }, () => sessionStatsOf(this.sessionShared).inits);
+    new TotalCounter(r, { name: "svmrt_smi_shutdowns_total", help: "Library shutdowns since start" }, () => sessionStatsOf(this.sessionShared).shutdowns);
+    new TotalCounter(r, { name: "svmrt_plugin_crashes_total", help: "Plugin sandboxes rebuilt after a crash, all policies" }, () => this.pluginCrashes());
+  }
+
+  /**
+   * Start the agent. @throws ConfigError (config, profile, SVMRT_SMI_MODE), SmiError (an
+   * explicitly chosen library missing or failing its first init), Error (port in use).
+   */
+  static async start(config: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
+    const forced = smiModeFromEnv(process.env[SMI_MODE_ENV]);
+    const folders = config.policyDirs.map((d) => new PolicyFolder(d, { onEvent: (e) => opts.log?.(reloadLine(e)) }));
+    for (const f of folders) await f.start(true);
+    const findPolicy = (name: string | undefined) => (name === undefined ? undefined : folders.map((f) => f.get(name)).find((p) => p !== undefined));
+    let initial: SessionDecision = SESSION_FALLBACK;
+    let reason = "the default";
+    if (forced) {
+      initial = forced;
+      reason = `forced by ${SMI_MODE_ENV}`;
+    } else {
+      const p = findPolicy(config.session.policy);
+      if (p) {
+        const d = await p.invoke<SessionDecision>("mode", { nowMs: Date.now(), requestsPerS: 0, initLatencyMs: 0, shutdownLatencyMs: 0, contention: 0, openSessions: 0, currentMode: "persistent", idleMs: 0 }, { nowMs: Date.now() });
+        initial = d.value;
+        reason = `SessionPolicy ${p.name} (${d.by})`;
+      } else if (config.session.policy !== undefined) reason = `SessionPolicy ${config.session.policy} not loaded: the default`;
+    }
+    const agent = new Agent(config, opts, initial);
+    agent.folders = folders;
+    agent.modeReason = reason;
+    try {
+      await agent.boot(findPolicy, forced !== undefined);
+    } catch (e) {
+      await agent.stop();
+      throw e;
+    }
+    return agent;
+  }
+
+  private async boot(findPolicy: (n: string | undefined) => Policy | undefined, modeForced: boolean): Promise<void> {
+    const c = this.config;
+    this.spec = backendResolve({ choice: c.backend, profile: c.profile, amdsmiLib: c.amdsmiLib, rocmSmiLib: c.rocmSmiLib });
+    this.pool = await SmiPool.start({ spec: this.spec, sessionShared: this.sessionShared, size: c.workers, log: (l) => this.log(l) });
+    this.libraryInfo = this.pool.info!;
+    this.log(backendBanner({ info: this.libraryInfo } as never));
+    await this.pool.call({ op: "start", reason: this.modeReason });
+    this.inventory = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" });
+    // A 24.x amdsmi tells its version only after an init: ask again now.
+    this.libraryInfo = await this.pool.call<SmiLibraryInfo>({ op: "info" });
+    this.log(`${this.inventory.length} GPU(s): ${this.inventory.map((g) => `${g.index}=${g.uuid}`).join(", ")}`);
+    this.m.info.set({ version: AGENT_VERSION, backend: this.libraryInfo.backend, emulated: String(this.libraryInfo.emulated), library_version: this.libraryInfo.version ?? "unknown" }, 1);
+
+    this.gpuMetrics = new GpuMetrics({ registries: this.registries, prefix: c.metrics.prefix, fields: c.metrics.fields, hostname: this.hostname, labels: c.metrics.labels });
+    this.gpuMetrics.inventorySet(this.inventory);
+
+    this.sampler = new Sampler({ pool: this.pool, gpus: this.inventory, onSample: (e) => this.sampled(e), readTimeoutMs: this.opts.sampleReadTimeoutMs });
+    this.sampler.start();
+    this.every(c.sampling.evaluateMs, () => this.samplingEvaluate(findPolicy(c.sampling.policy)));
+    if (!modeForced) this.every(c.session.evaluateMs, () => this.sessionEvaluate(findPolicy(c.session.policy)));
+    this.every(INVENTORY_REREAD_ms, () => this.inventoryReread());
+
+    if (c.svm.enabled) await this.svmStart();
+    const advisorPolicy = findPolicy(c.advisor.policy);
+    if (advisorPolicy !== undefined && c.svm.enabled) {
+      this.advisor = new Advisor({ policy: advisorPolicy, gpus: this.advisorGpus(), log: (l: string) => this.log(`advice: ${l}`) });
+      this.every(c.advisor.intervalMs, async () => {
+        await this.advisor?.tick(Number(process.hrtime.bigint()));
+      });
+    } else if (c.advisor.policy !== undefined) this.log(`advisor: policy '${c.advisor.policy}' not loaded; /v1/advice stays empty`);
+
+    let token: string | undefined;
+    if (c.http.tokenFile !== undefined) {
+      token = (await Bun.file(c.http.tokenFile).text()).trim();
+      if (token.length < 16) throw new ConfigError({ file: c.http.tokenFile, line: 1, col: 1 }, "http.token_file", "a token of at least 16 characters");
+    }
+    this.server = httpServe({
+      listen: c.listen,
+      connectionsMax: c.http.connectionsMax,
+      requestBytesMax: c.http.requestBytesMax,
+      token,
+      handlers: {
+        metrics: (om) => this.metricsText(om),
+        ready: () => this.sampler?.ready ?? false,
+        gpus: () => this.gpus(),
+        policies: () => this.policies(),
+        advice: () => this.advice(),
+        reload: () => this.reloadPolicies(),
+        served: (path, code) => this.m.http.inc({ path, code: String(code) }),
+      },
+    });
+    this.log(`serving on ${this.url}`);
+  }
+
+  /** Library workers blocked in a read past its timeout. */
+  get hungWorkers(): number {
+    return this.pool?.hungWorkers ?? 0;
+  }
+
+  /** Where the agent listens. */
+  get url(): string {
+    const s = this.server;
+    if (s === undefined) return "";
+    if ("unix" in this.config.listen) return `unix:${this.config.listen.unix}`;
+    const host = s.hostname?.includes(":") ? `[${s.hostname}]` : s.hostname;
+    return `http://${host}:${s.port}`;
+  }
+
+  private every(ms: number, fn: () => unknown): void {
+    const t = setInterval(() => {
+      Promise.resolve()
+        .then(fn)
+        .catch((e) => this.log(`timer: ${(e as Error).message}`));
+    }, ms);
+    this.timers.push(t);
+  }
+
+  private sampled(e: SampleEvent): void {
+    const gpu_id = String(e.gpu.index);
+    if (e.failure) {
+      const status = e.failure instanceof SmiError ? e.failure.statusName : "ERROR";
+      this.m.sampleErrors.inc({ gpu_id, group: e.group, status });
+      return;
+    }
+    const s = e.sample!;
+    this.m.sampleDuration.observe({ group: e.group }, s.durationMs / 1000);
+    for (const msg of Object.values(s.errors)) this.m.sampleErrors.inc({ gpu_id, group: e.group, status: msg.split(":")[0]! });
+    this.gpuMetrics?.readingSet(e.gpu.index, e.group, s.values, Object.keys(s.values).length > 0 || Object.keys(s.errors).length === 0);
+    this.metricsCache.clear();
+  }
+
+  private sampleAgesSet(): void {
+    const now = Date.now();
+    for (const g of this.inventory) {
+      for (const group of SMI_GROUPS) {
+        const s = this.sampler?.latest(g.uuid, group);
+        if (s) this.m.sampleAge.set({ gpu_id: String(g.index), group }, (now - s.readAtMs) / 1000);
+      }
+    }
+  }
+
+  private sessionStatsSet(): void {
+    const s = sessionStatsOf(this.sessionShared);
+    this.m.openSessions.set({}, s.openSessions);
+    for (const mode of SESSION_MODES) this.m.mode.set({ mode }, mode === s.mode ? 1 : 0);
+    this.m.hungWorkers.set({}, this.pool?.hungWorkers ?? 0);
+  }
+
+  /** Sandbox crashes of every loaded policy. */
+  private pluginCrashes(): number {
+    let n = 0;
+    for (const f of this.folders) for (const s of f.status()) n += s.policy?.sandbox.stats.crashes ?? 0;
+    return n;
+  }
+
+  /** Render /metrics, at most once per change; concurrent scrapes share one render. */
+  private async metricsText(openMetrics: boolean): Promise<{ body: string; contentType: string }> {
+    const reg: Registry<OpenMetricsContentType> | Registry = openMetrics ? this.openMetricsRegistry : this.registry;
+    // Ages and session stats change with time: re-render when the cache is older than this.
+    const cached = this.metricsCache.get(openMetrics);
+    if (cached && Date.now() - cached.atMs < 1_000) return { body: cached.text, contentType: reg.contentType };
+    let p = this.metricsRender.get(openMetrics);
+    if (p === undefined) {
+      p = reg.metrics().finally(() => this.metricsRender.delete(openMetrics));
+      this.metricsRender.set(openMetrics, p);
+    }
+    const text = await p;
+    this.metricsCache.set(openMetrics, { text, atMs: Date.now() });
+    return { body: text, contentType: reg.contentType };
+  }
+
+  private decisionCount(p: Policy, by: string, failure?: { reason: string }): void {
+    this.m.decisions.inc({ policy: p.name, kind: p.spec.kind, by });
+    if (failure) this.m.fallbacks.inc({ policy: p.name, reason: failure.reason });
+  }
+
+  private async samplingEvaluate(p: Policy | undefined): Promise<void> {
+    const s = this.sampler;
+    if (!s) return;
+    const input = s.scheduleInput(Date.now());
+    let schedule: Schedule;
+    if (p === undefined) schedule = fixedSchedule(input);
+    else {
+      const d = await p.invoke<Schedule>("schedule", input, { nowMs: input.nowMs });
+      this.decisionCount(p, d.by, d.failure);
+      if (d.failure) this.log(`SamplingPolicy ${p.name}: ${d.failure.reason}: ${d.failure.message}; the fixed schedule decides`);
+      schedule = d.value;
+    }
+    s.scheduleApply(schedule);
+  }
+
+  private async sessionEvaluate(p: Policy | undefined): Promise<void> {
+    if (p === undefined) return;
+    const st = sessionStatsOf(this.sessionShared);
+    const now = Date.now();
+    const last = this.lastSessionEval;
+    const dt = Math.max(1, now - last.atMs) / 1000;
+    const attempts = st.initAttempts - last.attempts;
+    const input = {
+      nowMs: now,
+      requestsPerS: (st.opens - last.opens) / dt,
+      initLatencyMs: st.initLatencyMs,
+      shutdownLatencyMs: st.shutdownLatencyMs,
+      contention: attempts > 0 ? (st.initBusy - last.busy) / attempts : 0,
+      openSessions: st.openSessions,
+      currentMode: st.mode,
+      idleMs: st.lastCloseMs === 0 ? 0 : Math.max(0, now - st.lastCloseMs),
+    };
+    this.lastSessionEval = { atMs: now, opens: st.opens, attempts: st.initAttempts, busy: st.initBusy };
+    const d = await p.invoke<SessionDecision>("mode", input, { nowMs: now });
+    this.decisionCount(p, d.by, d.failure);
+    const v = d.value;
+    if (v.mode !== st.mode || (v.mode === "linger" && v.idleGraceMs !== undefined)) {
+      if (v.mode !== st.mode) this.log(`session: SessionPolicy ${p.name} asks for ${v.mode}${v.idleGraceMs ? ` (grace ${v.idleGraceMs} ms)` : ""} (requests ${input.requestsPerS.toFixed(2)}/s, init ${input.initLatencyMs.toFixed(1)} ms, contention ${input.contention.toFixed(2)})`);
+      sessionModeRequest(this.sessionShared, v.mode, v.idleGraceMs ?? 0);
+      await this.pool?.call({ op: "maintain" });
+    }
+  }
+
+  private async inventoryReread(): Promise<void> {
+    if (!this.pool || !this.inventory.some((g) => g.unknown.length > 0)) return;
+    const next = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" });
+    this.inventory = next;
+    this.gpuMetrics?.inventorySet(next);
+    this.sampler?.gpusSet(next);
+  }
+
+  /** DME gpu_id of a KFD gpu_id, from the inventory. */
+  private gpuIdOfKfd(kfd: number): string | undefined {
+    const g = this.inventory.find((x) => x.kfdGpuId === kfd);
+    return g === undefined ? undefined : String(g.index);
+  }
+
+  private advisorGpus() {
+    return this.inventory.filter((g) => g.kfdGpuId !== undefined).map((g) => ({ id: g.kfdGpuId!, hiveId: Number.parseInt(g.hiveId ?? "0", 16) || 0 }));
+  }
+
+  private svmFeed(events: SmiEvent[], dropped: number, gpuIdForDrops?: number): void {
+    this.svm?.observe(events);
+    if (dropped > 0 && gpuIdForDrops !== undefined) this.svm?.dropped(gpuIdForDrops, dropped);
+    this.advisor?.feed(events);
+    this.metricsCache.clear();
+  }
+
+  private async svmStart(): Promise<void> {
+    this.svm = new SvmMetrics({
+      registries: this.registries,
+      gpuIdOf: (k: number) => this.gpuIdOfKfd(k),
+      perProcess: this.config.svm.perProcess,
+      constLabels: { hostname: this.hostname, ...this.config.metrics.labels },
+    });
+    for (const g of this.inventory) if (g.kfdGpuId !== undefined) this.svm.gpuAdd(g.kfdGpuId);
+    if (this.spec.backend === "emulated") {
+      const w = new Worker(new URL("./emu-svm-worker.ts", import.meta.url).href);
+      this.emuWorker = w;
+      const firstGpu = loadProfile(this.spec.profile).gpus[0]?.id;
+      w.onmessage = (ev: MessageEvent<EmuSvmMessage>) => {
+        const m = ev.data;
+        if (m.type === "events") this.svmFeed(m.events, m.dropped, firstGpu);
+        else if (m.type === "error") this.log(`emulated SVM workload failed: ${m.message}`);
+      };
+      w.postMessage({ type: "start", profile: this.spec.profile, workloads: [...EMU_SVM_WORKLOADS], pauseMs: EMU_SVM_PAUSE_ms, smiShared: this.spec.shared } satisfies EmuSvmStart);
+      this.log(`SVM events: EMULATED workloads (${EMU_SVM_WORKLOADS.join(", ")}) on the emulated KFD`);
+      return;
+    }
+    // Hardware: every GPU's SMI event fd, all processes (needs CAP_SYS_ADMIN; else own process only).
+    try {
+      this.kfdDevice = KfdDevice.open(syscallsOpen());
+      const topo = topologyRead();
+      for (const node of topo.nodes) {
+        if (node.gpuId === 0) continue;
+        const r = SmiEventReader.open(this.kfdDevice, node.gpuId, [...SMI_EVENTS_ALL, "ALL_PROCESS"]);
+        this.kfdReaders.push(r);
+        r.watch(
+          (evs) => {
+            this.svmFeed(evs, 0);
+            this.svm?.malformedSync(node.gpuId, r.parser.malformedCount);
+          },
+          (e) => this.log(`SVM events of gpu 0x${node.gpuId.toString(16)} stopped: ${(e as Error).message}`),
+          KFD_EVENTS_POLL_ms,
+        );
+      }
+      this.log(`SVM events: /dev/kfd, ${this.kfdReaders.length} GPU(s)`);
+    } catch (e) {
+      this.log(`SVM events unavailable: ${(e as Error).message}; svm_* families stay empty`);
+    }
+  }
+
+  /** GPUs with their latest samples and ages (GET /v1/gpus). */
+  gpus(): unknown {
+    const now = Date.now();
+    return {
+      backend: this.libraryInfo?.backend,
+      emulated: this.libraryInfo?.emulated,
+      library: this.libraryInfo,
+      gpus: this.inventory.map((g) => ({
+        ...g,
+        unsupported: this.sampler?.unsupportedOf(g.uuid) ?? [],
+        samples: Object.fromEntries(
+          SMI_GROUPS.map((group) => {
+            const s = this.sampler?.latest(g.uuid, group);
+            return [group, s === undefined ? null : { values: s.values, ageMs: now - s.readAtMs, durationMs: s.durationMs, errors: s.errors }];
+          }),
+        ),
+      })),
+    };
+  }
+
+  /** Loaded policies (GET /v1/policies). */
+  policies(): unknown {
+    return this.folders.flatMap((f) =>
+      f.status().map((s) => ({
+        file: s.file,
+        name: s.policy?.name,
+        kind: s.policy?.spec.kind,
+        revision: s.policy?.spec.revision,
+        lastError: s.error ?? null,
+        role: s.policy === undefined ? null : this.roleOf(s.policy.name),
+      })),
+    );
+  }
+
+  private roleOf(name: string): string | null {
+    const c = this.config;
+    if (name === c.sampling.policy) return "sampling";
+    if (name === c.session.policy) return "session";
+    if (name === c.advisor.policy) return "advisor";
+    return null;
+  }
+
+  /** Current hints (GET /v1/advice). */
+  advice(): unknown {
+    return { emulated: this.libraryInfo?.emulated ?? true, hints: this.advisor?.hints() ?? [], stats: this.advisor?.stats ?? null };
+  }
+
+  /** Reload every policy folder now (SIGHUP, POST /v1/reload). */
+  async reloadPolicies(): Promise<unknown> {
+    await Promise.all(this.folders.map((f) => f.reload()));
+    return this.policies();
+  }
+
+  /** Stop in order; idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopOnce();
+    return this.stopping;
+  }
+
+  private async stopOnce(): Promise<void> {
+    this.server?.stop(true);
+    this.server = undefined;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.sampler?.stop();
+    for (const r of this.kfdReaders) r.close();
+    this.kfdReaders = [];
+    this.kfdDevice?.close();
+    if (this.emuWorker) {
+      this.emuWorker.postMessage({ type: "stop" });
+      this.emuWorker.terminate();
+      this.emuWorker = undefined;
+    }
+    this.advisor?.[Symbol.dispose]?.();
+    sessionClosingSet(this.sessionShared);
+    if (this.pool) {
+      const r = await this.pool.close(AGENT_STOP_SESSIONS_WAIT_ms);
+      if (r && !r.shutDown) this.log(`stop: ${r.openSessions} session(s) still open (a hung read); the library is left to the process exit`);
+      this.pool = undefined;
+    }
+    for (const f of this.folders) f.close();
+    this.folders = [];
+    this.log("stopped");
+  }
+}
+
+function reloadLine(e: ReloadEvent): string {
+  if (e.type === "loaded") return `policy ${e.name} loaded from ${e.file} (revision ${e.revision}${e.replaced ? `, replaced ${e.replaced}` : ""})`;
+  if (e.type === "removed") return `policy ${e.name} removed (${e.file})`;
+  return `policy file ${e.file} rejected: ${e.error}${e.serving ? ` (revision ${e.serving} keeps serving)` : ""}`;
+}
