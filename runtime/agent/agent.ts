@@ -54,6 +54,10 @@ export const INVENTORY_REREAD_ms = 60_000;
 /** Built-in workloads the emulated SVM source cycles through, and its pause between them. */
 export const EMU_SVM_WORKLOADS = ["pingpong", "stream", "random", "producer-consumer"] as const;
 export const EMU_SVM_PAUSE_ms = 2_000;
+/** Period of the /metrics rendering (scrapes serve the latest one), ms. */
+export const METRICS_RENDER_ms = 1_000;
+/** OpenMetrics keeps being rendered this long after the last scrape that asked for it, ms. */
+export const OPENMETRICS_KEEP_ms = 120_000;
 /** KFD SMI event poll period on hardware, ms. */
 export const KFD_EVENTS_POLL_ms = 100;
 
@@ -113,8 +117,13 @@ export class Agent {
   private lastSessionEval = { atMs: Date.now(), opens: 0, attempts: 0, busy: 0 };
   private readonly log: (line: string) => void;
   private readonly opts: AgentOptions;
-  private metricsCache = new Map<boolean, { text: string; atMs: number }>();
-  private metricsRender = new Map<boolean, Promise<string>>();
+  /** The latest rendering of /metrics, by format (true: OpenMetrics). */
+  private metricsCache = new Map<boolean, Uint8Array>();
+  private metricsRendering = new Map<boolean, Promise<Uint8Array>>();
+  private openMetricsAskedMs = 0;
+  /** Samples received; /healthz turns ready once a rendering holds one. */
+  private samplesSeen = 0;
+  private renderedWithSamples = false;
   private readonly m;
 
   private constructor(
@@ -154,7 +163,9 @@ export class Agent {
    */
   static async start(config: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
     const forced = smiModeFromEnv(process.env[SMI_MODE_ENV]);
-    const folders = config.policyDirs.map((d) => new PolicyFolder(d, { onEvent: (e) => opts.log?.(reloadLine(e)) }));
+    // Every policy file is loaded and tested; only the ones the config names keep a sandbox.
+    const used = new Set([config.sampling.policy, config.session.policy, config.advisor.policy].filter((n) => n !== undefined));
+    const folders = config.policyDirs.map((d) => new PolicyFolder(d, { onEvent: (e) => opts.log?.(reloadLine(e)), serve: (spec) => used.has(spec.name) }));
     for (const f of folders) await f.start(true);
     const findPolicy = (name: string | undefined) => (name === undefined ? undefined : folders.map((f) => f.get(name)).find((p) => p !== undefined));
     let initial: SessionDecision = SESSION_FALLBACK;
@@ -207,11 +218,20 @@ export class Agent {
     if (c.svm.enabled) await this.svmStart();
     const advisorPolicy = findPolicy(c.advisor.policy);
     if (advisorPolicy !== undefined && c.svm.enabled) {
-      this.advisor = new Advisor({ policy: advisorPolicy, gpus: this.advisorGpus(), log: (l: string) => this.log(`advice: ${l}`) });
+      // The policy is looked up at every tick: a hot reload replaces (and disposes) the old one.
+      this.advisor = new Advisor({
+        policy: () => findPolicy(c.advisor.policy),
+        gpus: this.advisorGpus(),
+        pid: c.advisor.pid,
+        log: (l: string) => this.log(`advice: ${l}`),
+      });
       this.every(c.advisor.intervalMs, async () => {
         await this.advisor?.tick(Number(process.hrtime.bigint()));
       });
     } else if (c.advisor.policy !== undefined) this.log(`advisor: policy '${c.advisor.policy}' not loaded; /v1/advice stays empty`);
+
+    await this.metricsRefresh();
+    this.every(METRICS_RENDER_ms, () => this.metricsRefresh());
 
     let token: string | undefined;
     if (c.http.tokenFile !== undefined) {
@@ -225,7 +245,7 @@ export class Agent {
       token,
       handlers: {
         metrics: (om) => this.metricsText(om),
-        ready: () => this.sampler?.ready ?? false,
+        ready: () => this.renderedWithSamples,
         gpus: () => this.gpus(),
         policies: () => this.policies(),
         advice: () => this.advice(),
@@ -267,10 +287,10 @@ export class Agent {
       return;
     }
     const s = e.sample!;
+    if (this.samplesSeen++ === 0) void this.metricsRefresh();
     this.m.sampleDuration.observe({ group: e.group }, s.durationMs / 1000);
     for (const msg of Object.values(s.errors)) this.m.sampleErrors.inc({ gpu_id, group: e.group, status: msg.split(":")[0]! });
     this.gpuMetrics?.readingSet(e.gpu.index, e.group, s.values, Object.keys(s.values).length > 0 || Object.keys(s.errors).length === 0);
-    this.metricsCache.clear();
   }
 
   private sampleAgesSet(): void {
@@ -297,20 +317,43 @@ export class Agent {
     return n;
   }
 
-  /** Render /metrics, at most once per change; concurrent scrapes share one render. */
-  private async metricsText(openMetrics: boolean): Promise<{ body: string; contentType: string }> {
+  /**
+   * /metrics from the latest rendering: a scrape never renders on its own path once the
+   * first rendering exists. The render timer (METRICS_RENDER_ms) re-renders the text format
+   * always, and OpenMetrics while someone asked for it within OPENMETRICS_KEEP_ms.
+   */
+  private async metricsText(openMetrics: boolean): Promise<{ body: Uint8Array; contentType: string }> {
     const reg: Registry<OpenMetricsContentType> | Registry = openMetrics ? this.openMetricsRegistry : this.registry;
-    // Ages and session stats change with time: re-render when the cache is older than this.
-    const cached = this.metricsCache.get(openMetrics);
-    if (cached && Date.now() - cached.atMs < 1_000) return { body: cached.text, contentType: reg.contentType };
-    let p = this.metricsRender.get(openMetrics);
-    if (p === undefined) {
-      p = reg.metrics().finally(() => this.metricsRender.delete(openMetrics));
-      this.metricsRender.set(openMetrics, p);
-    }
-    const text = await p;
-    this.metricsCache.set(openMetrics, { text, atMs: Date.now() });
+    if (openMetrics) this.openMetricsAskedMs = Date.now();
+    const text = this.metricsCache.get(openMetrics) ?? (await this.metricsRender(openMetrics));
     return { body: text, contentType: reg.contentType };
+  }
+
+  /** Render one format now; concurrent callers share one rendering. */
+  private metricsRender(openMetrics: boolean): Promise<Uint8Array> {
+    let p = this.metricsRendering.get(openMetrics);
+    if (p === undefined) {
+      const reg: Registry<OpenMetricsContentType> | Registry = openMetrics ? this.openMetricsRegistry : this.registry;
+      const samples = this.samplesSeen;
+      p = reg
+        .metrics()
+        .then((text) => {
+          // Encoded once per rendering, not once per scrape.
+          const body = new TextEncoder().encode(text);
+          this.metricsCache.set(openMetrics, body);
+          if (!openMetrics && samples > 0) this.renderedWithSamples = true;
+          return body;
+        })
+        .finally(() => this.metricsRendering.delete(openMetrics));
+      this.metricsRendering.set(openMetrics, p);
+    }
+    return p;
+  }
+
+  private async metricsRefresh(): Promise<void> {
+    await this.metricsRender(false);
+    if (Date.now() - this.openMetricsAskedMs < OPENMETRICS_KEEP_ms) await this.metricsRender(true);
+    else this.metricsCache.delete(true);
   }
 
   private decisionCount(p: Policy, by: string, failure?: { reason: string }): void {
@@ -383,7 +426,6 @@ export class Agent {
     this.svm?.observe(events);
     if (dropped > 0 && gpuIdForDrops !== undefined) this.svm?.dropped(gpuIdForDrops, dropped);
     this.advisor?.feed(events);
-    this.metricsCache.clear();
   }
 
   private async svmStart(): Promise<void> {
@@ -395,7 +437,7 @@ export class Agent {
     });
     for (const g of this.inventory) if (g.kfdGpuId !== undefined) this.svm.gpuAdd(g.kfdGpuId);
     if (this.spec.backend === "emulated") {
-      const w = new Worker(new URL("./emu-svm-worker.ts", import.meta.url).href);
+      const w = new Worker(new URL("./emu-svm-worker.ts", import.meta.url).href, { smol: true });
       this.emuWorker = w;
       const firstGpu = loadProfile(this.spec.profile).gpus[0]?.id;
       w.onmessage = (ev: MessageEvent<EmuSvmMessage>) => {
@@ -455,9 +497,10 @@ export class Agent {
     return this.folders.flatMap((f) =>
       f.status().map((s) => ({
         file: s.file,
-        name: s.policy?.name,
-        kind: s.policy?.spec.kind,
-        revision: s.policy?.spec.revision,
+        name: s.policy?.name ?? s.validated?.name,
+        kind: s.policy?.spec.kind ?? s.validated?.kind,
+        revision: s.policy?.spec.revision ?? s.validated?.revision,
+        serving: s.policy !== undefined,
         lastError: s.error ?? null,
         role: s.policy === undefined ? null : this.roleOf(s.policy.name),
       })),

@@ -13,7 +13,7 @@
  *                                 # session and advisor folders)
  * sampling: { policy: fixed, evaluate_ms: 5000 }
  * session: { policy: persistent, evaluate_ms: 10000 }
- * advisor: { policy: advisor, interval_ms: 5000 }
+ * advisor: { policy: advisor, interval_ms: 5000, pid: 4242 }   # pid: one process's events only
  * svm: { enabled: true, per_process: false }
  * metrics: { prefix: "", fields: [], labels: { cluster: a } }
  * http: { connections_max: 256, request_bytes_max: 65536, token_file: /etc/svmrt/token }
@@ -52,7 +52,8 @@ export interface AgentConfig {
   policyDirs: string[];
   sampling: { policy: string | undefined; evaluateMs: number };
   session: { policy: string | undefined; evaluateMs: number };
-  advisor: { policy: string | undefined; intervalMs: number };
+  /** `pid`: the one process whose events the advisor reads (undefined: every process's). */
+  advisor: { policy: string | undefined; intervalMs: number; pid?: number };
   svm: { enabled: boolean; perProcess: boolean };
   metrics: { prefix: string; fields: string[]; labels: Record<string, string> };
   http: { connectionsMax: number; requestBytesMax: number; tokenFile: string | undefined };
@@ -155,7 +156,9 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
   policyBlock("session", "evaluate_ms");
   const adv = y.get(top, "advisor");
   if (adv !== undefined) {
-    const m = y.map(adv, "advisor", ["policy", "interval_ms", "enabled"]);
+    const m = y.map(adv, "advisor", ["policy", "interval_ms", "enabled", "pid"]);
+    const pid = y.get(m, "pid");
+    if (pid !== undefined) c.advisor.pid = y.num(pid, "advisor.pid", 1, 2 ** 22, undefined, true);
     if (!y.bool(y.get(m, "enabled"), "advisor.enabled", true)) c.advisor.policy = undefined;
     else {
       const p = y.get(m, "policy");

@@ -16,7 +16,7 @@ import type { Server } from "bun";
 export const HTTP_IDLE_TIMEOUT_s = 10;
 
 export interface HttpHandlers {
-  metrics(openMetrics: boolean): Promise<{ body: string; contentType: string }>;
+  metrics(openMetrics: boolean): Promise<{ body: Uint8Array; contentType: string }>;
   ready(): boolean;
   gpus(): unknown;
   policies(): unknown;

@@ -42,6 +42,7 @@
  */
 import { CString, dlopen, FFIType } from "bun:ffi";
 import { SmiError } from "../errors.ts";
+import { sonameResolve } from "./soname.ts";
 import {
   type MemoryKind,
   SMI_EVENTS_PER_READ_MAX,
@@ -266,7 +267,13 @@ export function rocmSmiOpen(opts: RocmSmiOptions = {}): SmiLibrary {
   const candidates = explicit !== undefined ? [explicit] : [...ROCM_SMI_LIB_CANDIDATES];
   const tried: string[] = [];
   let loaded: Loaded | undefined;
-  for (const path of candidates) {
+  for (const name of candidates) {
+    // A bare soname is resolved as the loader would, never against the current directory.
+    const path = sonameResolve(name);
+    if (path === undefined) {
+      tried.push(`${name} (not found in the loader's search path)`);
+      continue;
+    }
     try {
       loaded = loadCandidate(path);
       break;

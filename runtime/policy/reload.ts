@@ -32,6 +32,8 @@ export interface PolicySlot {
   policy?: Policy;
   /** The newest attempt's failure, when it failed (the last good revision keeps serving). */
   error?: string;
+  /** A policy that loaded and passed its tests but is not served (PolicyFolder `serve` said no). */
+  validated?: { name: string; kind: string; revision: string };
 }
 
 export type ReloadEvent =
@@ -63,7 +65,14 @@ export class PolicyFolder implements Disposable {
 
   constructor(
     dir: string,
-    private readonly opts: PolicyLoadOptions & { onEvent?: (e: ReloadEvent) => void } = {},
+    private readonly opts: PolicyLoadOptions & {
+      onEvent?: (e: ReloadEvent) => void;
+      /**
+       * Which policies are kept serving (default all). The others are loaded and tested
+       * on every change, reported in `status()` as `validated`, and their sandboxes freed.
+       */
+      serve?: (spec: PolicySpec) => boolean;
+    } = {},
   ) {
     this.dir = resolve(dir);
   }
@@ -151,7 +160,7 @@ export class PolicyFolder implements Disposable {
     slot.pluginPath = spec.pluginPath;
     const fingerprint = fingerprintOf(file, spec.pluginPath);
     slot.fingerprint = fingerprint;
-    if (slot.policy?.spec.revision === spec.revision) {
+    if (slot.policy?.spec.revision === spec.revision || slot.validated?.revision === spec.revision) {
       slot.retry = false;
       return;
     }
@@ -175,6 +184,16 @@ export class PolicyFolder implements Disposable {
         tested.dispose();
       }
       if (this.closed) return;
+      if (this.opts.serve?.(spec) === false) {
+        const old = slot.policy;
+        slot.policy = undefined;
+        slot.validated = { name: spec.name, kind: spec.kind, revision: spec.revision };
+        slot.error = undefined;
+        slot.retry = false;
+        this.emit({ type: "loaded", file, name: spec.name, revision: spec.revision, replaced: old?.spec.revision });
+        if (old) this.retire(old);
+        return;
+      }
       fresh = await Policy.fromSpec(spec, this.opts);
     } catch (e) {
       // The plugin failed to load or its tests failed: possibly a passing cause (a loaded
@@ -189,6 +208,7 @@ export class PolicyFolder implements Disposable {
     }
     const old = slot.policy;
     slot.policy = fresh; // the swap: one assignment, readers see old or new, never half
+    slot.validated = undefined;
     slot.error = undefined;
     slot.retry = false;
     this.emit({ type: "loaded", file, name: fresh.name, revision: spec.revision, replaced: old?.spec.revision });

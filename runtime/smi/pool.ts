@@ -76,7 +76,7 @@ class LibraryWorker {
     private readonly onLog: (line: string) => void,
     private readonly onFree: (w: LibraryWorker) => void,
   ) {
-    this.worker = new Worker(new URL("./worker.ts", import.meta.url).href);
+    this.worker = new Worker(new URL("./worker.ts", import.meta.url).href, { smol: true });
     this.worker.onmessage = (ev: MessageEvent<PoolReply>) => this.received(ev.data);
     this.worker.onerror = (ev) => {
       const err = new Error(`library worker failed: ${(ev as ErrorEvent).message ?? "unknown error"}`);

@@ -24,7 +24,11 @@ describe("agent on emulated GPUs", () => {
       const first = await scrape(agent);
       expect(first.status).toBe(200);
       expect(first.type).toContain("text/plain; version=0.0.4");
-      const text = first.text;
+      // Scrapes serve the latest rendering (once a second): wait for both GPUs' activity.
+      const text = await waitFor("activity of both GPUs", async () => {
+        const t = (await scrape(agent)).text;
+        return seriesValue(t, "gpu_gfx_activity", { gpu_id: "0" }) !== undefined && seriesValue(t, "gpu_gfx_activity", { gpu_id: "1" }) !== undefined ? t : undefined;
+      });
       expect(seriesValue(text, "gpu_nodes_total")).toBe(2);
       expect(seriesValue(text, "svmrt_info", { emulated: "true", backend: "emulated" })).toBe(1);
       // Every DME label on a GPU series.
@@ -98,8 +102,12 @@ describe("agent on emulated GPUs", () => {
       emuSmiInjectClear(shared);
       emuSmiInject(shared, { gpuIndex: 0, field: "temperature", mode: "hang", hangMs: 20_000 });
       await waitFor("a hung worker", () => (agent.hungWorkers > 0 ? true : undefined));
-      const during = await scrape(agent);
+      const during = await waitFor("the timeout on /metrics", async () => {
+        const r = await scrape(agent);
+        return seriesValue(r.text, "svmrt_sample_errors_total", { gpu_id: "0", group: "temperature", status: "TIMEOUT" }) !== undefined ? r : undefined;
+      });
       expect(during.status).toBe(200);
+      // Served while the read is still hung (it hangs 20 s; the wait above is far shorter).
       expect(agent.hungWorkers).toBeGreaterThan(0);
       expect(seriesValue(during.text, "svmrt_sample_errors_total", { gpu_id: "0", group: "temperature", status: "TIMEOUT" })).toBeGreaterThan(0);
       // Other GPUs keep being sampled meanwhile.
