@@ -348,6 +348,8 @@ function amdsmiBind(path: string, required: Library<typeof REQUIRED_SYMBOLS>): S
   };
 
   const layoutOf = (name: string): AmdsmiLayoutTable => {
+    // Another thread's binding may have made the init this one never saw: ask again.
+    if (!version) versionProbe();
     if (!version) {
       throw new SmiError(
         name,
@@ -468,6 +470,7 @@ function amdsmiBind(path: string, required: Library<typeof REQUIRED_SYMBOLS>): S
 
   const gpuStatic = (h: SmiHandle): SmiGpuStatic => {
     const s: SmiGpuStatic = { uuid: uuidRead(h), bdf: bdfRead(h), deploymentMode: "unknown" };
+    if (!version) versionProbe();
     if (version) {
       const layout = AMDSMI_LAYOUTS[version.layout];
       const board = out(layout.board.size_bytes);

@@ -257,9 +257,18 @@ export class SmiSessionManager implements Disposable {
     for (;;) {
       const c = Atomics.load(this.a, S.COUNT);
       if (c === 0) break;
-      if (Atomics.compareExchange(this.a, S.COUNT, c, c + 1) === c) return this.sessionMade();
+      if (Atomics.compareExchange(this.a, S.COUNT, c, c + 1) !== c) continue;
+      // Teardown may have begun since the check above; it waits for every reference, so give
+      // this one back rather than open a session under it.
+      if (Atomics.load(this.a, S.CLOSING) === 1) {
+        this.referenceDrop();
+        throw new SessionClosedError();
+      }
+      return this.sessionMade();
     }
     this.locked(() => {
+      // Checked under the lock, which orders this with teardown's last shutdown: never an init after it.
+      if (Atomics.load(this.a, S.CLOSING) === 1) throw new SessionClosedError();
       const c = Atomics.load(this.a, S.COUNT);
       if (c === 0) this.libraryInit(1);
       else Atomics.add(this.a, S.COUNT, 1);
@@ -348,7 +357,7 @@ export class SmiSessionManager implements Disposable {
     if (release) this.referenceDrop();
   }
 
-  /** Apply a requested mode if one is pending and no session is open. */
+  /** Apply a requested mode if one is pending, no session is open and teardown has not begun. */
   pendingApply(): void {
     if (Atomics.load(this.a, S.MODE_REQUESTED) === NO_REQUEST) return;
     if (Atomics.load(this.a, S.USERS) !== 0) return;
@@ -356,6 +365,8 @@ export class SmiSessionManager implements Disposable {
     this.locked(() => {
       const req = Atomics.load(this.a, S.MODE_REQUESTED);
       if (req === NO_REQUEST || Atomics.load(this.a, S.USERS) !== 0) return;
+      // During teardown no pin is taken (that would init after the last shutdown) nor moved.
+      if (Atomics.load(this.a, S.CLOSING) === 1) return;
       Atomics.store(this.a, S.MODE_REQUESTED, NO_REQUEST);
       const from = this.mode;
       const to = SESSION_MODES[req]!;
@@ -493,18 +504,30 @@ export class SmiSessionManager implements Disposable {
     }
     this.stoppers.clear();
     const deadline = performance.now() + waitMs;
-    while (Atomics.load(this.a, S.USERS) > 0 && performance.now() < deadline) await Bun.sleep(TEARDOWN_POLL_ms);
-    const open = Atomics.load(this.a, S.USERS);
-    if (open > 0) {
-      this.log(`teardown: ${open} session(s) still open after ${waitMs} ms; amdsmi is left to the process exit`);
-      return { shutDown: false, openSessions: open };
+    for (;;) {
+      // Wait on references, not only on open sessions: a session another thread is opening or
+      // closing right now holds one while USERS no longer (or not yet) counts it.
+      const held = this.locked(() => {
+        const pin = Atomics.load(this.a, S.PIN);
+        const others = Atomics.load(this.a, S.COUNT) - (pin === PIN_NONE ? 0 : 1);
+        const users = Atomics.load(this.a, S.USERS);
+        if (others > 0 || users > 0) return Math.max(others, users);
+        // Only the pin is left: release it and make the last shutdown in this critical section.
+        // The CAS fails when an open took a reference meanwhile (it then backs out: CLOSING).
+        if (pin !== PIN_NONE) {
+          if (Atomics.compareExchange(this.a, S.COUNT, 1, 0) !== 1) return 1;
+          Atomics.store(this.a, S.PIN, PIN_NONE);
+          this.libraryShutDown();
+        }
+        return 0;
+      });
+      if (held === 0) break;
+      if (performance.now() >= deadline) {
+        this.log(`teardown: ${held} session(s) still open after ${waitMs} ms; amdsmi is left to the process exit`);
+        return { shutDown: false, openSessions: held };
+      }
+      await Bun.sleep(TEARDOWN_POLL_ms);
     }
-    const hadPin = this.locked(() => {
-      const pin = Atomics.load(this.a, S.PIN);
-      Atomics.store(this.a, S.PIN, PIN_NONE);
-      return pin !== PIN_NONE;
-    });
-    if (hadPin) this.referenceDrop();
     assert(Atomics.load(this.a, S.COUNT) === 0, "references left after teardown");
     this.log("teardown: amdsmi shut down");
     return { shutDown: true, openSessions: 0 };
