@@ -47,6 +47,8 @@ export const AGENT_VERSION = "0.1.0";
 export const SMI_MODE_ENV = "SVMRT_SMI_MODE";
 /** Linger grace when SVMRT_SMI_MODE=linger names none, ms. */
 export const SMI_MODE_ENV_GRACE_ms = 30_000;
+/** Longest the first library init and inventory may take at start, ms. */
+export const AGENT_INIT_TIMEOUT_ms = 60_000;
 /** Longest the agent waits for open sessions at shutdown, ms. */
 export const AGENT_STOP_SESSIONS_WAIT_ms = 5_000;
 /** Inventory re-read period while some GPU has fields not yet known, ms. */
@@ -199,8 +201,9 @@ export class Agent {
     this.pool = await SmiPool.start({ spec: this.spec, sessionShared: this.sessionShared, size: c.workers, log: (l) => this.log(l) });
     this.libraryInfo = this.pool.info!;
     this.log(backendBanner({ info: this.libraryInfo } as never));
-    await this.pool.call({ op: "start", reason: this.modeReason });
-    this.inventory = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" });
+    // The first init and the first inventory may take long on a real host (a 16-GPU init).
+    await this.pool.call({ op: "start", reason: this.modeReason }, AGENT_INIT_TIMEOUT_ms);
+    this.inventory = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" }, AGENT_INIT_TIMEOUT_ms);
     // A 24.x amdsmi tells its version only after an init: ask again now.
     this.libraryInfo = await this.pool.call<SmiLibraryInfo>({ op: "info" });
     this.log(`${this.inventory.length} GPU(s): ${this.inventory.map((g) => `${g.index}=${g.uuid}`).join(", ")}`);
@@ -406,7 +409,7 @@ export class Agent {
 
   private async inventoryReread(): Promise<void> {
     if (!this.pool || !this.inventory.some((g) => g.unknown.length > 0)) return;
-    const next = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" });
+    const next = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" }, AGENT_INIT_TIMEOUT_ms);
     this.inventory = next;
     this.gpuMetrics?.inventorySet(next);
     this.sampler?.gpusSet(next);
@@ -453,6 +456,7 @@ export class Agent {
     try {
       this.kfdDevice = KfdDevice.open(syscallsOpen());
       const topo = topologyRead();
+      for (const w of topo.warnings) this.log(`topology: ${w.message}`);
       for (const node of topo.nodes) {
         if (node.gpuId === 0) continue;
         const r = SmiEventReader.open(this.kfdDevice, node.gpuId, [...SMI_EVENTS_ALL, "ALL_PROCESS"]);

@@ -16,7 +16,7 @@ import { syscallsOpen } from "../ffi/libc.ts";
 import type { Syscalls } from "../ffi/syscalls.ts";
 import { KFD_DEVICE_PATH, KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, SMI_POLL_INTERVAL_ms, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
-import { IO_LINK_TYPE, KFD_SYSFS_ROOT, type Topology, topologyRead } from "../kfd/topology.ts";
+import { IO_LINK_TYPE, type IoLink, KFD_SYSFS_ROOT, type Topology, type TopologyGpu, gfxTargetName, topologyRead } from "../kfd/topology.ts";
 import { IOCTL, IOCTL_SPECS, type IoctlName, SMI_EVENT, STRUCTS, type SmiEventName, abiDescribe } from "../kfd/uapi.ts";
 import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
 import { PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
@@ -55,8 +55,11 @@ the shape the conformance probe (test/native/kfd_abi_probe.c) prints from the sy
 const HELP_INFO = `Usage: svmrt kfd info [--json] [--topology-root DIR] | --emulated [--profile P] [--json]
 
 Open /dev/kfd and report the driver's KFD ioctl version, XNACK mode, the process's GPUs with
-their available VRAM, and the sysfs topology: GPUs (gpu_id, name, SIMDs, render node, XCCs,
-VRAM), XGMI hives and io links (type, weight, bandwidth).
+their available VRAM, and the sysfs topology: GPUs by node (gpu_id, name, gfx target and
+gfx_target_version, PCI vendor:device, SIMDs, XCCs, render node, VRAM), XGMI hives, io links
+and p2p links (type, weight, bandwidth), and links that lead to no node (dangling). What the
+tree gets wrong (a GPU without gpu_id, a link file whose node_from is not its folder's node, a
+dangling link...) is a warning on stderr naming the file, or "warnings" in --json.
 
 Options:
   --json                 one JSON object
@@ -201,8 +204,13 @@ function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps, emu?: Emulator): nu
   const nodeGpu = new Map(topo.nodes.map((n) => [n.node, n.gpuId]));
   report.gpus = topo.gpus.map((g) => ({
     gpuId: g.gpuId,
+    gpuIdKnown: g.gpuIdKnown,
     node: g.node,
     name: g.name,
+    gfxTargetVersion: g.gfxTargetVersion,
+    gfxTarget: g.gfxTargetVersion ? gfxTargetName(g.gfxTargetVersion) : undefined,
+    vendorId: g.vendorId === undefined ? undefined : hex(g.vendorId),
+    deviceId: g.deviceId === undefined ? undefined : hex(g.deviceId),
     simdCount: g.simdCount,
     hiveId: hex(g.hiveId),
     drmRenderMinor: g.drmRenderMinor,
@@ -210,20 +218,32 @@ function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps, emu?: Emulator): nu
     vramBytes: g.vram_bytes,
   }));
   report.hives = topo.hives.map((h) => ({ hiveId: hex(h.hiveId), gpuIds: h.gpuIds }));
-  report.links = topo.nodes.flatMap((n) =>
-    n.ioLinks.map((l) => ({
-      fromNode: l.nodeFrom,
-      toNode: l.nodeTo,
-      fromGpuId: nodeGpu.get(l.nodeFrom) ?? 0,
-      toGpuId: nodeGpu.get(l.nodeTo) ?? 0,
-      type: linkType(l.type),
-      weight: l.weight,
-      minBandwidthMbps: l.minBandwidth_mbps,
-      maxBandwidthMbps: l.maxBandwidth_mbps,
-    })),
-  );
+  const linkOf = (l: IoLink): LinkReport => ({
+    fromNode: l.nodeFrom,
+    toNode: l.nodeTo,
+    fromGpuId: nodeGpu.get(l.nodeFrom) ?? 0,
+    toGpuId: nodeGpu.get(l.nodeTo) ?? 0,
+    type: linkType(l.type),
+    weight: l.weight,
+    minBandwidthMbps: l.minBandwidth_mbps,
+    maxBandwidthMbps: l.maxBandwidth_mbps,
+  });
+  report.links = topo.nodes.flatMap((n) => n.ioLinks.map(linkOf));
+  report.p2pLinks = topo.nodes.flatMap((n) => n.p2pLinks.map(linkOf));
+  report.danglingLinks = topo.danglingLinks.map((d) => ({
+    fromNode: d.node,
+    toNode: d.link.nodeTo,
+    kind: d.kind,
+    reason: d.reason,
+    type: linkType(d.link.type),
+    file: d.file,
+  }));
+  report.warnings = topo.warnings;
+  if (topo.warningsOmitted > 0) report.warningsOmitted = topo.warningsOmitted;
+  const warningCount = topo.warnings.length + topo.warningsOmitted;
   if (p.values.json) {
     io.out(`${jsonOf(report)}\n`);
+    if (warningCount > 0) io.err(`svmrt kfd info: ${warningCount} topology warnings (see "warnings" in the JSON)\n`);
     return EXIT.ok;
   }
   const v = report.version as { major: number; minor: number };
@@ -235,16 +255,45 @@ function infoRun(p: Parsed, io: CliIO, deps: KfdCommandDeps, emu?: Emulator): nu
     io.out(`  gpu ${hex(g.gpuId)}  ${avail}\n`);
   }
   io.out(`topology (${emu === undefined ? topo.dir : `emulated, profile ${emu.profile}`}):\n`);
-  for (const g of topo.gpus) {
-    io.out(
-      `  node ${g.node} gpu ${g.gpuId} (${hex(g.gpuId)}) ${g.name}: ${g.simdCount} SIMDs, renderD${g.drmRenderMinor}, ${g.numXcc ?? "?"} XCC, ${(g.vram_bytes / 2 ** 30).toFixed(1)} GiB VRAM, hive ${hex(g.hiveId)}\n`,
-    );
+  for (const g of topo.gpus) io.out(`  ${gpuLine(g)}\n`);
+  for (const h of topo.hives) {
+    const members = topo.gpus.filter((g) => g.hiveId === h.hiveId).map((g) => (g.gpuIdKnown ? String(g.gpuId) : `node ${g.node} (gpu_id unknown)`));
+    io.out(`  hive ${hex(h.hiveId)}: ${members.join(", ")}\n`);
   }
-  for (const h of topo.hives) io.out(`  hive ${hex(h.hiveId)}: ${h.gpuIds.join(", ")}\n`);
-  for (const l of report.links as { fromNode: number; toNode: number; type: string; weight: number; minBandwidthMbps: number; maxBandwidthMbps: number }[]) {
-    io.out(`  link ${l.fromNode} -> ${l.toNode} ${l.type} weight ${l.weight} bandwidth ${l.minBandwidthMbps}..${l.maxBandwidthMbps} MB/s\n`);
+  const linkLine = (l: LinkReport): string => `${l.fromNode} -> ${l.toNode} ${l.type} weight ${l.weight} bandwidth ${l.minBandwidthMbps}..${l.maxBandwidthMbps} MB/s`;
+  for (const l of report.links as LinkReport[]) io.out(`  link ${linkLine(l)}\n`);
+  for (const l of report.p2pLinks as LinkReport[]) io.out(`  p2p link ${linkLine(l)}\n`);
+  for (const d of topo.danglingLinks) {
+    const why = d.reason === "self" ? "to itself" : `no node ${d.link.nodeTo}`;
+    io.out(`  dangling ${d.kind === "p2p_links" ? "p2p link" : "link"} ${d.node} -> ${d.link.nodeTo} ${linkType(d.link.type)} (${why}): ${d.file}\n`);
   }
+  for (const w of topo.warnings) io.err(`svmrt kfd info: warning: ${w.message}\n`);
+  if (topo.warningsOmitted > 0) io.err(`svmrt kfd info: ${topo.warningsOmitted} more topology warnings not shown\n`);
   return EXIT.ok;
+}
+
+/** One link of `kfd info` (links and p2pLinks of --json). */
+interface LinkReport {
+  fromNode: number;
+  toNode: number;
+  fromGpuId: number;
+  toGpuId: number;
+  type: string;
+  weight: number;
+  minBandwidthMbps: number;
+  maxBandwidthMbps: number;
+}
+
+/** A topology GPU in one line: id (or its absence), name, gfx target, PCI ids, SIMDs, XCCs, VRAM, hive. */
+function gpuLine(g: TopologyGpu): string {
+  const id = g.gpuIdKnown ? `gpu ${g.gpuId} (${hex(g.gpuId)})` : "gpu_id unknown";
+  const gfx = g.gfxTargetVersion ? `${gfxTargetName(g.gfxTargetVersion)} (gfx_target_version ${g.gfxTargetVersion})` : "";
+  const pci = g.deviceId === undefined ? "" : `device ${hex(g.vendorId ?? 0)}:${hex(g.deviceId)}`;
+  const what = [g.name, gfx, pci].filter((s) => s !== "").join(" ");
+  return (
+    `node ${g.node} ${id}${what === "" ? "" : ` ${what}`}: ${g.simdCount} SIMDs, ${g.numXcc ?? "?"} XCC, renderD${g.drmRenderMinor}, ` +
+    `${(g.vram_bytes / 2 ** 30).toFixed(1)} GiB VRAM, hive ${hex(g.hiveId)}`
+  );
 }
 
 function eventLine(e: SmiEvent): string {

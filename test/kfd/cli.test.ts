@@ -161,6 +161,73 @@ describe("svmrt kfd", () => {
   });
 });
 
+/** The real sysfs capture (see ../shared/fixtures/kfd-topology-rocprofiler/README.md), used in place. */
+const CAPTURE = join(import.meta.dir, "..", "..", "..", "shared", "fixtures", "kfd-topology-rocprofiler");
+
+describe("svmrt kfd info on a real sysfs capture", () => {
+  test("--json: GPUs by node with gfx_target_version, device_id, vendor_id, num_xcc, SIMDs; warnings; p2p and dangling links", async () => {
+    const r = await run(["info", "--json", "--topology-root", join(CAPTURE, "kfd")]);
+    expect(r.code).toBe(EXIT.ok);
+    const j = JSON.parse(r.stdout);
+    expect(j.gpus).toHaveLength(6);
+    expect(j.gpus.find((g: { node: number }) => g.node === 4)).toMatchObject({
+      node: 4,
+      gpuId: 0,
+      gpuIdKnown: false,
+      gfxTargetVersion: 90402,
+      gfxTarget: "gfx942",
+      vendorId: "0x1002",
+      deviceId: "0x74a1",
+      numXcc: 8,
+      simdCount: 1216,
+      vramBytes: 206141652992,
+      hiveId: "0x6be14207401ad52b",
+    });
+    const nodes = join(CAPTURE, "kfd", "topology", "nodes");
+    const kinds = (k: string) => j.warnings.filter((w: { kind: string }) => w.kind === k).map((w: { file: string }) => w.file);
+    expect(kinds("gpu-id-missing")).toEqual([1, 2, 3, 4, 5, 6].map((n) => join(nodes, String(n), "gpu_id")));
+    expect(kinds("link-dangling")).toEqual([5, 6, 7].map((l) => join(nodes, "4", "io_links", String(l), "properties")));
+    expect(j.warnings.every((w: { message: string; file: string }) => w.message.startsWith(`${w.file}: `))).toBe(true);
+    expect(j.danglingLinks.map((d: { fromNode: number; toNode: number; reason: string }) => [d.fromNode, d.toNode, d.reason])).toEqual([
+      [4, 4, "self"],
+      [4, 7, "no-such-node"],
+      [4, 8, "no-such-node"],
+      [4, 9, "no-such-node"],
+    ]);
+    expect(j.links.filter((l: { fromNode: number }) => l.fromNode === 4).map((l: { toNode: number; type: string; weight: number; maxBandwidthMbps: number }) => [l.toNode, l.type, l.weight, l.maxBandwidthMbps])).toEqual([
+      [2, "XGMI", 15, 64000],
+      [5, "XGMI", 15, 64000],
+      [6, "XGMI", 15, 64000],
+    ]);
+    expect(j.p2pLinks.map((l: { fromNode: number; toNode: number; type: string; weight: number }) => [l.fromNode, l.toNode, l.type, l.weight])).toEqual([
+      [1, 2, "PCIe", 40],
+      [1, 3, "PCIe", 40],
+      [2, 1, "PCIe", 40],
+      [2, 3, "PCIe", 40],
+      [3, 1, "PCIe", 40],
+      [3, 2, "PCIe", 40],
+    ]);
+    expect(r.stderr).toContain(`${j.warnings.length} topology warnings`);
+  });
+
+  test("text: each GPU line shows gfx target, device, XCCs and SIMDs; warnings go to stderr naming the file", async () => {
+    const r = await run(["info", "--topology-root", join(CAPTURE, "derived-gpu-id")]);
+    expect(r.code).toBe(EXIT.ok);
+    const nodes = join(CAPTURE, "derived-gpu-id", "topology", "nodes");
+    expect(r.stdout).toContain("node 4 gpu 1004 (0x3ec) gfx942 (gfx_target_version 90402) device 0x1002:0x74a1: 1216 SIMDs, 8 XCC,");
+    expect(r.stdout).toContain("node 1 gpu 1001 (0x3e9) vega20 gfx906 (gfx_target_version 90006) device 0x1002:0x66af: 240 SIMDs, 1 XCC,");
+    expect(r.stdout).toContain("p2p link 1 -> 2 PCIe weight 40 bandwidth 0..32000 MB/s");
+    expect(r.stdout).toContain("link 4 -> 2 XGMI weight 15 bandwidth 64000..64000 MB/s");
+    expect(r.stdout).not.toMatch(/link 3 -> \d+ XGMI/); // the files' node_from 3 is not trusted
+    expect(r.stdout).toContain(`dangling link 4 -> 9 XGMI (no node 9): ${join(nodes, "4", "io_links", "7", "properties")}`);
+    expect(r.stderr).toContain(`warning: ${join(nodes, "4", "io_links", "1", "properties")}: node_from 3`);
+    expect(r.stderr).not.toContain("gpu_id");
+    const bare = await run(["info", "--topology-root", join(CAPTURE, "kfd")]);
+    expect(bare.stdout).toContain("node 4 gpu_id unknown gfx942 (gfx_target_version 90402)");
+    expect(bare.stderr).toContain(`warning: ${join(CAPTURE, "kfd", "topology", "nodes", "4", "gpu_id")}: missing`);
+  });
+});
+
 describe("svmrt kfd events on a failing event fd", () => {
   test("a read error ends the stream with the device exit code", async () => {
     const { ctl } = kfdDoubleLoad();
