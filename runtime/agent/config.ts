@@ -20,9 +20,11 @@
  * workers: 2
  * ```
  */
+import { accessSync, constants, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { Node } from "yaml";
 import { readConfigFile } from "../config.ts";
+import { ConfigError } from "../errors.ts";
 import { SMI_BACKEND_CHOICES, type SmiBackendChoice } from "../smi/backend.ts";
 import { YamlReader } from "../sim/yaml-read.ts";
 
@@ -203,6 +205,30 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
   }
   c.workers = y.num(y.get(top, "workers"), "workers", 1, AGENT_WORKERS_MAX, c.workers, true);
   return c;
+}
+
+/**
+ * Check that the files a config names and the agent reads only once started can be read,
+ * so a missing one stops the agent before it starts anything (agentConfigParse checks
+ * text only: it also parses documented examples naming files of another host).
+ * @throws ConfigError naming the key and the file
+ */
+export function agentConfigFilesCheck(c: AgentConfig): void {
+  if (c.http.tokenFile === undefined) return;
+  const why = fileUnreadable(c.http.tokenFile);
+  if (why !== undefined) throw new ConfigError({ file: c.http.tokenFile, line: 1, col: 1 }, "http.token_file", "a readable file holding the bearer token", why);
+}
+
+/** Why `file` cannot be read as a regular file, or undefined when it can. */
+function fileUnreadable(file: string): string | undefined {
+  try {
+    if (!statSync(file).isFile()) return "not a regular file";
+    accessSync(file, constants.R_OK);
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message);
+  }
 }
 
 /** Every key of a map node (labels are free-form). */

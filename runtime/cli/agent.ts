@@ -3,7 +3,7 @@
  * SIGHUP reloads the policy folders.
  */
 import { Agent } from "../agent/agent.ts";
-import { type AgentConfig, agentConfigDefault, agentConfigRead, listenParse } from "../agent/config.ts";
+import { type AgentConfig, agentConfigDefault, agentConfigFilesCheck, agentConfigRead, listenParse } from "../agent/config.ts";
 import { UsageError } from "../errors.ts";
 import { backendChoiceParse, SMI_BACKEND_CHOICES } from "../smi/backend.ts";
 import { PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
@@ -37,13 +37,34 @@ Environment:
   SVMRT_SMI_MODE   persistent | lazy | linger[:grace_ms]: force the session mode
 
 Signals: SIGTERM/SIGINT stop in order (HTTP, sampler and event readers, sessions, the last
-library shutdown) and exit 0; SIGHUP reloads the policy folders.
+library shutdown) and exit 0; SIGHUP reloads the policy folders. A listen address that
+cannot be used (in use, not on this host) exits 3 with one line.
 
 Examples:
   svmrt agent                                   # emulated default on a host without GPUs
   curl -s 127.0.0.1:9106/metrics | grep svm_
   svmrt agent --config /etc/svmrt/agent.yaml --listen 0.0.0.0:9106
 `;
+
+/** What each error of the listening socket means to the operator, by errno name. */
+const LISTEN_ERRORS: Readonly<Record<string, string>> = {
+  EADDRINUSE: "the address is in use (another agent or program listens there, or a stale socket file is left behind: remove it)",
+  EADDRNOTAVAIL: "no interface of this host has that address",
+  EACCES: "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE; a socket needs a writable directory)",
+  ENOENT: "the socket's directory does not exist",
+  EINVAL: "the host name does not resolve to an address of this host",
+};
+
+/**
+ * One line for an error of Bun.serve's listen (an Error with `syscall: "listen"` and an errno
+ * `code`), saying where and what to do; undefined for any other error.
+ */
+export function listenErrorLine(e: unknown, listen: AgentConfig["listen"]): string | undefined {
+  const err = e as { syscall?: unknown; code?: unknown } | null;
+  if (err === null || typeof err !== "object" || err.syscall !== "listen" || typeof err.code !== "string") return undefined;
+  const where = "unix" in listen ? `unix:${listen.unix}` : `${listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname}:${listen.port}`;
+  return `cannot listen on ${where}: ${LISTEN_ERRORS[err.code] ?? err.code}; pick another address with --listen or the config's 'listen'`;
+}
 
 export interface AgentCommandDeps {
   /** Stops the agent (tests); SIGTERM and SIGINT do too. */
@@ -83,6 +104,7 @@ export function agentCommandCreate(deps: AgentCommandDeps = {}): Command {
       config.profile = flagString(p, "profile") ?? config.profile;
       config.amdsmiLib = flagString(p, "amdsmi-lib") ?? config.amdsmiLib;
       config.rocmSmiLib = flagString(p, "rocm-smi-lib") ?? config.rocmSmiLib;
+      agentConfigFilesCheck(config);
 
       const log = (line: string) => io.err(`svmrt agent: ${line}\n`);
       let stopRequested: (why: string) => void = () => {};
@@ -93,15 +115,34 @@ export function agentCommandCreate(deps: AgentCommandDeps = {}): Command {
       process.on("SIGINT", onInt);
       deps.signal?.addEventListener("abort", () => stopRequested("stop requested"), { once: true });
       let agent: Agent | undefined;
+      // A SIGHUP while the agent starts (its folders already read) reloads once it runs.
+      let reloadPending = false;
       const onHup = () => {
+        if (agent === undefined) {
+          reloadPending = true;
+          log("SIGHUP: reloading policies once started");
+          return;
+        }
         log("SIGHUP: reloading policies");
-        void agent?.reloadPolicies();
+        void agent.reloadPolicies();
       };
       process.on("SIGHUP", onHup);
       try {
         // A signal during start (e.g. a slow init) stops as soon as start returns.
-        agent = await Agent.start(config, { log });
+        try {
+          agent = await Agent.start(config, { log });
+        } catch (e) {
+          // The address is configuration the operator fixes: exit 3 with one line, not 70.
+          const line = listenErrorLine(e, config.listen);
+          if (line === undefined) throw e;
+          io.err(`svmrt agent: ${line}\n`);
+          return EXIT.config;
+        }
         deps.onStarted?.(agent);
+        if (reloadPending) {
+          log("SIGHUP: reloading policies");
+          void agent.reloadPolicies();
+        }
         const why = await stopped;
         log(`${why}: stopping`);
         const timer = setTimeout(() => {

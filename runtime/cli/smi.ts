@@ -133,13 +133,25 @@ async function metricsRun(p: Parsed, io: CliIO): Promise<number> {
   using lib = libraryOpen(p);
   const mgr = managerOf(lib);
   const json = p.values.json === true;
-  if (!json) io.err(`${backendBanner(lib)}\n`);
   let stopped = false;
-  const onInt = () => (stopped = true);
+  // Ctrl-C ends the pause between rounds at once: a long --watch must not hold it for MS ms.
+  let wake = () => {};
+  const onInt = () => {
+    stopped = true;
+    wake();
+  };
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
   process.once("SIGINT", onInt);
   try {
     for (let round = 0; round < (watch === undefined ? 1 : WATCH_ROUNDS_MAX) && !stopped; round++) {
-      if (round > 0) await Bun.sleep(watch!);
+      if (round > 0) await pause(watch!);
       if (stopped) break;
       const at = new Date().toISOString();
       const rows: { gpu: number; uuid: string; readings: Record<string, GroupReading> }[] = [];
@@ -151,6 +163,8 @@ async function metricsRun(p: Parsed, io: CliIO): Promise<number> {
           rows.push({ gpu: index, uuid: g.uuid, readings });
         }
       }
+      // After the first session: a 24.x amdsmi tells its version only once initialised.
+      if (!json && round === 0) io.err(`${backendBanner(lib)}\n`);
       if (json) {
         io.out(`${JSON.stringify({ at, backend: lib.info.backend, emulated: lib.info.emulated, gpus: rows })}\n`);
         continue;

@@ -6,6 +6,8 @@
  * the single executable: the variant's own loader looks for the file next to its .mjs,
  * which does not exist inside a compiled binary (reference/sandbox.md).
  */
+// Brings the declaration of the `/wasm` import into a consumer's type check too (svmrt is imported as source).
+/// <reference path="./wasm-file.d.ts" />
 import RELEASE_SYNC from "@jitl/quickjs-wasmfile-release-sync";
 import releaseWasmPath from "@jitl/quickjs-wasmfile-release-sync/wasm" with { type: "file" };
 import { type QuickJSSyncVariant, newVariant } from "quickjs-emscripten-core";
