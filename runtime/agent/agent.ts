@@ -47,6 +47,10 @@ export const AGENT_VERSION = "0.1.0";
 export const SMI_MODE_ENV = "SVMRT_SMI_MODE";
 /** Linger grace when SVMRT_SMI_MODE=linger names none, ms. */
 export const SMI_MODE_ENV_GRACE_ms = 30_000;
+/** Shortest bearer token accepted, characters. */
+export const HTTP_TOKEN_CHARS_MIN = 16;
+/** Longest the agent lets scrapes in flight finish at stop, ms. */
+export const HTTP_DRAIN_MAX_ms = 2_000;
 /** Longest the first library init and inventory may take at start, ms. */
 export const AGENT_INIT_TIMEOUT_ms = 60_000;
 /** Longest the agent waits for open sessions at shutdown, ms. */
@@ -62,6 +66,22 @@ export const METRICS_RENDER_ms = 1_000;
 export const OPENMETRICS_KEEP_ms = 120_000;
 /** KFD SMI event poll period on hardware, ms. */
 export const KFD_EVENTS_POLL_ms = 100;
+
+/** One group's latest sample in GET /v1/gpus. */
+export interface AgentSampleJson {
+  values: Record<string, number>;
+  ageMs: number;
+  durationMs: number;
+  errors: Record<string, string>;
+}
+
+/** The answer of GET /v1/gpus (and Agent.gpus()). */
+export interface AgentGpusJson {
+  backend: SmiLibraryInfo["backend"] | undefined;
+  emulated: boolean | undefined;
+  library: SmiLibraryInfo | undefined;
+  gpus: (GpuInventoryEntry & { unsupported: string[]; samples: Record<string, AgentSampleJson | null> })[];
+}
 
 export interface AgentOptions {
   /** One line per event worth logging (mode changes, reloads, advice, failures). */
@@ -167,7 +187,7 @@ export class Agent {
     const forced = smiModeFromEnv(process.env[SMI_MODE_ENV]);
     // Every policy file is loaded and tested; only the ones the config names keep a sandbox.
     const used = new Set([config.sampling.policy, config.session.policy, config.advisor.policy].filter((n) => n !== undefined));
-    const folders = config.policyDirs.map((d) => new PolicyFolder(d, { onEvent: (e) => opts.log?.(reloadLine(e)), serve: (spec) => used.has(spec.name) }));
+    const folders = config.policyDirs.map((d) => new PolicyFolder(d, { pluginRoots: config.pluginRoots, onEvent: (e) => opts.log?.(reloadLine(e)), serve: (spec) => used.has(spec.name) }));
     for (const f of folders) await f.start(true);
     const findPolicy = (name: string | undefined) => (name === undefined ? undefined : folders.map((f) => f.get(name)).find((p) => p !== undefined));
     let initial: SessionDecision = SESSION_FALLBACK;
@@ -238,8 +258,13 @@ export class Agent {
 
     let token: string | undefined;
     if (c.http.tokenFile !== undefined) {
-      token = (await Bun.file(c.http.tokenFile).text()).trim();
-      if (token.length < 16) throw new ConfigError({ file: c.http.tokenFile, line: 1, col: 1 }, "http.token_file", "a token of at least 16 characters");
+      const where = { file: c.http.tokenFile, line: 1, col: 1 };
+      try {
+        token = (await Bun.file(c.http.tokenFile).text()).trim();
+      } catch (e) {
+        throw new ConfigError(where, "http.token_file", "a readable file holding the bearer token", (e as NodeJS.ErrnoException).code ?? (e as Error).message);
+      }
+      if (token.length < HTTP_TOKEN_CHARS_MIN) throw new ConfigError(where, "http.token_file", `a token of at least ${HTTP_TOKEN_CHARS_MIN} characters`);
     }
     this.server = httpServe({
       listen: c.listen,
@@ -248,7 +273,8 @@ export class Agent {
       token,
       handlers: {
         metrics: (om) => this.metricsText(om),
-        ready: () => this.renderedWithSamples,
+        // Ready once a rendering holds a sample (or at once on a host with no GPU to sample).
+        ready: () => this.renderedWithSamples || (this.inventory.length === 0 && this.metricsCache.has(false)),
         gpus: () => this.gpus(),
         policies: () => this.policies(),
         advice: () => this.advice(),
@@ -257,6 +283,11 @@ export class Agent {
       },
     });
     this.log(`serving on ${this.url}`);
+  }
+
+  /** Sampler counters: reads answered, reads failed, GPUs with a hung read. */
+  samplerStats(): { reads: number; failures: number; hungGpus: string[] } {
+    return { reads: this.sampler?.reads ?? 0, failures: this.sampler?.failures ?? 0, hungGpus: this.sampler?.hungGpus() ?? [] };
   }
 
   /** Library workers blocked in a read past its timeout. */
@@ -477,7 +508,7 @@ export class Agent {
   }
 
   /** GPUs with their latest samples and ages (GET /v1/gpus). */
-  gpus(): unknown {
+  gpus(): AgentGpusJson {
     const now = Date.now();
     return {
       backend: this.libraryInfo?.backend,
@@ -537,8 +568,14 @@ export class Agent {
   }
 
   private async stopOnce(): Promise<void> {
-    this.server?.stop(true);
+    const server = this.server;
     this.server = undefined;
+    if (server) {
+      // Stop accepting; scrapes in flight get HTTP_DRAIN_MAX_ms to finish, then are cut.
+      let drained = false;
+      await Promise.race([server.stop(false).then(() => (drained = true)), Bun.sleep(HTTP_DRAIN_MAX_ms)]);
+      if (!drained) await server.stop(true);
+    }
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.sampler?.stop();

@@ -9,6 +9,7 @@
  * backend: auto                   # auto | amdsmi | rocm-smi | emulated
  * profile: dev-2gpu               # emulated GPUs: a profile name or YAML path
  * amdsmi_lib: /opt/rocm/lib/libamd_smi.so
+ * plugin_roots: [/opt/plugins]    # extra folders plugins may live in
  * policies: [policies/]           # folders, hot reloaded (default: the shipped sampling,
  *                                 # session and advisor folders)
  * sampling: { policy: fixed, evaluate_ms: 5000 }
@@ -27,12 +28,14 @@ import { readConfigFile } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { SMI_BACKEND_CHOICES, type SmiBackendChoice } from "../smi/backend.ts";
 import { YamlReader } from "../sim/yaml-read.ts";
+import { GPU_FAMILIES, GPU_LABELS } from "./gpu-metrics.ts";
+import { SVM_LABEL_NAMES } from "./svm-metrics.ts";
 
 /** Default listen address: loopback only. */
 export const AGENT_LISTEN_DEFAULT = "127.0.0.1:9106";
 /** Most concurrent HTTP requests served; more get 503. */
 export const HTTP_CONNECTIONS_MAX_DEFAULT = 256;
-/** Largest request (headers and body) accepted, bytes. */
+/** Largest request body accepted, bytes (headers are bounded by the server's own limit). */
 export const HTTP_REQUEST_BYTES_MAX_DEFAULT = 64 * 1024;
 /** Library workers by default. */
 export const AGENT_WORKERS_DEFAULT = 2;
@@ -52,6 +55,8 @@ export interface AgentConfig {
   amdsmiLib: string | undefined;
   rocmSmiLib: string | undefined;
   policyDirs: string[];
+  /** Extra folders plugins may live in (besides plugins/ and each policy file's own folder). */
+  pluginRoots: string[];
   sampling: { policy: string | undefined; evaluateMs: number };
   session: { policy: string | undefined; evaluateMs: number };
   /** `pid`: the one process whose events the advisor reads (undefined: every process's). */
@@ -76,6 +81,7 @@ export function agentConfigDefault(): AgentConfig {
     amdsmiLib: undefined,
     rocmSmiLib: undefined,
     policyDirs: [...AGENT_POLICY_DIRS_DEFAULT],
+    pluginRoots: [],
     sampling: { policy: "adaptive", evaluateMs: 5_000 },
     session: { policy: "persistent", evaluateMs: 10_000 },
     advisor: { policy: "advisor", intervalMs: 5_000 },
@@ -96,8 +102,11 @@ export function listenParse(s: string): AgentConfig["listen"] | undefined {
   return { hostname: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
-const TOP = ["kind", "listen", "backend", "profile", "amdsmi_lib", "rocm_smi_lib", "policies", "sampling", "session", "advisor", "svm", "metrics", "http", "workers"] as const;
+const TOP = ["kind", "listen", "backend", "profile", "amdsmi_lib", "rocm_smi_lib", "policies", "plugin_roots", "sampling", "session", "advisor", "svm", "metrics", "http", "workers"] as const;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const GPU_FAMILY_NAMES = GPU_FAMILIES.map((f) => f.name);
+/** Labels the agent sets on its own series: an extra label may not take one of these names. */
+const RESERVED_LABELS = new Set<string>([...GPU_LABELS, ...SVM_LABEL_NAMES, "hostname", "le", "quantile"]);
 
 /**
  * Read and validate a config file; relative paths in it are relative to the file.
@@ -146,6 +155,12 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
     if (s.items.length > POLICY_FOLDERS_MAX) throw y.error(s, "policies", `at most ${POLICY_FOLDERS_MAX} folders`);
     c.policyDirs = s.items.map((n, i) => path(y.str(n, `policies[${i}]`)));
   }
+  const roots = y.get(top, "plugin_roots");
+  if (roots !== undefined) {
+    const s = y.seq(roots, "plugin_roots");
+    if (s.items.length > POLICY_FOLDERS_MAX) throw y.error(s, "plugin_roots", `at most ${POLICY_FOLDERS_MAX} folders`);
+    c.pluginRoots = s.items.map((n, i) => path(y.str(n, `plugin_roots[${i}]`)));
+  }
   const policyBlock = (key: "sampling" | "session", msKey: string) => {
     const n = y.get(top, key);
     if (n === undefined) return;
@@ -183,7 +198,13 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
       if (c.metrics.prefix !== "" && !LABEL_NAME.test(c.metrics.prefix)) throw y.error(prefix, "metrics.prefix", "a metric name prefix ([a-zA-Z_][a-zA-Z0-9_]*)");
     }
     const fields = y.get(m, "fields");
-    if (fields !== undefined) c.metrics.fields = y.seq(fields, "metrics.fields").items.map((n, i) => y.str(n as Node, `metrics.fields[${i}]`));
+    if (fields !== undefined) {
+      c.metrics.fields = y.seq(fields, "metrics.fields").items.map((n, i) => {
+        const f = y.str(n as Node, `metrics.fields[${i}]`);
+        if (!GPU_FAMILY_NAMES.includes(f)) throw y.error(n as Node, `metrics.fields[${i}]`, `a GPU metric family (${GPU_FAMILY_NAMES.join(", ")})`, `got ${f}`);
+        return f;
+      });
+    }
     const labels = y.get(m, "labels");
     if (labels !== undefined) {
       const lm = y.map(labels, "metrics.labels", labelKeys(labels));
@@ -191,6 +212,7 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
       for (const pair of lm.items) {
         const k = String((pair.key as { value: unknown }).value);
         if (!LABEL_NAME.test(k) || k.startsWith("__")) throw y.error(pair.key as Node, `metrics.labels.${k}`, "a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)");
+        if (RESERVED_LABELS.has(k)) throw y.error(pair.key as Node, `metrics.labels.${k}`, `a label name the agent does not set itself (not ${[...RESERVED_LABELS].join(", ")})`);
         c.metrics.labels[k] = y.str(pair.value as Node, `metrics.labels.${k}`);
       }
     }

@@ -110,6 +110,8 @@ export class GpuMetrics {
   private readonly nodes: MultiCounter;
   private readonly health: MultiGauge;
   private labels = new Map<number, GpuLabels>();
+  /** Per GPU index: whether each group's latest read succeeded. */
+  private readonly groupsOk = new Map<number, Map<SmiGroup, boolean>>();
   private readonly extra: Record<string, string>;
 
   constructor(private readonly opts: GpuMetricsOptions) {
@@ -140,6 +142,7 @@ export class GpuMetrics {
           this.totals.delete(`${spec.name}/${i}`);
         }
         this.health.remove({ ...old, ...this.extra });
+        this.groupsOk.delete(i);
       }
     }
     this.labels = next;
@@ -150,7 +153,10 @@ export class GpuMetrics {
     }
   }
 
-  /** The latest reading of `group` on GPU `index`: set its families, remove absent fields. */
+  /**
+   * The latest reading of `group` on GPU `index`: set its families, remove absent fields.
+   * `healthy`: the read gave values (or failed nowhere).
+   */
   readingSet(index: number, group: SmiGroup, values: Values, healthy: boolean): void {
     const l = this.labels.get(index);
     if (l === undefined) return;
@@ -177,6 +183,14 @@ export class GpuMetrics {
         this.totals.set(key, v);
       }
     }
-    this.health.set(labels, healthy ? 1 : 0);
+    // Healthy while some group's latest read succeeded: one group that always fails (a
+    // field the GPU lacks) does not make the GPU flap.
+    let groups = this.groupsOk.get(index);
+    if (groups === undefined) {
+      groups = new Map();
+      this.groupsOk.set(index, groups);
+    }
+    groups.set(group, healthy);
+    this.health.set(labels, [...groups.values()].some((ok) => ok) ? 1 : 0);
   }
 }

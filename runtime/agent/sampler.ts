@@ -3,13 +3,14 @@
  * in the library Workers (runtime/smi/pool.ts), each read inside a session. Runs on the main
  * thread's timers and never waits on a device itself:
  * - at most one read per GPU and group is in flight; a read that does not answer within
- *   SAMPLE_READ_TIMEOUT_ms is reported (its worker set aside as hung) and that group of that
- *   GPU waits for it, while every other GPU and group goes on;
+ *   SAMPLE_READ_TIMEOUT_ms is reported as TIMEOUT (its worker set aside as hung), and that
+ *   GPU gets no further read until the hung one really ends: a hung GPU holds one worker,
+ *   never one per tick, while every other GPU goes on;
  * - a probe a GPU answers NOT_SUPPORTED is skipped for that GPU and re-probed every
  *   UNSUPPORTED_REPROBE_ms; it never removes the GPU's other fields;
  * - samples are kept with the time they were read; their age is exported.
  */
-import type { SmiError } from "../errors.ts";
+import { SmiError } from "../errors.ts";
 import { METRIC_GROUPS, type MetricGroup, SAMPLING_DEFAULT_INTERVAL_MS, type SamplingGpu, type Schedule, type ScheduleInput } from "../policy/contracts/sampling.ts";
 import type { GpuInventoryEntry } from "../smi/inventory.ts";
 import type { SmiPool } from "../smi/pool.ts";
@@ -62,6 +63,8 @@ export class Sampler implements Disposable {
   private readonly slots = new Map<string, Slot>();
   /** uuid → probe id → time it may be tried again. */
   private readonly unsupported = new Map<string, Map<string, number>>();
+  /** GPUs with a read past its timeout that has not ended yet. */
+  private readonly hung = new Set<string>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly clock: () => number;
   reads = 0;
@@ -106,6 +109,7 @@ export class Sampler implements Disposable {
   tick(): void {
     const now = this.clock();
     for (const g of this.gpus) {
+      if (this.hung.has(g.uuid)) continue;
       for (const group of SMI_GROUPS) {
         const slot = this.slots.get(`${g.uuid}/${group}`)!;
         if (slot.inFlight || now < slot.dueMs) continue;
@@ -130,8 +134,19 @@ export class Sampler implements Disposable {
   private async read(g: GpuInventoryEntry, group: SmiGroup, slot: Slot): Promise<void> {
     const t0 = performance.now();
     const skip = this.skipList(g.uuid, this.clock());
+    let hung = false;
+    // The read's real end, also long after its timeout: the GPU may be read again.
+    const settled = (): void => {
+      if (!hung) return;
+      slot.inFlight = false;
+      this.hung.delete(g.uuid);
+    };
     try {
-      const r = await this.opts.pool.call<GroupReading & { durationMs: number }>({ op: "read", uuid: g.uuid, group, skip }, this.opts.readTimeoutMs ?? SAMPLE_READ_TIMEOUT_ms);
+      const r = await this.opts.pool.call<GroupReading & { durationMs: number }>(
+        { op: "read", uuid: g.uuid, group, skip },
+        this.opts.readTimeoutMs ?? SAMPLE_READ_TIMEOUT_ms,
+        settled,
+      );
       const now = this.clock();
       if (r.unsupported.length > 0) {
         let m = this.unsupported.get(g.uuid);
@@ -149,10 +164,19 @@ export class Sampler implements Disposable {
     } catch (e) {
       this.failures++;
       slot.errors++;
+      if (e instanceof SmiError && e.statusName === "TIMEOUT") {
+        hung = true;
+        this.hung.add(g.uuid);
+      }
       this.opts.onSample?.({ gpu: g, group, sample: slot.latest, failure: e as Error, durationMs: performance.now() - t0 });
     } finally {
-      slot.inFlight = false;
+      if (!hung) slot.inFlight = false;
     }
+  }
+
+  /** GPUs whose read is hung (past its timeout, not ended). */
+  hungGpus(): string[] {
+    return [...this.hung];
   }
 
   /** Probes currently skipped on a GPU as NOT_SUPPORTED. */

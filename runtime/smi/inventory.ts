@@ -11,7 +11,7 @@ import type { SmiSession } from "./session.ts";
 export interface GpuInventoryEntry extends SmiGpuStatic {
   /** Position in the library's order: DME's `gpu_id` label. */
   index: number;
-  /** XGMI hive id as hex text ("0" = none), when the library tells it. */
+  /** XGMI hive id as hex text; absent for a GPU in no hive or when the library cannot tell. */
   hiveId?: string;
   /** Link type to every other GPU by index (absent when the library cannot tell). */
   links?: SmiLinkType[];
@@ -29,7 +29,8 @@ export function inventoryRead(s: SmiSession): GpuInventoryEntry[] {
     const st = s.static(g);
     const e: GpuInventoryEntry = { ...st, index, unknown: [] };
     try {
-      e.hiveId = s.xgmi(g).hiveId.toString(16);
+      const hive = s.xgmi(g).hiveId;
+      if (hive !== 0n) e.hiveId = hive.toString(16);
     } catch (err) {
       if (!(err instanceof SmiError)) throw err;
     }

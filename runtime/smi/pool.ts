@@ -103,21 +103,34 @@ class LibraryWorker {
     }
   }
 
-  send(body: RequestBody | Omit<WorkerInit, "id">, timeoutMs: number, onTimeout: () => void): Promise<unknown> {
+  /**
+   * Post a call. The promise rejects with TIMEOUT after `timeoutMs`; the call itself stays
+   * pending in the worker, and `onSettled` runs when it really ends (its late answer).
+   */
+  send(body: RequestBody | Omit<WorkerInit, "id">, timeoutMs: number, onTimeout: () => void, onSettled?: () => void): Promise<unknown> {
     const id = this.nextId++;
     this.busy = true;
     return new Promise((resolve, reject) => {
+      let timedOut = false;
       const timer = setTimeout(() => {
         // The call stays pending: a late answer frees the worker again.
+        timedOut = true;
         this.hung = true;
         reject(new SmiError(body.op, "TIMEOUT", 8, `no answer from the library in ${timeoutMs} ms; the read may be hung (another GPU's reads go on)`));
         onTimeout();
       }, timeoutMs);
+      const settle = (): void => {
+        clearTimeout(timer);
+        onSettled?.();
+      };
       this.pending.set(id, {
-        resolve,
+        resolve: (v) => {
+          settle();
+          if (!timedOut) resolve(v);
+        },
         reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
+          settle();
+          if (!timedOut) reject(e);
         },
         timer,
         op: body.op,
@@ -143,7 +156,7 @@ export interface PoolOptions {
 
 export class SmiPool {
   private readonly workers: LibraryWorker[] = [];
-  private readonly queue: { body: RequestBody; timeoutMs: number; resolve(v: unknown): void; reject(e: unknown): void }[] = [];
+  private readonly queue: { body: RequestBody; timeoutMs: number; resolve(v: unknown): void; reject(e: unknown): void; onSettled?: () => void }[] = [];
   private closed = false;
   info: SmiLibraryInfo | undefined;
   /** Calls that timed out (their worker set aside as hung). */
@@ -181,16 +194,17 @@ export class SmiPool {
   }
 
   /**
-   * Run `op` in a free worker.
+   * Run `op` in a free worker. `onSettled` runs when the call really ends in the worker,
+   * also after a TIMEOUT (its late answer), or when it is refused or dropped.
    * @throws SmiError TIMEOUT after `timeoutMs`, BUSY when POOL_QUEUE_MAX calls wait; the op's own errors.
    */
-  call<T>(body: RequestBody, timeoutMs = POOL_CALL_TIMEOUT_ms): Promise<T> {
+  call<T>(body: RequestBody, timeoutMs = POOL_CALL_TIMEOUT_ms, onSettled?: () => void): Promise<T> {
     if (this.closed) return Promise.reject(new SmiError(body.op, "SHUTTING_DOWN", -1, "the agent is shutting down"));
     if (this.queue.length >= POOL_QUEUE_MAX) {
       return Promise.reject(new SmiError(body.op, "BUSY", 30, `${POOL_QUEUE_MAX} library calls already wait for a worker`));
     }
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ body, timeoutMs, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ body, timeoutMs, resolve: resolve as (v: unknown) => void, reject, onSettled });
       const free = this.workers.find((w) => !w.busy && !w.hung);
       if (free) this.dispatch(free);
     });
@@ -200,7 +214,7 @@ export class SmiPool {
     if (w.busy || w.hung || this.closed) return;
     const next = this.queue.shift();
     if (next === undefined) return;
-    w.send(next.body, next.timeoutMs, () => this.hungReplace()).then(next.resolve, next.reject);
+    w.send(next.body, next.timeoutMs, () => this.hungReplace(), next.onSettled).then(next.resolve, next.reject);
   }
 
   /** A worker hung: add a fresh one while the hung bound allows. */

@@ -65,7 +65,8 @@ export const GROUP_PROBES: Record<Exclude<MetricGroup, "svm">, readonly Probe[]>
       id: "xgmi",
       read(s, g, into) {
         const x = s.xgmi(g);
-        put(into, "xgmi_lanes", x.lanes);
+        // 0 lanes: the library did not tell (rocm-smi never does).
+        if (x.lanes > 0) put(into, "xgmi_lanes", x.lanes);
         put(into, "xgmi_index", x.index);
       },
     },

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emuSmiInject, emuSmiInjectClear } from "../../runtime/emu/smi.ts";
+import { emuSmiCounters, emuSmiInject, emuSmiInjectClear } from "../../runtime/emu/smi.ts";
 import { promtoolCheckMetrics } from "../promtool.ts";
 import { agentStart, scrape, seriesSum, seriesValue, waitFor, waitReady } from "./helpers.ts";
 
@@ -114,6 +114,13 @@ describe("agent on emulated GPUs", () => {
       const age1 = seriesValue(during.text, "svmrt_sample_age_seconds", { gpu_id: "1", group: "temperature" });
       expect(age1).toBeDefined();
       expect(age1!).toBeLessThan(10);
+      // The hung GPU holds one worker: no new read goes to it while the hung one lasts,
+      // however many reads of the other GPU pass meanwhile.
+      expect(agent.samplerStats().hungGpus).toHaveLength(1);
+      const reads = agent.samplerStats().reads;
+      await waitFor("20 more reads of the healthy GPU", () => (agent.samplerStats().reads >= reads + 20 ? true : undefined));
+      expect(emuSmiCounters(shared).hangs).toBe(1);
+      expect(agent.hungWorkers).toBe(1);
       emuSmiInjectClear(shared);
     } finally {
       await agent.stop();
