@@ -24,7 +24,7 @@ describe("agent configuration", () => {
 
   test("metrics.fields names GPU families only", () => {
     expect(refusal("metrics: { fields: [gpu_gfx_activity, gpu_gfx_actvity] }\n")).toStartWith(
-      "/etc/svmrt/agent.yaml:1:38: metrics.fields[1]: a GPU metric family (gpu_edge_temperature,",
+      "/etc/svmrt/agent.yaml:1:39: metrics.fields[1]: a GPU metric family (gpu_edge_temperature,",
     );
     expect(agentConfigParse("a.yaml", "metrics: { fields: [gpu_gfx_activity] }\n").metrics.fields).toEqual(["gpu_gfx_activity"]);
   });
