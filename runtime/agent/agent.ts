@@ -64,6 +64,12 @@ export const EMU_SVM_PAUSE_ms = 2_000;
 export const METRICS_RENDER_ms = 1_000;
 /** OpenMetrics keeps being rendered this long after the last scrape that asked for it, ms. */
 export const OPENMETRICS_KEEP_ms = 120_000;
+/**
+ * Period of a full garbage collection of the main thread, ms. JSC lets the heap of a
+ * long-running process grow with the garbage of renderings and event batches before it
+ * collects; a periodic full collection keeps the resident size near the live data.
+ */
+export const AGENT_GC_INTERVAL_ms = 30_000;
 /** KFD SMI event poll period on hardware, ms. */
 export const KFD_EVENTS_POLL_ms = 100;
 
@@ -255,6 +261,7 @@ export class Agent {
 
     await this.metricsRefresh();
     this.every(METRICS_RENDER_ms, () => this.metricsRefresh());
+    this.every(AGENT_GC_INTERVAL_ms, () => Bun.gc(true));
 
     let token: string | undefined;
     if (c.http.tokenFile !== undefined) {

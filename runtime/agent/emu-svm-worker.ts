@@ -78,6 +78,8 @@ async function run(m: EmuSvmStart): Promise<void> {
       sys.unload();
       if (m.smiShared) for (const [i] of profile.gpus.entries()) emuSmiVramPublish(m.smiShared, i, 0);
     }
+    // The round's machine and events are garbage now: give the memory back before the next.
+    Bun.gc(true);
     if (!signal.aborted) await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, m.pauseMs);
       signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
