@@ -89,6 +89,9 @@ export class Sampler implements Disposable {
       }
     }
     for (const k of this.slots.keys()) if (!keep.has(k)) this.slots.delete(k);
+    const uuids = new Set(gpus.map((g) => g.uuid));
+    for (const u of this.unsupported.keys()) if (!uuids.has(u)) this.unsupported.delete(u);
+    for (const u of this.hung) if (!uuids.has(u)) this.hung.delete(u);
   }
 
   start(): void {
@@ -135,8 +138,10 @@ export class Sampler implements Disposable {
     const t0 = performance.now();
     const skip = this.skipList(g.uuid, this.clock());
     let hung = false;
+    let ended = false;
     // The read's real end, also long after its timeout: the GPU may be read again.
     const settled = (): void => {
+      ended = true;
       if (!hung) return;
       slot.inFlight = false;
       this.hung.delete(g.uuid);
@@ -164,7 +169,8 @@ export class Sampler implements Disposable {
     } catch (e) {
       this.failures++;
       slot.errors++;
-      if (e instanceof SmiError && e.statusName === "TIMEOUT") {
+      // A TIMEOUT whose call already ended is the library's own status, not a hung read.
+      if (e instanceof SmiError && e.statusName === "TIMEOUT" && !ended) {
         hung = true;
         this.hung.add(g.uuid);
       }

@@ -347,6 +347,21 @@ function amdsmiBind(path: string, required: Library<typeof REQUIRED_SYMBOLS>): S
     return true;
   };
 
+  /**
+   * An identity field (board strings, partitions, virtualization mode): a GPU whose library
+   * cannot tell one of them (FILE_ERROR, NO_DATA, ... on some boards and VMs) still lists;
+   * the field stays unknown and is read again later. Only a dead handle or an uninitialised
+   * library (INVAL, NOT_INIT) is an error.
+   */
+  const identityOptional = (name: AmdsmiOptionalSymbol, ...args: unknown[]): boolean => {
+    alive(name);
+    if (!fns[name]) return false;
+    const status = fn(name)(...args);
+    if (status === AMDSMI_STATUS.SUCCESS) return true;
+    if (status === AMDSMI_STATUS.INVAL || status === AMDSMI_STATUS.NOT_INIT) throw statusError(name, status);
+    return false;
+  };
+
   const layoutOf = (name: string): AmdsmiLayoutTable => {
     // Another thread's binding may have made the init this one never saw: ask again.
     if (!version) versionProbe();
@@ -474,7 +489,7 @@ function amdsmiBind(path: string, required: Library<typeof REQUIRED_SYMBOLS>): S
     if (version) {
       const layout = AMDSMI_LAYOUTS[version.layout];
       const board = out(layout.board.size_bytes);
-      if (callOptional("amdsmi_get_gpu_board_info", h, board.bytes)) {
+      if (identityOptional("amdsmi_get_gpu_board_info", h, board.bytes)) {
         const model = charField(board.bytes, layout.board.modelNumber);
         const serial = charField(board.bytes, layout.board.productSerial);
         const product = charField(board.bytes, layout.board.productName);
@@ -483,30 +498,30 @@ function amdsmiBind(path: string, required: Library<typeof REQUIRED_SYMBOLS>): S
         if (product) s.marketName = product;
       }
       const asic = out(layout.asic.size_bytes);
-      if (callOptional("amdsmi_get_gpu_asic_info", h, asic.bytes)) {
+      if (identityOptional("amdsmi_get_gpu_asic_info", h, asic.bytes)) {
         const market = charField(asic.bytes, layout.asic.marketName);
         if (market) s.marketName = market;
       }
     }
     const kfd = out(AMDSMI_STRUCTS.kfdInfo.size_bytes);
-    if (callOptional("amdsmi_get_gpu_kfd_info", h, kfd.bytes)) {
+    if (identityOptional("amdsmi_get_gpu_kfd_info", h, kfd.bytes)) {
       const id = u64Known(kfd.view.getBigUint64(AMDSMI_STRUCTS.kfdInfo.kfdId, true));
       const partition = kfd.view.getUint32(AMDSMI_STRUCTS.kfdInfo.currentPartitionId, true);
       if (id !== undefined) s.kfdGpuId = id;
       if (partition !== U32_UNSUPPORTED) s.partitionId = partition;
     }
     const compute = out(PARTITION_TEXT_bytes);
-    if (callOptional("amdsmi_get_gpu_compute_partition", h, compute.bytes, PARTITION_TEXT_bytes)) {
+    if (identityOptional("amdsmi_get_gpu_compute_partition", h, compute.bytes, PARTITION_TEXT_bytes)) {
       const text = charField(compute.bytes, { offset: 0, bytes: PARTITION_TEXT_bytes });
       if (text) s.computePartition = text;
     }
     const memory = out(PARTITION_TEXT_bytes);
-    if (callOptional("amdsmi_get_gpu_memory_partition", h, memory.bytes, PARTITION_TEXT_bytes)) {
+    if (identityOptional("amdsmi_get_gpu_memory_partition", h, memory.bytes, PARTITION_TEXT_bytes)) {
       const text = charField(memory.bytes, { offset: 0, bytes: PARTITION_TEXT_bytes });
       if (text) s.memoryPartition = text;
     }
     const mode = out(4);
-    if (callOptional("amdsmi_get_gpu_virtualization_mode", h, mode.bytes)) s.deploymentMode = deploymentModeOf(mode.view.getUint32(0, true));
+    if (identityOptional("amdsmi_get_gpu_virtualization_mode", h, mode.bytes)) s.deploymentMode = deploymentModeOf(mode.view.getUint32(0, true));
     return s;
   };
 

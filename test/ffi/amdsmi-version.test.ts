@@ -28,3 +28,29 @@ describe.each([24, 25] as const)("layout %d: a binding that did not init", (layo
     }
   });
 });
+
+describe("identity fields a GPU cannot tell", () => {
+  const fx = amdsmiDoubleFixture(26);
+  afterAll(() => fx.close());
+
+  test("a board-info FILE_ERROR on one GPU leaves its strings unknown; the GPU still lists", () => {
+    fx.configure();
+    fx.ctl.fail("amdsmi_get_gpu_board_info", 1, 14);
+    using lib = amdsmiOpen({ path: fx.path });
+    lib.init();
+    try {
+      const all = lib.gpuHandles().map((h) => lib.gpuStatic(h));
+      expect(all.map((g) => g.uuid)).toEqual(DOUBLE_GPUS.map((g) => g.uuid));
+      expect(all[1]!.serial).toBeUndefined();
+      expect(all[1]!.cardModel).toBeUndefined();
+      expect(all[0]!.serial).toBe(DOUBLE_GPUS[0]!.serial);
+      // A stale handle is still an error, never a read.
+      const stale = lib.gpuHandles()[0]!;
+      lib.shutDown();
+      lib.init();
+      expect(() => lib.gpuStatic(stale)).toThrow(/INVAL|NOT_INIT/);
+    } finally {
+      lib.shutDown();
+    }
+  });
+});
