@@ -80,10 +80,20 @@ async function run(m: EmuSvmStart): Promise<void> {
     }
     // The round's machine and events are garbage now: give the memory back before the next.
     Bun.gc(true);
-    if (!signal.aborted) await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, m.pauseMs);
-      signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
-    });
+    if (!signal.aborted) {
+      // One listener per pause, removed when the pause ends either way (no growth per round).
+      await new Promise<void>((resolve) => {
+        const onAbort = (): void => {
+          clearTimeout(t);
+          resolve();
+        };
+        const t = setTimeout(() => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        }, m.pauseMs);
+        signal.addEventListener("abort", onAbort, { once: true });
+      });
+    }
   }
 }
 

@@ -83,6 +83,33 @@ export function backendResolve(o: BackendResolveOptions): SmiBackendSpec {
   }
 }
 
+/**
+ * The backends to try, in order, without loading any library on this thread (the agent's
+ * main thread never calls a device library: its pool tries each in a Worker and keeps the
+ * first that loads). `auto` with a KFD present: amdsmi, rocm-smi, then the emulated GPUs;
+ * without one, the emulated GPUs; an explicit choice: only that one.
+ * @throws ConfigError for a bad profile (read on this thread: it is a file, not a library).
+ */
+export function backendCandidates(o: BackendResolveOptions): SmiBackendSpec[] {
+  const emulated = (): SmiBackendSpec => {
+    const profile = o.profile ?? PROFILE_DEFAULT;
+    return { backend: "emulated", profile, shared: emuSmiSharedCreate(loadProfile(profile).gpus.length) };
+  };
+  switch (o.choice) {
+    case "emulated":
+      return [emulated()];
+    case "amdsmi":
+      return [{ backend: "amdsmi", path: o.amdsmiLib }];
+    case "rocm-smi":
+      return [{ backend: "rocm-smi", path: o.rocmSmiLib }];
+    case "auto": {
+      const kfd = o.kfdPresent ?? KFD_PRESENCE_PATHS.some((p) => existsSync(p));
+      if (!kfd) return [emulated()];
+      return [{ backend: "amdsmi", path: o.amdsmiLib }, { backend: "rocm-smi", path: o.rocmSmiLib }, emulated()];
+    }
+  }
+}
+
 /** Open this thread's binding of the library a spec names. @throws SmiError, ConfigError */
 export function smiLibraryOpen(spec: SmiBackendSpec): SmiLibrary {
   switch (spec.backend) {
