@@ -164,17 +164,19 @@ export function amdsmiLibraryPaths(opts: AmdsmiOpenOptions = {}, env: Record<str
 export function amdsmiOpen(opts: AmdsmiOpenOptions = {}): SmiLibrary {
   const tried: string[] = [];
   const notFound: string[] = [];
+  // A path from the variable is named as such: the operator may have set it long ago.
+  const fromEnv = opts.path ? "" : process.env[AMDSMI_LIB_ENV] ? ` (from ${AMDSMI_LIB_ENV})` : "";
   for (const name of amdsmiLibraryPaths(opts)) {
     const path = sonameResolve(name);
     if (!path) {
-      notFound.push(name);
+      notFound.push(`${name}${fromEnv}`);
       continue;
     }
     let lib: Library<typeof REQUIRED_SYMBOLS>;
     try {
       lib = dlopen(path, REQUIRED_SYMBOLS);
     } catch (e) {
-      tried.push(`${path}: ${loadFailure(path, e)}`);
+      tried.push(`${path}${fromEnv}: ${loadFailure(path, e)}`);
       continue;
     }
     try {
@@ -193,9 +195,14 @@ export function amdsmiOpen(opts: AmdsmiOpenOptions = {}): SmiLibrary {
   );
 }
 
-/** The loader's reason for `path`, without bun's `Failed to open library "<path>": ` and dlerror's `<path>: `. */
+/**
+ * The loader's reason for `path`, without bun's `Failed to open library "<path>": ` and
+ * dlerror's `<path>: `; a library that loads but lacks the entry points is another library.
+ */
 function loadFailure(path: string, e: unknown): string {
   const text = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+  const symbol = /^Symbol "([^"]+)" not found in /.exec(text)?.[1];
+  if (symbol !== undefined) return `not an amdsmi library (it has no ${symbol})`;
   const reason = text.replace(/^Failed to open library "[^"]*": /, "").trim();
   return reason.startsWith(`${path}: `) ? reason.slice(path.length + 2) : reason;
 }
@@ -332,19 +339,6 @@ function amdsmiBind(path: string, required: Library<typeof REQUIRED_SYMBOLS>): S
   const call = (name: SymbolName, ...args: unknown[]): void => {
     const status = fn(name)(...args);
     if (status !== AMDSMI_STATUS.SUCCESS) throw statusError(name, status);
-  };
-
-  /**
-   * Call an optional reading: false when the symbol is absent or the library says
-   * NOT_SUPPORTED (the field does not exist), true on success; throws on any other status.
-   */
-  const callOptional = (name: AmdsmiOptionalSymbol, ...args: unknown[]): boolean => {
-    alive(name);
-    if (!fns[name]) return false;
-    const status = fn(name)(...args);
-    if (status === AMDSMI_STATUS.NOT_SUPPORTED) return false;
-    if (status !== AMDSMI_STATUS.SUCCESS) throw statusError(name, status);
-    return true;
   };
 
   /**

@@ -1,8 +1,9 @@
 /**
  * librocm_smi64 (ROCm SMI, amdsmi's predecessor, still shipped; Debian's librocm-smi64-1
- * 5.2.3) over bun:ffi, behind the SmiLibrary interface (runtime/smi/library.ts). Signatures,
- * enums and struct layouts are those of rocm_smi/rocm_smi.h 5.2 (reference/amdsmi.md, "ROCm
- * SMI"); layouts are natural x86-64 alignment.
+ * 5.2.3) over bun:ffi, behind the SmiLibrary interface (runtime/smi/library.ts). Signatures and
+ * enums are those of rocm_smi/rocm_smi.h 5.2 (reference/amdsmi.md, "ROCm SMI"), which later
+ * versions kept; struct layouts differ between versions and come from RSMI_LAYOUTS, by the
+ * family the library's own version tells (see "Struct layouts" below).
  *
  * Loading: the first of `opts.path`, `$SVMRT_ROCM_SMI_LIB` is the only candidate when given
  * (an explicit choice never silently falls back to another library); otherwise
@@ -37,11 +38,56 @@
  * metal and in VMs alike and cannot tell them apart, so the mode never becomes known from this
  * library; a sampler that re-reads unknown values should re-read this one only rarely.
  *
+ * Memory: every out-parameter is a fresh `new Uint8Array(new ArrayBuffer(n))`,
+ * OUT_STRUCT_SLACK_bytes larger than the largest size any known version gives the struct
+ * (never a small fast-mode typed array, whose storage lives in the GC heap and may move; see
+ * runtime/ffi/libc.ts), so a library whose struct is larger than we know writes into slack,
+ * never past the buffer. The only pointers the library hands back are `const char *` to its
+ * own static strings (version build, status text), read at once with CString.
+ *
  * Every call is synchronous and may block the calling thread as long as the library takes
  * (rsmi_event_notification_get up to its timeout): make them in Workers (DESIGN.md).
+ *
+ * Struct layouts (x86-64, natural alignment). Two families; sizes and offsets in RSMI_LAYOUTS:
+ * - "5", rocm_smi.h of ROCm 5.x (Debian's librocm-smi-dev 5.2.3, /usr/include/rocm_smi/
+ *   rocm_smi.h, measured by test/native/rocm_smi_probe.c): RSMI_MAX_NUM_FREQUENCIES 32;
+ *   rsmi_frequencies_t {u32 num_supported; u32 current @4; u64 frequency[32] @8} (264);
+ *   rsmi_pcie_bandwidth_t {rsmi_frequencies_t transfer_rate; u32 lanes[32] @264} (392);
+ *   MAX_EVENT_NOTIFICATION_MSG_SIZE 64, rsmi_evt_notification_data_t {u32 dv_ind; u32 event
+ *   @4; char message[64] @8} (72).
+ * - "6", ROCm 6.0 and later ("Added deep sleep frequency readings", ROCm/rocm_smi_lib
+ *   CHANGELOG.md, "rocm_smi_lib for ROCm 6.0.0"; ROCm/rocm_smi_lib include/rocm_smi/rocm_smi.h
+ *   at fb22d777): RSMI_MAX_NUM_FREQUENCIES 33 ("32 normal + 1 sleep frequency") and a new
+ *   first member: rsmi_frequencies_t {bool has_deep_sleep; u32 num_supported @4; u32 current
+ *   @8; u64 frequency[33] @16} (280); rsmi_pcie_bandwidth_t lanes[33] @280, 412 bytes padded to
+ *   416. The event message grew from 64 to 96 bytes ("matches kfd message max size", record
+ *   104) inside this family, at a version not known: a 6.x header that already has
+ *   RSMI_EVT_NOTIF_RING_HANG (added in ROCm 6.1.2, CHANGELOG.md) still says 64
+ *   (peterjunpark/rocm_smi_lib at 9d3a64fc), the current one 96. So in family 6 the record
+ *   size is not told and eventsRead asks for one record per call (see eventsRead).
+ * - The same in every header: rsmi_version_t {u32 major, minor, patch; const char *build @16}
+ *   (24) and rsmi_error_count_t {u64 correctable_err; u64 uncorrectable_err @8} (16).
+ *
+ * Which family (rsmiLayoutDecide): rsmi_version_get answers the library's own version, not
+ * ROCm's. AMD's ROCm 5.x packages say 5.x (aristocratos/btop#761); ROCm 6.x says 7.x (6.0.x
+ * release tarballs 7.0.0, btop#761; "ROCm SMI 7.3.0 for ROCm 6.2.1", CHANGELOG.md), a 6.0
+ * development build 6.0.0 (CHANGELOG.md, ROCm 6.0.0's `rocm-smi --version` example). A build
+ * without the release tags says 1.0.0, whatever its sources: Debian's 5.2.3 here (measured;
+ * its rocm_smi64Config.h says 1.0.0) and Ubuntu's 5.7.0 (btop#1469) in family 5 (btop#1622),
+ * ROCm 7.2's library in family 6 (as reported in btop#1622); a git checkout says 2.x
+ * (btop#761). Hence: major 5 is "5"; 6 and 7 are "6"; 8 and above, newer than any known, take
+ * the newest known family ("6"); 0 to 4 name no release, and the family is "6" when the
+ * library exports rsmi_dev_power_get (added in ROCm 6.0 with the deep-sleep layout,
+ * CHANGELOG.md; absent from Debian's 5.2.3, measured; btop#1622 tells the two apart the same
+ * way, with rsmi_dev_activity_metric_get), else "5". A
+ * library whose rsmi_version_get fails has no family: gpuPcie leaves the bandwidth out and
+ * eventsStart/eventsRead answer NOT_SUPPORTED, each saying why. Out-structs are sized for the
+ * largest family whatever the decision, so a wrong one can misread values, never write past
+ * a buffer.
  */
 import { CString, dlopen, FFIType } from "bun:ffi";
 import { SmiError } from "../errors.ts";
+import { OUT_STRUCT_SLACK_bytes } from "./amdsmi-layouts.ts";
 import { sonameResolve } from "./soname.ts";
 import {
   type MemoryKind,
@@ -115,19 +161,95 @@ export const RSMI_EVT_NOTIF_LAST = 4;
 /** Event mask bits rocm-smi knows (bit i-1 for event i); others are dropped, never passed on. */
 export const RSMI_EVENT_MASK_KNOWN = (1n << BigInt(RSMI_EVT_NOTIF_LAST)) - 1n;
 
-/** MAX_EVENT_NOTIFICATION_MSG_SIZE. */
-export const RSMI_EVENT_MESSAGE_bytes = 64;
-/** rsmi_evt_notification_data_t: {u32 dv_ind; u32 event; char message[64]}. */
-export const RSMI_EVENT_DATA_bytes = 72;
-/** rsmi_version_t: {u32 major, minor, patch; const char *build @16}. */
-export const RSMI_VERSION_bytes = 24;
-/** RSMI_MAX_NUM_FREQUENCIES. */
-export const RSMI_MAX_NUM_FREQUENCIES = 32;
-/** rsmi_pcie_bandwidth_t: {rsmi_frequencies_t transfer_rate (264 bytes); u32 lanes[32] @264}. */
-export const RSMI_PCIE_BANDWIDTH_bytes = 392;
-const PCIE_LANES_OFFSET_bytes = 264;
-/** rsmi_error_count_t: {u64 correctable_err; u64 uncorrectable_err}. */
-export const RSMI_ERROR_COUNT_bytes = 16;
+/** A layout family of librocm_smi64 (file comment, "Struct layouts"). */
+export type RsmiLayoutFamily = "5" | "6";
+
+/** Sizes and member offsets, bytes, of the structs whose layout depends on the family. */
+export interface RsmiLayoutTable {
+  /** RSMI_MAX_NUM_FREQUENCIES. */
+  frequenciesMax: number;
+  /** rsmi_frequencies_t; `hasDeepSleep` is undefined where the member does not exist. */
+  frequencies: { size_bytes: number; hasDeepSleep: number | undefined; numSupported: number; current: number; frequency: number };
+  /** rsmi_pcie_bandwidth_t: transfer_rate (an rsmi_frequencies_t at 0), then u32 lanes[]. */
+  pcieBandwidth: { size_bytes: number; numSupported: number; current: number; frequency: number; lanes: number };
+  /**
+   * rsmi_evt_notification_data_t: every size the family's record may have (one size: the record
+   * size is known; more: it is not, see eventsRead), and the members, at the same offsets in all.
+   */
+  event: { sizes_bytes: readonly number[]; dvInd: number; type: number; message: number; messageMax_bytes: number };
+}
+
+export const RSMI_LAYOUTS: Readonly<Record<RsmiLayoutFamily, RsmiLayoutTable>> = {
+  "5": {
+    frequenciesMax: 32,
+    frequencies: { size_bytes: 264, hasDeepSleep: undefined, numSupported: 0, current: 4, frequency: 8 },
+    pcieBandwidth: { size_bytes: 392, numSupported: 0, current: 4, frequency: 8, lanes: 264 },
+    event: { sizes_bytes: [72], dvInd: 0, type: 4, message: 8, messageMax_bytes: 64 },
+  },
+  "6": {
+    frequenciesMax: 33,
+    frequencies: { size_bytes: 280, hasDeepSleep: 0, numSupported: 4, current: 8, frequency: 16 },
+    pcieBandwidth: { size_bytes: 416, numSupported: 4, current: 8, frequency: 16, lanes: 280 },
+    event: { sizes_bytes: [72, 104], dvInd: 0, type: 4, message: 8, messageMax_bytes: 96 },
+  },
+};
+
+/** Structs with one layout in every family. */
+export const RSMI_STRUCTS = {
+  /** rsmi_version_t: {u32 major, minor, patch; const char *build}. */
+  version: { size_bytes: 24, major: 0, minor: 4, patch: 8, build: 16 },
+  /** rsmi_error_count_t: {u64 correctable_err; u64 uncorrectable_err}. */
+  errorCount: { size_bytes: 16, correctable: 0, uncorrectable: 8 },
+} as const;
+
+const FAMILIES = Object.values(RSMI_LAYOUTS);
+/** The largest rsmi_pcie_bandwidth_t of any family: what gpuPcie allocates (plus slack). */
+export const RSMI_PCIE_BANDWIDTH_MAX_bytes = Math.max(...FAMILIES.map((l) => l.pcieBandwidth.size_bytes));
+/** The largest rsmi_evt_notification_data_t of any family: eventsRead allocates this per record (plus slack). */
+export const RSMI_EVENT_DATA_MAX_bytes = Math.max(...FAMILIES.flatMap((l) => l.event.sizes_bytes));
+/** Entry point of ROCm 6.0 and later whose presence tells the family of a 0.x-4.x version. */
+export const RSMI_FAMILY_6_MARKER_SYMBOL = "rsmi_dev_power_get";
+
+/** What rsmi_version_get answered. */
+export interface RsmiVersion {
+  major: number;
+  minor: number;
+  patch: number;
+}
+
+/** The family a library is read with, and the reason, for messages and tests. */
+export interface RsmiLayoutDecision {
+  /** Undefined: the layout cannot be told; readings that depend on it answer NOT_SUPPORTED. */
+  family: RsmiLayoutFamily | undefined;
+  why: string;
+}
+
+/** Highest rsmi_version_get major of a known family ("6": ROCm 6.x says 7.x). */
+const RSMI_VERSION_MAJOR_KNOWN_MAX = 7;
+/** Lowest major that names an AMD ROCm release (5.x); below it: a build without release tags. */
+const RSMI_VERSION_MAJOR_RELEASE_MIN = 5;
+
+/**
+ * The layout family of a library from its rsmi_version_get answer (`undefined` when the call
+ * failed) and whether it exports RSMI_FAMILY_6_MARKER_SYMBOL. The rule and its sources are in
+ * the file comment ("Which family").
+ */
+export function rsmiLayoutDecide(version: RsmiVersion | undefined, hasFamily6Marker: boolean): RsmiLayoutDecision {
+  if (version === undefined) {
+    return { family: undefined, why: "rsmi_version_get failed, so the struct layout of this librocm_smi64 cannot be told" };
+  }
+  const text = `${version.major}.${version.minor}.${version.patch}`;
+  if (version.major === RSMI_VERSION_MAJOR_RELEASE_MIN) return { family: "5", why: `rsmi_version_get says ${text}: ROCm 5.x` };
+  if (version.major > RSMI_VERSION_MAJOR_RELEASE_MIN && version.major <= RSMI_VERSION_MAJOR_KNOWN_MAX) {
+    return { family: "6", why: `rsmi_version_get says ${text}: ROCm 6.0 or later` };
+  }
+  if (version.major > RSMI_VERSION_MAJOR_KNOWN_MAX) {
+    return { family: "6", why: `rsmi_version_get says ${text}, newer than any known: read with the newest known layout` };
+  }
+  const marker = hasFamily6Marker ? `exports ${RSMI_FAMILY_6_MARKER_SYMBOL} (ROCm 6.0 or later)` : `lacks ${RSMI_FAMILY_6_MARKER_SYMBOL} (before ROCm 6.0)`;
+  return { family: hasFamily6Marker ? "6" : "5", why: `rsmi_version_get says ${text}, which names no release (a build without release tags); the library ${marker}` };
+}
+
 /** Caller buffer for names, brands and serials. */
 export const ROCM_SMI_STRING_bytes = 256;
 /** Most devices enumerated (and searched by UUID). */
@@ -223,12 +345,34 @@ function cText(bytes: Uint8Array): string {
   return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
 }
 
+/** A fresh out-parameter: `bytes` to pass, `view` to read (file comment, "Memory"). */
+interface Out {
+  bytes: Uint8Array;
+  view: DataView;
+}
+function out(size_bytes: number): Out {
+  const buffer = new ArrayBuffer(size_bytes + OUT_STRUCT_SLACK_bytes);
+  return { bytes: new Uint8Array(buffer), view: new DataView(buffer) };
+}
+
 interface Loaded {
   path: string;
   core: Record<keyof typeof CORE_SYMBOLS, Call>;
   optional: Partial<Record<RocmSmiOptionalSymbol, Call>>;
   missing: RocmSmiOptionalSymbol[];
+  /** Whether RSMI_FAMILY_6_MARKER_SYMBOL resolves (looked up, never called). */
+  hasFamily6Marker: boolean;
   close: () => void;
+}
+
+/** Whether `symbol` resolves in `path` (dlopen of that one symbol, closed at once). */
+function symbolPresent(path: string, symbol: string): boolean {
+  try {
+    dlopen(path, { [symbol]: { args: [], returns: FFIType.void } }).close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function loadCandidate(path: string): Loaded {
@@ -250,6 +394,7 @@ function loadCandidate(path: string): Loaded {
     core: lib.symbols as unknown as Loaded["core"],
     optional,
     missing,
+    hasFamily6Marker: symbolPresent(path, RSMI_FAMILY_6_MARKER_SYMBOL),
     close: () => {
       for (const c of closers.reverse()) c();
     },
@@ -265,20 +410,25 @@ function loadCandidate(path: string): Loaded {
 export function rocmSmiOpen(opts: RocmSmiOptions = {}): SmiLibrary {
   const explicit = opts.path ?? (process.env[ROCM_SMI_LIB_ENV] || undefined);
   const candidates = explicit !== undefined ? [explicit] : [...ROCM_SMI_LIB_CANDIDATES];
+  // A path from the variable is named as such: the operator may have set it long ago.
+  const fromEnv = opts.path === undefined && explicit !== undefined ? ` from ${ROCM_SMI_LIB_ENV}` : "";
   const tried: string[] = [];
   let loaded: Loaded | undefined;
   for (const name of candidates) {
     // A bare soname is resolved as the loader would, never against the current directory.
     const path = sonameResolve(name);
     if (path === undefined) {
-      tried.push(`${name} (not found in the loader's search path)`);
+      tried.push(`${name}${fromEnv} (not found in the loader's search path)`);
       continue;
     }
     try {
       loaded = loadCandidate(path);
       break;
     } catch (e) {
-      tried.push(`${path} (${e instanceof Error ? e.message : String(e)})`);
+      const text = e instanceof Error ? e.message : String(e);
+      // A library that loads but lacks the entry points is another library.
+      const symbol = /^Symbol "([^"]+)" not found in /.exec(text)?.[1];
+      tried.push(`${path}${fromEnv} (${symbol === undefined ? text : `not a rocm-smi library: it has no ${symbol}`})`);
     }
   }
   if (loaded === undefined) throw new SmiError("dlopen", "FAIL_LOAD_MODULE", 4, `tried ${tried.join("; ")}; ${INSTALL_HINT}`);
@@ -290,38 +440,61 @@ const FIELD_ABSENT_STATUSES: ReadonlySet<number> = new Set([RSMI_STATUS.NOT_SUPP
 /** A reading is "not told" only when the library says NOT_SUPPORTED (or lacks the symbol). */
 const NOT_SUPPORTED_ONLY: ReadonlySet<number> = new Set([RSMI_STATUS.NOT_SUPPORTED]);
 
+/**
+ * The layout decision of a library opened by rocmSmiOpen (undefined for any other SmiLibrary):
+ * which family its structs are read with, and why.
+ */
+export function rocmSmiLayoutDecision(lib: SmiLibrary): RsmiLayoutDecision | undefined {
+  return lib instanceof RocmSmiLibrary ? lib.layoutDecision : undefined;
+}
+
 class RocmSmiLibrary implements SmiLibrary {
   readonly info: SmiLibraryInfo;
+  readonly layoutDecision: RsmiLayoutDecision;
+  /** RSMI_LAYOUTS[family]; undefined when the family cannot be told. */
+  private readonly layout: RsmiLayoutTable | undefined;
   private lib: Loaded | undefined;
   /** Devices whose event notification this binding started. */
   private readonly eventDevices = new Set<number>();
-  private readonly u32Out = new Uint32Array(1);
-  private readonly u64Out = new BigUint64Array(1);
-  private readonly i64Out = new BigInt64Array(1);
 
   constructor(lib: Loaded) {
     this.lib = lib;
+    const version = this.versionRead(lib);
+    this.layoutDecision = rsmiLayoutDecide(version?.numbers, lib.hasFamily6Marker);
+    this.layout = this.layoutDecision.family === undefined ? undefined : RSMI_LAYOUTS[this.layoutDecision.family];
     this.info = {
       backend: "rocm-smi",
       emulated: false,
       path: lib.path,
-      version: this.versionRead(lib),
+      version: version?.text,
       missingOptional: Object.freeze([...lib.missing]),
     };
   }
 
   /**
-   * rsmi_version_get answers before init: "major.minor.patch", plus "+build" when the build
-   * text says something. Debian's build carries no version: 1.0.0 with build text "0".
+   * rsmi_version_get answers before init. The text is "major.minor.patch", plus "+build" when
+   * the build text says something (Debian's build carries no version: 1.0.0, build text "0").
    */
-  private versionRead(lib: Loaded): string | undefined {
-    const v = new Uint8Array(RSMI_VERSION_bytes);
-    if (lib.core.rsmi_version_get(v) !== RSMI_STATUS.SUCCESS) return undefined;
-    const dv = new DataView(v.buffer);
-    const text = `${dv.getUint32(0, true)}.${dv.getUint32(4, true)}.${dv.getUint32(8, true)}`;
-    const build = dv.getBigUint64(16, true);
+  private versionRead(lib: Loaded): { numbers: RsmiVersion; text: string } | undefined {
+    const v = out(RSMI_STRUCTS.version.size_bytes);
+    if (lib.core.rsmi_version_get(v.bytes) !== RSMI_STATUS.SUCCESS) return undefined;
+    const f = RSMI_STRUCTS.version;
+    const numbers = { major: v.view.getUint32(f.major, true), minor: v.view.getUint32(f.minor, true), patch: v.view.getUint32(f.patch, true) };
+    const text = `${numbers.major}.${numbers.minor}.${numbers.patch}`;
+    const build = v.view.getBigUint64(f.build, true);
     const buildText = build === 0n ? "" : new CString(Number(build)).toString();
-    return buildText && buildText !== "0" ? `${text}+${buildText}` : text;
+    return { numbers, text: buildText && buildText !== "0" ? `${text}+${buildText}` : text };
+  }
+
+  /**
+   * The layout table, for a reading `fn` whose structs depend on it.
+   * @throws SmiError(fn, "NOT_SUPPORTED", 2, why) when the family cannot be told.
+   */
+  private layoutFor(fn: string): RsmiLayoutTable {
+    if (this.layout === undefined) {
+      throw new SmiError(fn, "NOT_SUPPORTED", RSMI_STATUS.NOT_SUPPORTED, `not read: ${this.layoutDecision.why}; use amdsmi (--backend amdsmi) for this reading`);
+    }
+    return this.layout;
   }
 
   private loadedLib(fn: string): Loaded {
@@ -344,9 +517,10 @@ class RocmSmiLibrary implements SmiLibrary {
   private statusText(status: number): string | undefined {
     const lib = this.lib;
     if (lib === undefined) return undefined;
-    const out = new BigUint64Array(1);
-    if (lib.core.rsmi_status_string(status, out) !== RSMI_STATUS.SUCCESS || out[0] === 0n) return undefined;
-    return new CString(Number(out[0])).toString();
+    const text = out(8);
+    if (lib.core.rsmi_status_string(status, text.bytes) !== RSMI_STATUS.SUCCESS) return undefined;
+    const at = text.view.getBigUint64(0, true);
+    return at === 0n ? undefined : new CString(Number(at)).toString();
   }
 
   private error(fn: string, status: number, extra?: string): SmiError {
@@ -361,9 +535,9 @@ class RocmSmiLibrary implements SmiLibrary {
   }
 
   private deviceCount(): number {
-    const n = this.u32Out;
-    this.check("rsmi_num_monitor_devices", this.core("rsmi_num_monitor_devices")(n));
-    return Math.min(n[0]!, ROCM_SMI_DEVICES_MAX);
+    const n = out(4);
+    this.check("rsmi_num_monitor_devices", this.core("rsmi_num_monitor_devices")(n.bytes));
+    return Math.min(n.view.getUint32(0, true), ROCM_SMI_DEVICES_MAX);
   }
 
   /** The device index of a handle, checked against the devices the library knows now. */
@@ -379,17 +553,15 @@ class RocmSmiLibrary implements SmiLibrary {
 
   /** A u64 answer of `fn(dv, out)`. */
   private u64Of(fn: string, call: Call, ...args: unknown[]): bigint {
-    const out = this.u64Out;
-    out[0] = 0n;
-    this.check(fn, call(...args, out));
-    return out[0]!;
+    const v = out(8);
+    this.check(fn, call(...args, v.bytes));
+    return v.view.getBigUint64(0, true);
   }
 
   private u32Of(fn: string, call: Call, ...args: unknown[]): number {
-    const out = this.u32Out;
-    out[0] = 0;
-    this.check(fn, call(...args, out));
-    return out[0]!;
+    const v = out(4);
+    this.check(fn, call(...args, v.bytes));
+    return v.view.getUint32(0, true);
   }
 
   /** `read()`, or undefined when the library does not tell (NOT_SUPPORTED, symbol absent). */
@@ -402,10 +574,11 @@ class RocmSmiLibrary implements SmiLibrary {
     }
   }
 
+  /** A string the library copies into a caller buffer of ROCM_SMI_STRING_bytes (`lenArg`). */
   private textOf(fn: string, call: Call, dv: number, lenArg: number | bigint): string {
-    const buf = new Uint8Array(ROCM_SMI_STRING_bytes);
-    this.check(fn, call(dv, buf, lenArg));
-    return cText(buf);
+    const buf = out(ROCM_SMI_STRING_bytes);
+    this.check(fn, call(dv, buf.bytes, lenArg));
+    return cText(buf.bytes.subarray(0, ROCM_SMI_STRING_bytes));
   }
 
   init(): void {
@@ -437,9 +610,9 @@ class RocmSmiLibrary implements SmiLibrary {
   private uuidOf(dv: number): string {
     const bdfid = this.u64Of("rsmi_dev_pci_id_get", this.core("rsmi_dev_pci_id_get"), dv);
     const unique = this.told(() => this.u64Of("rsmi_dev_unique_id_get", this.core("rsmi_dev_unique_id_get"), dv), FIELD_ABSENT_STATUSES);
-    const out = new Uint16Array(1);
-    this.check("rsmi_dev_id_get", this.core("rsmi_dev_id_get")(dv, out));
-    return amdsmiUuidText(unique || bdfid, out[0]!);
+    const id = out(2);
+    this.check("rsmi_dev_id_get", this.core("rsmi_dev_id_get")(dv, id.bytes));
+    return amdsmiUuidText(unique || bdfid, id.view.getUint16(0, true));
   }
 
   gpuStatic(h: SmiHandle): SmiGpuStatic {
@@ -463,9 +636,9 @@ class RocmSmiLibrary implements SmiLibrary {
     const dv = this.index(fn, h);
     const type = RSMI_TEMP_TYPE[sensor];
     if (type === undefined) throw new SmiError(fn, "INVALID_ARGS", RSMI_STATUS.INVALID_ARGS, `unknown sensor ${String(sensor)}`);
-    const out = this.i64Out;
-    this.check(fn, this.core(fn)(dv, type, RSMI_TEMP_CURRENT, out));
-    return Number(out[0]!) / 1000;
+    const t = out(8);
+    this.check(fn, this.core(fn)(dv, type, RSMI_TEMP_CURRENT, t.bytes));
+    return Number(t.view.getBigInt64(0, true)) / 1000;
   }
 
   gpuPower(h: SmiHandle): SmiPower {
@@ -516,37 +689,47 @@ class RocmSmiLibrary implements SmiLibrary {
     const a = this.index(fn, src);
     const b = this.index(fn, dst);
     const call = this.optional(fn);
-    const hops = new BigUint64Array(1);
-    const type = new Uint32Array(1);
-    this.check(fn, call(a, b, hops, type));
-    const t: SmiLinkType = type[0] === RSMI_IOLINK_TYPE.XGMI ? "xgmi" : type[0] === RSMI_IOLINK_TYPE.PCIEXPRESS ? "pcie" : "undefined";
-    return { hops: Number(hops[0]!), type: t };
+    const hops = out(8);
+    const type = out(4);
+    this.check(fn, call(a, b, hops.bytes, type.bytes));
+    const typeId = type.view.getUint32(0, true);
+    const t: SmiLinkType = typeId === RSMI_IOLINK_TYPE.XGMI ? "xgmi" : typeId === RSMI_IOLINK_TYPE.PCIEXPRESS ? "pcie" : "undefined";
+    return { hops: Number(hops.view.getBigUint64(0, true)), type: t };
   }
 
   /**
-   * Width and rate of the current PCIe level (rsmi_dev_pci_bandwidth_get), replay count.
-   * bandwidthMbs is not told: rsmi_dev_pci_throughput_get samples for a whole second in the
-   * driver, too slow for a sampler tick.
+   * Width and rate of the current PCIe level (rsmi_dev_pci_bandwidth_get, read with the
+   * family's layout; left out when the family cannot be told), replay count. bandwidthMbs is
+   * not told: rsmi_dev_pci_throughput_get samples for a whole second in the driver, too slow
+   * for a sampler tick.
+   * @throws SmiError NOT_SUPPORTED when neither is told, saying why.
    */
   gpuPcie(h: SmiHandle): SmiPcie {
-    const dv = this.index("rsmi_dev_pci_bandwidth_get", h);
+    const fn = "rsmi_dev_pci_bandwidth_get";
+    const dv = this.index(fn, h);
     const p: SmiPcie = {};
     const bw = this.told(() => {
-      const buf = new Uint8Array(RSMI_PCIE_BANDWIDTH_bytes);
-      this.check("rsmi_dev_pci_bandwidth_get", this.optional("rsmi_dev_pci_bandwidth_get")(dv, buf));
-      return new DataView(buf.buffer);
+      const t = this.layoutFor(fn);
+      const buf = out(RSMI_PCIE_BANDWIDTH_MAX_bytes);
+      this.check(fn, this.optional(fn)(dv, buf.bytes));
+      return { t, view: buf.view };
     });
     if (bw !== undefined) {
-      const supported = Math.min(bw.getUint32(0, true), RSMI_MAX_NUM_FREQUENCIES);
-      const current = bw.getUint32(4, true);
+      const { t, view } = bw;
+      const l = t.pcieBandwidth;
+      const supported = Math.min(view.getUint32(l.numSupported, true), t.frequenciesMax);
+      const current = view.getUint32(l.current, true);
       if (current < supported) {
-        p.speedMts = Number(bw.getBigUint64(8 + 8 * current, true)) / 1e6;
-        p.width = bw.getUint32(PCIE_LANES_OFFSET_bytes + 4 * current, true);
+        p.speedMts = Number(view.getBigUint64(l.frequency + 8 * current, true)) / 1e6;
+        p.width = view.getUint32(l.lanes + 4 * current, true);
       }
     }
     const replay = this.told(() => this.u64Of("rsmi_dev_pci_replay_counter_get", this.optional("rsmi_dev_pci_replay_counter_get"), dv));
     if (replay !== undefined) p.replayCount = Number(replay);
-    if (Object.keys(p).length === 0) throw new SmiError("rsmi_dev_pci_bandwidth_get", "NOT_SUPPORTED", RSMI_STATUS.NOT_SUPPORTED, "no PCIe reading on this GPU");
+    if (Object.keys(p).length === 0) {
+      const why = this.layout === undefined ? `bandwidth not read: ${this.layoutDecision.why}` : "no PCIe reading on this GPU";
+      throw new SmiError(fn, "NOT_SUPPORTED", RSMI_STATUS.NOT_SUPPORTED, why);
+    }
     return p;
   }
 
@@ -555,25 +738,30 @@ class RocmSmiLibrary implements SmiLibrary {
     const fn = "rsmi_dev_ecc_count_get";
     const dv = this.index(fn, h);
     const call = this.optional(fn);
-    const ec = new BigUint64Array(RSMI_ERROR_COUNT_bytes / 8);
+    const f = RSMI_STRUCTS.errorCount;
     let correctable = 0n;
     let uncorrectable = 0n;
     let counted = 0;
     for (const block of RSMI_GPU_BLOCKS) {
-      const status = call(dv, block, ec);
+      const ec = out(f.size_bytes);
+      const status = call(dv, block, ec.bytes);
       if (FIELD_ABSENT_STATUSES.has(status)) continue;
       this.check(fn, status);
-      correctable += ec[0]!;
-      uncorrectable += ec[1]!;
+      correctable += ec.view.getBigUint64(f.correctable, true);
+      uncorrectable += ec.view.getBigUint64(f.uncorrectable, true);
       counted++;
     }
     if (counted === 0) throw new SmiError(fn, "NOT_SUPPORTED", RSMI_STATUS.NOT_SUPPORTED, "no GPU block counts ECC errors");
     return { correctable: Number(correctable), uncorrectable: Number(uncorrectable) };
   }
 
-  /** Start notification on a GPU; mask bits rocm-smi does not know (above GPU_POST_RESET) are dropped. */
+  /**
+   * Start notification on a GPU; mask bits rocm-smi does not know (above GPU_POST_RESET) are dropped.
+   * @throws SmiError NOT_SUPPORTED when the layout family cannot be told (nothing could be read).
+   */
   eventsStart(h: SmiHandle, mask: bigint): void {
     const dv = this.index("rsmi_event_notification_init", h);
+    this.layoutFor("rsmi_event_notification_init");
     const init = this.optional("rsmi_event_notification_init");
     const maskSet = this.optional("rsmi_event_notification_mask_set");
     this.optional("rsmi_event_notification_stop");
@@ -586,6 +774,16 @@ class RocmSmiLibrary implements SmiLibrary {
     this.eventDevices.add(dv);
   }
 
+  /**
+   * Up to `max` events. When the family's record size is known (family 5: 72 bytes) one call
+   * asks for `max` records; when it is not (family 6: 72 or 104 bytes), for one record, whose
+   * members sit at the same offsets in every layout, so eventsRead returns at most one event
+   * per call. The library keeps the rest: rsmi_event_notification_get first hands out what an
+   * earlier call left over (ROCm/rocm_smi_lib src/rocm_smi.cc, "Collect any left-over events").
+   * Every record gets RSMI_EVENT_DATA_MAX_bytes of a zeroed buffer, so a message is read up to
+   * its NUL or its family's largest size, whichever comes first, inside the buffer.
+   * @throws SmiError NOT_SUPPORTED when the layout family cannot be told.
+   */
   eventsRead(timeoutMs: number, max: number): SmiGpuEvent[] {
     const fn = "rsmi_event_notification_get";
     const get = this.optional(fn);
@@ -596,21 +794,25 @@ class RocmSmiLibrary implements SmiLibrary {
       throw new SmiError(fn, "INVALID_ARGS", RSMI_STATUS.INVALID_ARGS, `timeoutMs must be 0..${ROCM_SMI_EVENTS_WAIT_MAX_ms}, got ${timeoutMs}`);
     }
     if (this.eventDevices.size === 0) throw new SmiError(fn, "INIT_ERROR", RSMI_STATUS.INIT_ERROR, "no GPU started: call eventsStart first");
-    const data = new Uint8Array(max * RSMI_EVENT_DATA_bytes);
-    const n = new Uint32Array([max]);
-    const status = get(Math.trunc(timeoutMs), n, data);
+    const l = this.layoutFor(fn).event;
+    const stride = l.sizes_bytes.length === 1 ? l.sizes_bytes[0]! : undefined;
+    const asked = stride === undefined ? 1 : max;
+    const data = out(asked * RSMI_EVENT_DATA_MAX_bytes);
+    const n = out(4);
+    n.view.setUint32(0, asked, true);
+    const status = get(Math.trunc(timeoutMs), n.bytes, data.bytes);
     if (status === RSMI_STATUS.NO_DATA) return [];
     this.check(fn, status);
-    const dv = new DataView(data.buffer);
     const events: SmiGpuEvent[] = [];
-    for (let i = 0; i < Math.min(n[0]!, max); i++) {
-      const at = i * RSMI_EVENT_DATA_bytes;
-      const typeId = dv.getUint32(at + 4, true);
+    for (let i = 0; i < Math.min(n.view.getUint32(0, true), asked); i++) {
+      const at = i * (stride ?? 0);
+      const typeId = data.view.getUint32(at + l.type, true);
+      const message = at + l.message;
       events.push({
-        handle: BigInt(dv.getUint32(at, true)),
+        handle: BigInt(data.view.getUint32(at + l.dvInd, true)),
         type: EVENT_NAMES.get(typeId) ?? "UNKNOWN",
         typeId,
-        message: cText(data.subarray(at + 8, at + 8 + RSMI_EVENT_MESSAGE_bytes)).trimEnd(),
+        message: cText(data.bytes.subarray(message, message + l.messageMax_bytes)).trimEnd(),
       });
     }
     return events;
