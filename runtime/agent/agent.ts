@@ -22,8 +22,8 @@ import { KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
 import { syscallsOpen } from "../ffi/libc.ts";
 import { topologyRead } from "../kfd/topology.ts";
-import { fixedSchedule, type Schedule } from "../policy/contracts/sampling.ts";
-import { checkSessionDecision, SESSION_FALLBACK, SESSION_MODES, type SessionDecision, type SessionMode } from "../policy/contracts/session.ts";
+import { fixedSchedule, SAMPLING_DEFAULT_INTERVAL_MS, type Schedule } from "../policy/contracts/sampling.ts";
+import { checkSessionDecision, LINGER_GRACE_MS_MAX, SESSION_FALLBACK, SESSION_MODES, type SessionDecision, type SessionMode } from "../policy/contracts/session.ts";
 import type { Policy } from "../policy/policy.ts";
 import { PolicyFolder, type ReloadEvent } from "../policy/reload.ts";
 import { backendBanner, backendResolve, type SmiBackendSpec } from "../smi/backend.ts";
@@ -49,6 +49,8 @@ export const SMI_MODE_ENV = "SVMRT_SMI_MODE";
 export const SMI_MODE_ENV_GRACE_ms = 30_000;
 /** Shortest bearer token accepted, characters. */
 export const HTTP_TOKEN_CHARS_MIN = 16;
+/** Largest token file read, bytes (a token is a line; a larger file is a wrong path). */
+export const HTTP_TOKEN_FILE_BYTES_MAX = 4096;
 /** Longest the agent lets scrapes in flight finish at stop, ms. */
 export const HTTP_DRAIN_MAX_ms = 2_000;
 /** Longest the first library init and inventory may take at start, ms. */
@@ -96,20 +98,23 @@ export interface AgentOptions {
   sampleReadTimeoutMs?: number;
 }
 
-/** The mode forced by SVMRT_SMI_MODE. @throws ConfigError naming the variable. */
+/**
+ * The mode forced by SVMRT_SMI_MODE: `persistent`, `lazy`, `linger` or `linger:GRACE_MS`,
+ * nothing before, between or after.
+ * @throws ConfigError naming the variable and the value
+ */
 export function smiModeFromEnv(v: string | undefined): SessionDecision | undefined {
   if (v === undefined || v === "") return undefined;
-  const [mode, grace] = v.split(":");
-  if (!(SESSION_MODES as readonly string[]).includes(mode!)) {
-    throw new ConfigError({ file: `$${SMI_MODE_ENV}`, line: 1, col: 1 }, SMI_MODE_ENV, `one of ${SESSION_MODES.join(", ")} (linger may add :grace_ms)`, `got '${v}'`);
-  }
-  if (mode !== "linger") {
-    if (grace !== undefined) throw new ConfigError({ file: `$${SMI_MODE_ENV}`, line: 1, col: 1 }, SMI_MODE_ENV, "a grace only after linger");
-    return { mode: mode as SessionMode };
-  }
-  const g = grace === undefined ? SMI_MODE_ENV_GRACE_ms : Number(grace);
-  const checked = checkSessionDecision({ mode, idleGraceMs: g });
-  if (!checked.ok) throw new ConfigError({ file: `$${SMI_MODE_ENV}`, line: 1, col: 1 }, SMI_MODE_ENV, checked.message);
+  const refuse = (expected: string, detail?: string) => new ConfigError({ file: `$${SMI_MODE_ENV}`, line: 1, col: 1 }, SMI_MODE_ENV, expected, detail);
+  const [mode, ...rest] = v.split(":");
+  if (!(SESSION_MODES as readonly string[]).includes(mode!)) throw refuse(`one of ${SESSION_MODES.join(", ")} (linger may add :grace_ms)`, `got '${v}'`);
+  if (rest.length === 0) return mode === "linger" ? { mode, idleGraceMs: SMI_MODE_ENV_GRACE_ms } : { mode: mode as SessionMode };
+  if (mode !== "linger") throw refuse("a grace only after linger", `got '${v}'`);
+  const grace = `linger:GRACE_MS, GRACE_MS an integer from 1 to ${LINGER_GRACE_MS_MAX}`;
+  const ms = rest.length === 1 && /^\d{1,10}$/.test(rest[0]!) ? Number(rest[0]) : 0;
+  if (ms < 1 || ms > LINGER_GRACE_MS_MAX) throw refuse(grace, `got '${v}'`);
+  const checked = checkSessionDecision({ mode, idleGraceMs: ms });
+  if (!checked.ok) throw refuse(checked.message);
   return checked.value;
 }
 
@@ -136,6 +141,9 @@ export class Agent {
   private gpuMetrics: GpuMetrics | undefined;
   private inventory: GpuInventoryEntry[] = [];
   private stopping: Promise<void> | undefined;
+  /** The policy reload running, and the one queued behind it (reloadPolicies). */
+  private reloadRunning: Promise<unknown> | undefined;
+  private reloadWaiting: Promise<unknown> | undefined;
   private readonly hostname = osHostname();
   readonly sessionShared: SharedArrayBuffer;
   spec!: SmiBackendSpec;
@@ -241,6 +249,9 @@ export class Agent {
     this.sampler = new Sampler({ pool: this.pool, gpus: this.inventory, onSample: (e) => this.sampled(e), readTimeoutMs: this.opts.sampleReadTimeoutMs });
     this.sampler.start();
     this.every(c.sampling.evaluateMs, () => this.samplingEvaluate(findPolicy(c.sampling.policy)));
+    if (c.sampling.policy !== undefined && findPolicy(c.sampling.policy) === undefined) {
+      this.log(`sampling: policy '${c.sampling.policy}' not loaded; every group is read every ${SAMPLING_DEFAULT_INTERVAL_MS} ms until a policy of that name loads`);
+    }
     if (!modeForced) this.every(c.session.evaluateMs, () => this.sessionEvaluate(findPolicy(c.session.policy)));
     this.every(INVENTORY_REREAD_ms, () => this.inventoryReread());
 
@@ -263,16 +274,7 @@ export class Agent {
     this.every(METRICS_RENDER_ms, () => this.metricsRefresh());
     this.every(AGENT_GC_INTERVAL_ms, () => Bun.gc(true));
 
-    let token: string | undefined;
-    if (c.http.tokenFile !== undefined) {
-      const where = { file: c.http.tokenFile, line: 1, col: 1 };
-      try {
-        token = (await Bun.file(c.http.tokenFile).text()).trim();
-      } catch (e) {
-        throw new ConfigError(where, "http.token_file", "a readable file holding the bearer token", (e as NodeJS.ErrnoException).code ?? (e as Error).message);
-      }
-      if (token.length < HTTP_TOKEN_CHARS_MIN) throw new ConfigError(where, "http.token_file", `a token of at least ${HTTP_TOKEN_CHARS_MIN} characters`);
-    }
+    const token = c.http.tokenFile === undefined ? undefined : await tokenRead(c.http.tokenFile);
     this.server = httpServe({
       listen: c.listen,
       connectionsMax: c.http.connectionsMax,
@@ -562,10 +564,30 @@ export class Agent {
     return { emulated: this.libraryInfo?.emulated ?? true, hints: this.advisor?.hints() ?? [], stats: this.advisor?.stats ?? null };
   }
 
-  /** Reload every policy folder now (SIGHUP, POST /v1/reload). */
-  async reloadPolicies(): Promise<unknown> {
-    await Promise.all(this.folders.map((f) => f.reload()));
-    return this.policies();
+  /**
+   * Reload every policy folder now (SIGHUP, POST /v1/reload). Bounded under a flood: one
+   * reload runs and at most one waits behind it; a call while one waits shares that one (it
+   * starts after the call, so it sees every change made before it).
+   */
+  reloadPolicies(): Promise<unknown> {
+    if (this.reloadWaiting !== undefined) return this.reloadWaiting;
+    const start = (): Promise<unknown> => {
+      const p: Promise<unknown> = Promise.all(this.folders.map((f) => f.reload()))
+        .then(() => this.policies())
+        .finally(() => {
+          if (this.reloadRunning === p) this.reloadRunning = undefined;
+        });
+      this.reloadRunning = p;
+      return p;
+    };
+    if (this.reloadRunning === undefined) return start();
+    this.reloadWaiting = this.reloadRunning
+      .catch(() => {})
+      .then(() => {
+        this.reloadWaiting = undefined;
+        return start();
+      });
+    return this.reloadWaiting;
   }
 
   /** Stop in order; idempotent. */
@@ -605,6 +627,28 @@ export class Agent {
     this.folders = [];
     this.log("stopped");
   }
+}
+
+/**
+ * The bearer token of `file`: at most HTTP_TOKEN_FILE_BYTES_MAX bytes, surrounding white
+ * space ignored, at least HTTP_TOKEN_CHARS_MIN visible ASCII characters and nothing else (a
+ * line break or a control character inside could never be sent in a header).
+ * @throws ConfigError naming the file and http.token_file
+ */
+async function tokenRead(file: string): Promise<string> {
+  const where = { file, line: 1, col: 1 };
+  const f = Bun.file(file);
+  let token: string;
+  try {
+    if (f.size > HTTP_TOKEN_FILE_BYTES_MAX) throw new ConfigError(where, "http.token_file", `a file of at most ${HTTP_TOKEN_FILE_BYTES_MAX} bytes`, `it has ${f.size}`);
+    token = (await f.text()).trim();
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(where, "http.token_file", "a readable file holding the bearer token", (e as NodeJS.ErrnoException).code ?? (e as Error).message);
+  }
+  if (token.length < HTTP_TOKEN_CHARS_MIN) throw new ConfigError(where, "http.token_file", `a token of at least ${HTTP_TOKEN_CHARS_MIN} characters`);
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError(where, "http.token_file", "a token of visible ASCII characters, without spaces or line breaks inside");
+  return token;
 }
 
 function reloadLine(e: ReloadEvent): string {

@@ -23,7 +23,7 @@
  */
 import { accessSync, constants, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import type { Node } from "yaml";
+import { isAlias, isMap, isScalar, isSeq, type Node } from "yaml";
 import { readConfigFile } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { SMI_BACKEND_CHOICES, type SmiBackendChoice } from "../smi/backend.ts";
@@ -46,6 +46,12 @@ export const POLICY_EVALUATE_MS_MAX = 3_600_000;
 export const POLICY_FOLDERS_MAX = 16;
 /** Most extra labels. */
 export const METRIC_LABELS_MAX = 16;
+/** Longest value of an extra label, characters (it is repeated on every series). */
+export const METRIC_LABEL_VALUE_CHARS_MAX = 1024;
+/** Longest unix socket path, bytes (sun_path holds 108 with its terminating NUL). */
+export const LISTEN_UNIX_PATH_BYTES_MAX = 107;
+/** What a listen address looks like, in words. */
+export const LISTEN_EXPECTED = "host:port (e.g. 127.0.0.1:9106) or unix:/path";
 
 export interface AgentConfig {
   file: string | undefined;
@@ -92,14 +98,29 @@ export function agentConfigDefault(): AgentConfig {
   };
 }
 
-/** `host:port`, `[v6]:port` or `unix:/path`; undefined when malformed. */
+/**
+ * `host:port`, `[v6]:port` or `unix:/path` (a path of at most LISTEN_UNIX_PATH_BYTES_MAX
+ * bytes); undefined when malformed. An all-digit dotted host must be an IPv4 address.
+ */
 export function listenParse(s: string): AgentConfig["listen"] | undefined {
-  if (s.startsWith("unix:")) return s.length > 5 ? { unix: s.slice(5) } : undefined;
+  if (s.startsWith("unix:")) return s.length > 5 && unixPathTooLong(s.slice(5)) === undefined ? { unix: s.slice(5) } : undefined;
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
   if (!m) return undefined;
   const port = Number(m[2]);
   if (port > 65535) return undefined;
-  return { hostname: m[1]!.replace(/^\[|\]$/g, ""), port };
+  const host = m[1]!;
+  if (/^[\d.]+$/.test(host) && host.split(".").some((octet) => octet === "" || Number(octet) > 255)) return undefined;
+  return { hostname: host.replace(/^\[|\]$/g, ""), port };
+}
+
+/** Why a listen address is malformed beyond its shape, for the message; undefined when it is not. */
+export function listenDetail(s: string): string | undefined {
+  return s.startsWith("unix:") ? unixPathTooLong(s.slice(5)) : undefined;
+}
+
+function unixPathTooLong(path: string): string | undefined {
+  const n = Buffer.byteLength(path);
+  return n > LISTEN_UNIX_PATH_BYTES_MAX ? `a socket path has at most ${LISTEN_UNIX_PATH_BYTES_MAX} bytes; this one has ${n}` : undefined;
 }
 
 const TOP = ["kind", "listen", "backend", "profile", "amdsmi_lib", "rocm_smi_lib", "policies", "plugin_roots", "sampling", "session", "advisor", "svm", "metrics", "http", "workers"] as const;
@@ -122,15 +143,26 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
   c.file = file;
   const y = new YamlReader(file, text);
   if (y.root === null) return c;
+  aliasRefuse(y, y.root, "");
   const top = y.map(y.root, "", TOP);
   const base = dirname(resolve(file));
   const path = (p: string) => (isAbsolute(p) ? p : join(base, p));
+  // Paths and names: an empty string would name the file's own folder, or nothing at all.
+  const nonEmpty = (n: Node | undefined, field: string): string => {
+    const v = y.str(n, field);
+    if (v === "") throw y.error(n, field, "a non-empty string");
+    return v;
+  };
+  const where: FilePositions = new Map();
   const kind = y.get(top, "kind");
   if (kind !== undefined && y.str(kind, "kind") !== "AgentConfig") throw y.error(kind, "kind", "AgentConfig");
   const listen = y.get(top, "listen");
   if (listen !== undefined) {
-    const l = listenParse(y.str(listen, "listen"));
-    if (l === undefined) throw y.error(listen, "listen", "host:port (e.g. 127.0.0.1:9106) or unix:/path");
+    const s = y.str(listen, "listen");
+    let l = listenParse(s);
+    // A relative socket path is relative to the file, like every path in it.
+    if (l !== undefined && "unix" in l && !isAbsolute(l.unix)) l = listenParse(`unix:${path(l.unix)}`);
+    if (l === undefined) throw y.error(listen, "listen", LISTEN_EXPECTED, listenDetail(s.startsWith("unix:") ? `unix:${path(s.slice(5))}` : s));
     c.listen = l;
   }
   const backend = y.get(top, "backend");
@@ -141,7 +173,7 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
   }
   const opt = (k: string) => {
     const n = y.get(top, k);
-    return n === undefined ? undefined : y.str(n, k);
+    return n === undefined ? undefined : nonEmpty(n, k);
   };
   const profile = opt("profile");
   if (profile !== undefined) c.profile = profile.includes("/") || profile.endsWith(".yaml") ? path(profile) : profile;
@@ -149,25 +181,31 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
   if (amd !== undefined) c.amdsmiLib = path(amd);
   const rocm = opt("rocm_smi_lib");
   if (rocm !== undefined) c.rocmSmiLib = path(rocm);
-  const pol = y.get(top, "policies");
-  if (pol !== undefined) {
-    const s = y.seq(pol, "policies");
-    if (s.items.length > POLICY_FOLDERS_MAX) throw y.error(s, "policies", `at most ${POLICY_FOLDERS_MAX} folders`);
-    c.policyDirs = s.items.map((n, i) => path(y.str(n, `policies[${i}]`)));
-  }
-  const roots = y.get(top, "plugin_roots");
-  if (roots !== undefined) {
-    const s = y.seq(roots, "plugin_roots");
-    if (s.items.length > POLICY_FOLDERS_MAX) throw y.error(s, "plugin_roots", `at most ${POLICY_FOLDERS_MAX} folders`);
-    c.pluginRoots = s.items.map((n, i) => path(y.str(n, `plugin_roots[${i}]`)));
-  }
+  const folders = (key: "policies" | "plugin_roots"): string[] | undefined => {
+    const n = y.get(top, key);
+    if (n === undefined) return undefined;
+    const s = y.seq(n, key);
+    if (s.items.length > POLICY_FOLDERS_MAX) throw y.error(s, key, `at most ${POLICY_FOLDERS_MAX} folders`);
+    return s.items.map((item, i) => {
+      const p = path(nonEmpty(item, `${key}[${i}]`));
+      where.set(`${key}[${i}]`, { pos: y.pos(item), value: p });
+      return p;
+    });
+  };
+  c.policyDirs = folders("policies") ?? c.policyDirs;
+  c.pluginRoots = folders("plugin_roots") ?? c.pluginRoots;
+  const int = (n: Node | undefined, field: string, min: number, max: number, fallback?: number): number => {
+    // y.num would say `got 2` of "2": the quotes are the mistake, say so.
+    if (isScalar(n) && typeof n.value === "string" && n.value.trim() !== "" && Number.isFinite(Number(n.value))) throw y.error(n, field, `an integer from ${min} to ${max}`, `got the string ${JSON.stringify(n.value).slice(0, 40)}: write numbers without quotes`);
+    return y.num(n, field, min, max, fallback, true);
+  };
   const policyBlock = (key: "sampling" | "session", msKey: string) => {
     const n = y.get(top, key);
     if (n === undefined) return;
     const m = y.map(n, key, ["policy", msKey]);
     const p = y.get(m, "policy");
-    if (p !== undefined) c[key].policy = y.str(p, `${key}.policy`);
-    c[key].evaluateMs = y.num(y.get(m, msKey), `${key}.${msKey}`, POLICY_EVALUATE_MS_MIN, POLICY_EVALUATE_MS_MAX, c[key].evaluateMs, true);
+    if (p !== undefined) c[key].policy = nonEmpty(p, `${key}.policy`);
+    c[key].evaluateMs = int(y.get(m, msKey), `${key}.${msKey}`, POLICY_EVALUATE_MS_MIN, POLICY_EVALUATE_MS_MAX, c[key].evaluateMs);
   };
   policyBlock("sampling", "evaluate_ms");
   policyBlock("session", "evaluate_ms");
@@ -175,13 +213,13 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
   if (adv !== undefined) {
     const m = y.map(adv, "advisor", ["policy", "interval_ms", "enabled", "pid"]);
     const pid = y.get(m, "pid");
-    if (pid !== undefined) c.advisor.pid = y.num(pid, "advisor.pid", 1, 2 ** 22, undefined, true);
+    if (pid !== undefined) c.advisor.pid = int(pid, "advisor.pid", 1, 2 ** 22);
     if (!y.bool(y.get(m, "enabled"), "advisor.enabled", true)) c.advisor.policy = undefined;
     else {
       const p = y.get(m, "policy");
-      if (p !== undefined) c.advisor.policy = y.str(p, "advisor.policy");
+      if (p !== undefined) c.advisor.policy = nonEmpty(p, "advisor.policy");
     }
-    c.advisor.intervalMs = y.num(y.get(m, "interval_ms"), "advisor.interval_ms", POLICY_EVALUATE_MS_MIN, POLICY_EVALUATE_MS_MAX, c.advisor.intervalMs, true);
+    c.advisor.intervalMs = int(y.get(m, "interval_ms"), "advisor.interval_ms", POLICY_EVALUATE_MS_MIN, POLICY_EVALUATE_MS_MAX, c.advisor.intervalMs);
   }
   const svm = y.get(top, "svm");
   if (svm !== undefined) {
@@ -207,38 +245,90 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
     }
     const labels = y.get(m, "labels");
     if (labels !== undefined) {
+      if (!isMap(labels)) throw y.error(labels, "metrics.labels", "a mapping");
+      for (const pair of labels.items) if (!isScalar(pair.key) || pair.key.value === null) throw y.error(pair.key as Node, "metrics.labels", "label names that are plain strings");
       const lm = y.map(labels, "metrics.labels", labelKeys(labels));
       if (lm.items.length > METRIC_LABELS_MAX) throw y.error(labels, "metrics.labels", `at most ${METRIC_LABELS_MAX} labels`);
       for (const pair of lm.items) {
         const k = String((pair.key as { value: unknown }).value);
         if (!LABEL_NAME.test(k) || k.startsWith("__")) throw y.error(pair.key as Node, `metrics.labels.${k}`, "a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)");
         if (RESERVED_LABELS.has(k)) throw y.error(pair.key as Node, `metrics.labels.${k}`, `a label name the agent does not set itself (not ${[...RESERVED_LABELS].join(", ")})`);
-        c.metrics.labels[k] = y.str(pair.value as Node, `metrics.labels.${k}`);
+        const v = y.str(pair.value as Node, `metrics.labels.${k}`);
+        if (v.length > METRIC_LABEL_VALUE_CHARS_MAX) throw y.error(pair.value as Node, `metrics.labels.${k}`, `a string of at most ${METRIC_LABEL_VALUE_CHARS_MAX} characters`, `got ${v.length}`);
+        c.metrics.labels[k] = v;
       }
     }
   }
   const http = y.get(top, "http");
   if (http !== undefined) {
     const m = y.map(http, "http", ["connections_max", "request_bytes_max", "token_file"]);
-    c.http.connectionsMax = y.num(y.get(m, "connections_max"), "http.connections_max", 1, 65_536, c.http.connectionsMax, true);
-    c.http.requestBytesMax = y.num(y.get(m, "request_bytes_max"), "http.request_bytes_max", 1024, 16 * 1024 * 1024, c.http.requestBytesMax, true);
+    c.http.connectionsMax = int(y.get(m, "connections_max"), "http.connections_max", 1, 65_536, c.http.connectionsMax);
+    c.http.requestBytesMax = int(y.get(m, "request_bytes_max"), "http.request_bytes_max", 1024, 16 * 1024 * 1024, c.http.requestBytesMax);
     const tf = y.get(m, "token_file");
-    if (tf !== undefined) c.http.tokenFile = path(y.str(tf, "http.token_file"));
+    if (tf !== undefined) c.http.tokenFile = path(nonEmpty(tf, "http.token_file"));
   }
-  c.workers = y.num(y.get(top, "workers"), "workers", 1, AGENT_WORKERS_MAX, c.workers, true);
+  c.workers = int(y.get(top, "workers"), "workers", 1, AGENT_WORKERS_MAX, c.workers);
+  filePositions.set(c, where);
   return c;
 }
 
+/** Where each checked path of a parsed config was written, and the path it gave. */
+type FilePositions = Map<string, { pos: { file: string; line: number; col: number }; value: string }>;
+const filePositions = new WeakMap<AgentConfig, FilePositions>();
+
 /**
- * Check that the files a config names and the agent reads only once started can be read,
- * so a missing one stops the agent before it starts anything (agentConfigParse checks
- * text only: it also parses documented examples naming files of another host).
+ * Refuse aliases (`*name`) anywhere in the document: the reader checks each value where it is
+ * written, and an alias there is not a value.
+ * @throws ConfigError at the alias, naming the field it stands for
+ */
+function aliasRefuse(y: YamlReader, node: unknown, field: string): void {
+  if (isAlias(node)) throw y.error(node as unknown as Node, field, `a value written out (the agent configuration does not follow aliases such as *${node.source})`);
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const k = isScalar(pair.key) ? String(pair.key.value) : "?";
+      aliasRefuse(y, pair.key, field);
+      aliasRefuse(y, pair.value, field === "" ? k : `${field}.${k}`);
+    }
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) aliasRefuse(y, item, `${field}[${i}]`);
+  }
+}
+
+/**
+ * Check that the files and folders a config names and the agent reads only once started are
+ * there, so a missing one stops the agent before it starts anything (agentConfigParse checks
+ * text only: it also parses documented examples naming files of another host). A path the
+ * file set is reported at its file:line:col; one set otherwise (a flag, the defaults) at the
+ * path itself.
  * @throws ConfigError naming the key and the file
  */
 export function agentConfigFilesCheck(c: AgentConfig): void {
+  const written = filePositions.get(c);
+  const at = (key: string, value: string) => {
+    const w = written?.get(key);
+    return w !== undefined && w.value === value ? w.pos : { file: value, line: 1, col: 1 };
+  };
+  c.policyDirs.forEach((dir, i) => {
+    const why = pathMissing(dir, false);
+    if (why !== undefined) throw new ConfigError(at(`policies[${i}]`, dir), `policies[${i}]`, "an existing policy folder or file", `${why}: ${dir}`);
+  });
+  c.pluginRoots.forEach((dir, i) => {
+    const why = pathMissing(dir, true);
+    if (why !== undefined) throw new ConfigError(at(`plugin_roots[${i}]`, dir), `plugin_roots[${i}]`, "an existing folder", `${why}: ${dir}`);
+  });
   if (c.http.tokenFile === undefined) return;
   const why = fileUnreadable(c.http.tokenFile);
   if (why !== undefined) throw new ConfigError({ file: c.http.tokenFile, line: 1, col: 1 }, "http.token_file", "a readable file holding the bearer token", why);
+}
+
+/** Why `p` is not there (or not a folder when `folder`), or undefined when it is. */
+function pathMissing(p: string, folder: boolean): string | undefined {
+  try {
+    const st = statSync(p);
+    return folder && !st.isDirectory() ? "not a folder" : undefined;
+  } catch (e) {
+    return errnoWords(e);
+  }
 }
 
 /** Why `file` cannot be read as a regular file, or undefined when it can. */
@@ -248,9 +338,13 @@ function fileUnreadable(file: string): string | undefined {
     accessSync(file, constants.R_OK);
     return undefined;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message);
+    return errnoWords(e);
   }
+}
+
+function errnoWords(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message);
 }
 
 /** Every key of a map node (labels are free-form). */

@@ -43,16 +43,59 @@ const json = (v: unknown, status = 200): Response =>
     headers: { "content-type": "application/json; charset=utf-8" },
   });
 
-/** True when the Accept header prefers OpenMetrics. */
+/** OpenMetrics versions the agent writes: 1.0.0, and 0.0.1, the name Prometheus also asks it by. */
+const OPENMETRICS_VERSIONS = new Set(["1.0.0", "0.0.1"]);
+/** Most media ranges of an Accept header weighed (Prometheus sends four). */
+export const ACCEPT_RANGES_MAX = 32;
+
+/**
+ * True when the Accept header prefers OpenMetrics: an `application/openmetrics-text` range of
+ * a version the agent writes (or none), with a quality above 0 and at least that of any range
+ * the text format answers (`text/plain`, `text/*`, `*\/*`). Only the first ACCEPT_RANGES_MAX
+ * ranges count.
+ */
 export function wantsOpenMetrics(accept: string | null): boolean {
-  return accept !== null && /application\/openmetrics-text/i.test(accept);
+  if (accept === null) return false;
+  let openMetrics = 0;
+  let text = 0;
+  for (const range of accept.split(",").slice(0, ACCEPT_RANGES_MAX)) {
+    const [type = "", ...params] = range.split(";").map((x) => x.trim());
+    let q = 1;
+    let version: string | undefined;
+    for (const param of params) {
+      const eq = param.indexOf("=");
+      const name = param.slice(0, eq).trim().toLowerCase();
+      const value = param.slice(eq + 1).trim();
+      if (name === "q") q = /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(value) ? Number(value) : 0;
+      else if (name === "version") version = value;
+    }
+    const t = type.toLowerCase();
+    if (t === "application/openmetrics-text") {
+      if (version === undefined || OPENMETRICS_VERSIONS.has(version)) openMetrics = Math.max(openMetrics, q);
+    } else if (t === "text/plain" || t === "text/*" || t === "*/*") text = Math.max(text, q);
+  }
+  return openMetrics > 0 && openMetrics >= text;
 }
 
 function tokenMatches(header: string | null, token: string): boolean {
-  if (header === null || !header.startsWith("Bearer ")) return false;
+  // The scheme is case-insensitive (RFC 7235 §2.1); the token is compared in constant time.
+  if (header === null || !/^bearer /i.test(header)) return false;
   const a = Buffer.from(header.slice(7));
   const b = Buffer.from(token);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The path of a request target: origin-form (`/metrics?x`, also what an HTTP/1.0 request
+ * without a Host gives), absolute-form, or anything else (CONNECT's authority) read as a path.
+ * Undefined when nothing parses.
+ */
+function pathOf(url: string): string | undefined {
+  try {
+    return new URL(url, "http://agent.invalid").pathname;
+  } catch {
+    return undefined;
+  }
 }
 
 export function httpServe(o: HttpOptions): Server<undefined> {
@@ -63,6 +106,13 @@ export function httpServe(o: HttpOptions): Server<undefined> {
       if (req.method !== "POST") return new Response("POST only\n", { status: 405, headers: { allow: "POST" } });
       if (o.token === undefined) return new Response("state changes over HTTP are disabled (set http.token_file in the agent config)\n", { status: 403 });
       if (!tokenMatches(req.headers.get("authorization"), o.token)) return new Response("bearer token required\n", { status: 401, headers: { "www-authenticate": "Bearer" } });
+      // Read (and drop) the body: the server holds a chunked one to requestBytesMax only as
+      // it is read; a declared Content-Length above it is refused before this handler.
+      try {
+        await req.arrayBuffer();
+      } catch {
+        return new Response(`request body above ${o.requestBytesMax} bytes\n`, { status: 413 });
+      }
       return json(await h.reload());
     }
     if (req.method !== "GET" && req.method !== "HEAD") return new Response("GET only\n", { status: 405, headers: { allow: "GET, HEAD" } });
@@ -86,8 +136,15 @@ export function httpServe(o: HttpOptions): Server<undefined> {
   const common = {
     maxRequestBodySize: o.requestBytesMax,
     idleTimeout: HTTP_IDLE_TIMEOUT_s,
+    // Never Bun's development error page (it shows source paths and code to any client).
+    development: false,
+    error: () => new Response("internal error\n", { status: 500 }),
     async fetch(req: Request): Promise<Response> {
-      const path = new URL(req.url).pathname;
+      const path = pathOf(req.url);
+      if (path === undefined) {
+        h.served("other", 400);
+        return new Response("bad request target\n", { status: 400 });
+      }
       const label = KNOWN_PATHS.has(path) ? path : "other";
       if (inFlight >= o.connectionsMax) {
         h.served(label, 503);

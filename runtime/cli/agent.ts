@@ -3,11 +3,11 @@
  * SIGHUP reloads the policy folders.
  */
 import { Agent } from "../agent/agent.ts";
-import { type AgentConfig, agentConfigDefault, agentConfigFilesCheck, agentConfigRead, listenParse } from "../agent/config.ts";
+import { type AgentConfig, agentConfigDefault, agentConfigFilesCheck, agentConfigRead, LISTEN_EXPECTED, listenDetail, listenParse } from "../agent/config.ts";
 import { UsageError } from "../errors.ts";
 import { backendChoiceParse, SMI_BACKEND_CHOICES } from "../smi/backend.ts";
 import { PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
-import { type CliIO, type Command, flagString, parseFlags } from "./command.ts";
+import { type CliIO, type Command, flagNonEmpty, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
 
 /** Longest an orderly stop may take before the process exits anyway, ms. */
@@ -32,6 +32,7 @@ Options:
   --backend B      ${SMI_BACKEND_CHOICES.join(" | ")} (default auto)
   --profile P      emulated GPUs: ${shippedProfiles().join(", ")} or a YAML path (default ${PROFILE_DEFAULT})
   --amdsmi-lib P   libamd_smi.so to load (also SVMRT_AMDSMI_LIB)
+  --rocm-smi-lib P librocm_smi64.so to load (also SVMRT_ROCM_SMI_LIB)
 
 Environment:
   SVMRT_SMI_MODE   persistent | lazy | linger[:grace_ms]: force the session mode
@@ -51,9 +52,19 @@ const LISTEN_ERRORS: Readonly<Record<string, string>> = {
   EADDRINUSE: "the address is in use (another agent or program listens there, or a stale socket file is left behind: remove it)",
   EADDRNOTAVAIL: "no interface of this host has that address",
   EACCES: "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE; a socket needs a writable directory)",
-  ENOENT: "the socket's directory does not exist",
-  EINVAL: "the host name does not resolve to an address of this host",
 };
+/** The same for a unix socket path. */
+const LISTEN_UNIX_ERRORS: Readonly<Record<string, string>> = {
+  ...LISTEN_ERRORS,
+  ENOENT: "the socket's directory does not exist",
+  ENOTDIR: "a component of the socket's directory is not a folder",
+  ENAMETOOLONG: "the socket path is too long",
+};
+/**
+ * A host:port that fails otherwise: Bun reports a host name that does not resolve with
+ * whatever errno an earlier call left (ENOENT, EINVAL seen), so the code names nothing here.
+ */
+const LISTEN_TCP_OTHER = "the host name does not resolve to an address of this host";
 
 /**
  * One line for an error of Bun.serve's listen (an Error with `syscall: "listen"` and an errno
@@ -62,8 +73,10 @@ const LISTEN_ERRORS: Readonly<Record<string, string>> = {
 export function listenErrorLine(e: unknown, listen: AgentConfig["listen"]): string | undefined {
   const err = e as { syscall?: unknown; code?: unknown } | null;
   if (err === null || typeof err !== "object" || err.syscall !== "listen" || typeof err.code !== "string") return undefined;
-  const where = "unix" in listen ? `unix:${listen.unix}` : `${listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname}:${listen.port}`;
-  return `cannot listen on ${where}: ${LISTEN_ERRORS[err.code] ?? err.code}; pick another address with --listen or the config's 'listen'`;
+  const unix = "unix" in listen;
+  const where = unix ? `unix:${listen.unix}` : `${listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname}:${listen.port}`;
+  const why = unix ? (LISTEN_UNIX_ERRORS[err.code] ?? err.code) : (LISTEN_ERRORS[err.code] ?? LISTEN_TCP_OTHER);
+  return `cannot listen on ${where}: ${why}; pick another address with --listen or the config's 'listen'`;
 }
 
 export interface AgentCommandDeps {
@@ -92,39 +105,77 @@ export function agentCommandCreate(deps: AgentCommandDeps = {}): Command {
         return EXIT.ok;
       }
       if (p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
-      const file = flagString(p, "config");
+      const file = flagNonEmpty(p, "config", "a path");
+      const profile = flagNonEmpty(p, "profile", "a profile name or a YAML path");
+      const amdsmiLib = flagNonEmpty(p, "amdsmi-lib", "a path");
+      const rocmSmiLib = flagNonEmpty(p, "rocm-smi-lib", "a path");
       const config: AgentConfig = file === undefined ? agentConfigDefault() : agentConfigRead(file);
       const listen = flagString(p, "listen");
       if (listen !== undefined) {
         const l = listenParse(listen);
-        if (l === undefined) throw new UsageError(`--listen: expected host:port (e.g. 127.0.0.1:9106) or unix:/path, got '${listen}'`);
+        const detail = listenDetail(listen);
+        if (l === undefined) throw new UsageError(`--listen: expected ${LISTEN_EXPECTED}, got '${listen}'${detail === undefined ? "" : ` (${detail})`}`);
         config.listen = l;
       }
       if (p.values.backend !== undefined) config.backend = backendChoiceParse(flagString(p, "backend"));
-      config.profile = flagString(p, "profile") ?? config.profile;
-      config.amdsmiLib = flagString(p, "amdsmi-lib") ?? config.amdsmiLib;
-      config.rocmSmiLib = flagString(p, "rocm-smi-lib") ?? config.rocmSmiLib;
+      if (profile !== undefined && config.backend !== "auto" && config.backend !== "emulated") {
+        throw new UsageError(`--profile applies to emulated GPUs, not to --backend ${config.backend}`);
+      }
+      config.profile = profile ?? config.profile;
+      config.amdsmiLib = amdsmiLib ?? config.amdsmiLib;
+      config.rocmSmiLib = rocmSmiLib ?? config.rocmSmiLib;
       agentConfigFilesCheck(config);
 
       const log = (line: string) => io.err(`svmrt agent: ${line}\n`);
+      let stopping = false;
       let stopRequested: (why: string) => void = () => {};
-      const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+      const stopped = new Promise<string>((resolve) => {
+        stopRequested = (why) => {
+          stopping = true;
+          resolve(why);
+        };
+      });
       const onTerm = () => stopRequested("SIGTERM");
       const onInt = () => stopRequested("SIGINT");
       process.on("SIGTERM", onTerm);
       process.on("SIGINT", onInt);
       deps.signal?.addEventListener("abort", () => stopRequested("stop requested"), { once: true });
       let agent: Agent | undefined;
-      // A SIGHUP while the agent starts (its folders already read) reloads once it runs.
+      // A SIGHUP while the agent starts (its folders already read) reloads once it runs. A
+      // flood of them is one reload running and at most one queued, each logged once; once a
+      // stop is asked the folders are being closed: nothing to reload.
       let reloadPending = false;
-      const onHup = () => {
-        if (agent === undefined) {
-          reloadPending = true;
-          log("SIGHUP: reloading policies once started");
+      let reloadQueued = false;
+      let reloadRunning = false;
+      const reload = (a: Agent) => {
+        if (reloadRunning) {
+          reloadQueued = true;
           return;
         }
+        reloadRunning = true;
         log("SIGHUP: reloading policies");
-        void agent.reloadPolicies();
+        void a
+          .reloadPolicies()
+          .catch((e: unknown) => log(`reload failed: ${(e as Error).message}`))
+          .finally(() => {
+            reloadRunning = false;
+            if (reloadQueued && !stopping) {
+              reloadQueued = false;
+              reload(a);
+            }
+          });
+      };
+      const onHup = () => {
+        if (stopping) {
+          log("SIGHUP ignored: stopping");
+          return;
+        }
+        if (agent === undefined) {
+          if (!reloadPending) log("SIGHUP: reloading policies once started");
+          reloadPending = true;
+          return;
+        }
+        reload(agent);
       };
       process.on("SIGHUP", onHup);
       try {
@@ -139,10 +190,7 @@ export function agentCommandCreate(deps: AgentCommandDeps = {}): Command {
           return EXIT.config;
         }
         deps.onStarted?.(agent);
-        if (reloadPending) {
-          log("SIGHUP: reloading policies");
-          void agent.reloadPolicies();
-        }
+        if (reloadPending && !stopping) reload(agent);
         const why = await stopped;
         log(`${why}: stopping`);
         const timer = setTimeout(() => {

@@ -56,6 +56,16 @@ export function flagString(p: Parsed, name: string): string | undefined {
 }
 
 /**
+ * A string flag that names a file or a thing, or undefined when absent.
+ * @throws UsageError when it is given empty (`--profile=`): an empty path names nothing.
+ */
+export function flagNonEmpty(p: Parsed, name: string, expected: string): string | undefined {
+  const v = flagString(p, name);
+  if (v === "") throw new UsageError(`--${name}: expected ${expected}, got ''`);
+  return v;
+}
+
+/**
  * An integer flag within [min, max]; `fallback` when absent.
  * @throws UsageError naming the flag, the value and the range.
  */

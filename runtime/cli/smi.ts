@@ -13,7 +13,7 @@ import { type GpuInventoryEntry, inventoryRead } from "../smi/inventory.ts";
 import { groupRead, SMI_GROUPS, type GroupReading, type SmiGroup } from "../smi/readings.ts";
 import { SmiSessionManager, sessionSharedCreate } from "../smi/session.ts";
 import { PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
-import { type CliIO, type Command, type Parsed, flagInt, flagString, parseFlags } from "./command.ts";
+import { type CliIO, type Command, type Parsed, flagInt, flagNonEmpty, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
 
 /** Bounds of --watch, ms. */
@@ -76,10 +76,11 @@ const FLAGS = {
 
 function libraryOpen(p: Parsed): SmiLibrary {
   const choice = backendChoiceParse(flagString(p, "backend"));
-  if (flagString(p, "profile") !== undefined && choice !== "auto" && choice !== "emulated") {
+  const profile = flagNonEmpty(p, "profile", "a profile name or a YAML path");
+  if (profile !== undefined && choice !== "auto" && choice !== "emulated") {
     throw new UsageError(`--profile applies to emulated GPUs, not to --backend ${choice}`);
   }
-  const spec = backendResolve({ choice, profile: flagString(p, "profile"), amdsmiLib: flagString(p, "amdsmi-lib"), rocmSmiLib: flagString(p, "rocm-smi-lib") });
+  const spec = backendResolve({ choice, profile, amdsmiLib: flagNonEmpty(p, "amdsmi-lib", "a path"), rocmSmiLib: flagNonEmpty(p, "rocm-smi-lib", "a path") });
   return smiLibraryOpen(spec);
 }
 
