@@ -17,7 +17,7 @@
  */
 import { hostname as osHostname } from "node:os";
 import { type OpenMetricsContentType, openMetricsContentType, Registry } from "prom-client";
-import { ConfigError, SmiError } from "../errors.ts";
+import { ConfigError, InvariantError, SmiError } from "../errors.ts";
 import { KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
 import { syscallsOpen } from "../ffi/libc.ts";
@@ -26,7 +26,7 @@ import { fixedSchedule, SAMPLING_DEFAULT_INTERVAL_MS, type Schedule } from "../p
 import { checkSessionDecision, LINGER_GRACE_MS_MAX, SESSION_FALLBACK, SESSION_MODES, type SessionDecision, type SessionMode } from "../policy/contracts/session.ts";
 import type { Policy } from "../policy/policy.ts";
 import { PolicyFolder, type ReloadEvent } from "../policy/reload.ts";
-import { backendBanner, backendResolve, type SmiBackendSpec } from "../smi/backend.ts";
+import { backendBanner, backendCandidates, type SmiBackendSpec } from "../smi/backend.ts";
 import type { GpuInventoryEntry } from "../smi/inventory.ts";
 import type { SmiLibraryInfo } from "../smi/library.ts";
 import { SmiPool } from "../smi/pool.ts";
@@ -202,20 +202,26 @@ export class Agent {
     // Every policy file is loaded and tested; only the ones the config names keep a sandbox.
     const used = new Set([config.sampling.policy, config.session.policy, config.advisor.policy].filter((n) => n !== undefined));
     const folders = config.policyDirs.map((d) => new PolicyFolder(d, { pluginRoots: config.pluginRoots, onEvent: (e) => opts.log?.(reloadLine(e)), serve: (spec) => used.has(spec.name) }));
-    for (const f of folders) await f.start(true);
     const findPolicy = (name: string | undefined) => (name === undefined ? undefined : folders.map((f) => f.get(name)).find((p) => p !== undefined));
     let initial: SessionDecision = SESSION_FALLBACK;
     let reason = "the default";
-    if (forced) {
-      initial = forced;
-      reason = `forced by ${SMI_MODE_ENV}`;
-    } else {
-      const p = findPolicy(config.session.policy);
-      if (p) {
-        const d = await p.invoke<SessionDecision>("mode", { nowMs: Date.now(), requestsPerS: 0, initLatencyMs: 0, shutdownLatencyMs: 0, contention: 0, openSessions: 0, currentMode: "persistent", idleMs: 0 }, { nowMs: Date.now() });
-        initial = d.value;
-        reason = `SessionPolicy ${p.name} (${d.by})`;
-      } else if (config.session.policy !== undefined) reason = `SessionPolicy ${config.session.policy} not loaded: the default`;
+    try {
+      for (const f of folders) await f.start(true);
+      if (forced) {
+        initial = forced;
+        reason = `forced by ${SMI_MODE_ENV}`;
+      } else {
+        const p = findPolicy(config.session.policy);
+        if (p) {
+          const d = await p.invoke<SessionDecision>("mode", { nowMs: Date.now(), requestsPerS: 0, initLatencyMs: 0, shutdownLatencyMs: 0, contention: 0, openSessions: 0, currentMode: "persistent", idleMs: 0 }, { nowMs: Date.now() });
+          initial = d.value;
+          reason = `SessionPolicy ${p.name} (${d.by})`;
+        } else if (config.session.policy !== undefined) reason = `SessionPolicy ${config.session.policy} not loaded: the default`;
+      }
+    } catch (e) {
+      // A fail-closed SessionPolicy, a folder that cannot be watched: nothing may stay behind.
+      for (const f of folders) f.close();
+      throw e;
     }
     const agent = new Agent(config, opts, initial);
     agent.folders = folders;
@@ -231,8 +237,20 @@ export class Agent {
 
   private async boot(findPolicy: (n: string | undefined) => Policy | undefined, modeForced: boolean): Promise<void> {
     const c = this.config;
-    this.spec = backendResolve({ choice: c.backend, profile: c.profile, amdsmiLib: c.amdsmiLib, rocmSmiLib: c.rocmSmiLib });
-    this.pool = await SmiPool.start({ spec: this.spec, sessionShared: this.sessionShared, size: c.workers, log: (l) => this.log(l) });
+    // The main thread never loads a device library: each candidate is tried by the pool's
+    // Workers, the first that loads is kept (auto: amdsmi, rocm-smi, emulated).
+    const candidates = backendCandidates({ choice: c.backend, profile: c.profile, amdsmiLib: c.amdsmiLib, rocmSmiLib: c.rocmSmiLib });
+    for (const [i, spec] of candidates.entries()) {
+      try {
+        this.pool = await SmiPool.start({ spec, sessionShared: this.sessionShared, size: c.workers, log: (l) => this.log(l) });
+        this.spec = spec;
+        break;
+      } catch (e) {
+        if (i === candidates.length - 1) throw e;
+        this.log(`${spec.backend} not used: ${(e as Error).message}`);
+      }
+    }
+    if (this.pool === undefined) throw new InvariantError("no backend candidate");
     this.libraryInfo = this.pool.info!;
     this.log(backendBanner({ info: this.libraryInfo } as never));
     // The first init and the first inventory may take long on a real host (a 16-GPU init).
@@ -313,11 +331,18 @@ export class Agent {
     return `http://${host}:${s.port}`;
   }
 
+  /** Run `fn` every `ms`; a run still in flight makes the next ones skip (no pile-up). */
   private every(ms: number, fn: () => unknown): void {
+    let running = false;
     const t = setInterval(() => {
+      if (running) return;
+      running = true;
       Promise.resolve()
         .then(fn)
-        .catch((e) => this.log(`timer: ${(e as Error).message}`));
+        .catch((e) => this.log(`timer: ${(e as Error).message}`))
+        .finally(() => {
+          running = false;
+        });
     }, ms);
     this.timers.push(t);
   }
@@ -449,6 +474,8 @@ export class Agent {
 
   private async inventoryReread(): Promise<void> {
     if (!this.pool || !this.inventory.some((g) => g.unknown.length > 0)) return;
+    // It touches every GPU: not while one of them hangs (it would hang one more worker).
+    if ((this.sampler?.hungGpus().length ?? 0) > 0) return;
     const next = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" }, AGENT_INIT_TIMEOUT_ms);
     this.inventory = next;
     this.gpuMetrics?.inventorySet(next);
