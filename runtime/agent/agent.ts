@@ -539,6 +539,11 @@ export class Agent {
       }
       this.log(`SVM events: /dev/kfd, ${this.kfdReaders.length} GPU(s)`);
     } catch (e) {
+      // All or nothing: readers opened before the failure are closed with the device.
+      for (const r of this.kfdReaders) r.close();
+      this.kfdReaders = [];
+      this.kfdDevice?.close();
+      this.kfdDevice = undefined;
       this.log(`SVM events unavailable: ${(e as Error).message}; svm_* families stay empty`);
     }
   }
