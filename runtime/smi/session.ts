@@ -24,7 +24,7 @@
  *   reach the library; `calls outside` is counted for tests);
  * - a handle never outlives its session: a GPU resolved in a closed session is an error.
  */
-import { assert, SmiError } from "../errors.ts";
+import { assert, InvariantError, SmiError } from "../errors.ts";
 import { SESSION_MODES, type SessionMode } from "../policy/contracts/session.ts";
 import type {
   MemoryKind,
@@ -45,6 +45,8 @@ import type {
 export const SESSION_LOCK_WAIT_MAX_ms = 120_000;
 /** Longest teardown waits for open sessions to close before giving up on the last shutdown, ms. */
 export const TEARDOWN_WAIT_MAX_ms = 10_000;
+/** A linger check that could not get the lock (a hung init elsewhere) runs again after this, ms. */
+export const SESSION_LINGER_RETRY_ms = 1_000;
 /** Poll period while teardown waits for sessions, ms. */
 const TEARDOWN_POLL_ms = 5;
 /** Most GPUs a session enumerates. */
@@ -122,6 +124,8 @@ export interface SessionManagerOptions {
   log?: (line: string) => void;
   /** ms clock (Date.now by default); tests pass their own. */
   clock?: () => number;
+  /** Longest this manager waits for the transition lock, ms (SESSION_LOCK_WAIT_MAX_ms by default; tests pass a short one). */
+  lockWaitMs?: number;
 }
 
 /** The shared state for `mode` (linger needs `graceMs`). */
@@ -211,11 +215,14 @@ export class SmiSessionManager implements Disposable {
   private readonly f: Float64Array;
   private readonly log: (line: string) => void;
   private readonly clock: () => number;
+  private readonly lockWaitMs: number;
   private lingerTimer: ReturnType<typeof setTimeout> | undefined;
   /** uuid → handle, valid for `handleGeneration` only. */
   private handles = new Map<string, SmiHandle>();
   private handleGeneration = -1;
   private readonly stoppers = new Set<() => void>();
+  /** A switch to persistent waits for its pin's init (logged once per run of failures). */
+  private pinWaiting = false;
 
   constructor(opts: SessionManagerOptions) {
     this.library = opts.library;
@@ -224,6 +231,8 @@ export class SmiSessionManager implements Disposable {
     this.f = new Float64Array(opts.shared, INT_SLOTS * 4, F64_SLOTS);
     this.log = opts.log ?? (() => {});
     this.clock = opts.clock ?? Date.now;
+    this.lockWaitMs = opts.lockWaitMs ?? SESSION_LOCK_WAIT_MAX_ms;
+    assert(this.lockWaitMs > 0 && this.lockWaitMs <= SESSION_LOCK_WAIT_MAX_ms, `lockWaitMs must be 1..${SESSION_LOCK_WAIT_MAX_ms}, got ${this.lockWaitMs}`);
   }
 
   get mode(): SessionMode {
@@ -252,7 +261,9 @@ export class SmiSessionManager implements Disposable {
    */
   open(): SmiSession {
     if (Atomics.load(this.a, S.CLOSING) === 1) throw new SessionClosedError();
-    this.pendingApply();
+    // A pin that failed to init was this session's init too (the count was 0): not tried twice.
+    const pinError = this.pendingApplyTry();
+    if (pinError !== undefined) throw pinError;
     // Fast path: the library is up (count > 0): take a reference with one CAS.
     for (;;) {
       const c = Atomics.load(this.a, S.COUNT);
@@ -288,25 +299,41 @@ export class SmiSessionManager implements Disposable {
     return new SmiSession(this, gen);
   }
 
-  /** @internal SmiSession.close */
+  /**
+   * @internal SmiSession.close. Never throws but for an InvariantError (a bug): a failure here
+   * (the lock held past its wait by a hung init elsewhere) is logged, and the session's
+   * reference is dropped all the same.
+   */
   sessionClosed(): void {
     const users = Atomics.sub(this.a, S.USERS, 1) - 1;
     assert(users >= 0, "more session closes than opens");
     this.f[F.LAST_CLOSE_MS] = this.clock();
-    if (users === 0 && this.mode === "linger" && Atomics.load(this.a, S.CLOSING) === 0) {
-      // The last session out hands its reference to the linger pin (or refreshes it).
-      const handedOver = this.locked(() => {
-        if (Atomics.load(this.a, S.USERS) !== 0 || this.mode !== "linger") return false;
-        this.f[F.LINGER_DEADLINE_MS] = this.clock() + Atomics.load(this.a, S.GRACE_MS);
-        if (Atomics.load(this.a, S.PIN) === PIN_LINGER) return false; // already pinned: drop ours below
-        Atomics.store(this.a, S.PIN, PIN_LINGER);
-        return true;
-      });
-      this.lingerArm();
-      if (handedOver) return;
+    try {
+      if (users === 0 && this.mode === "linger" && Atomics.load(this.a, S.CLOSING) === 0) {
+        // The last session out hands its reference to the linger pin (or refreshes it).
+        let handedOver = false;
+        try {
+          handedOver = this.locked(() => {
+            if (Atomics.load(this.a, S.USERS) !== 0 || this.mode !== "linger") return false;
+            this.f[F.LINGER_DEADLINE_MS] = this.clock() + Atomics.load(this.a, S.GRACE_MS);
+            if (Atomics.load(this.a, S.PIN) === PIN_LINGER) return false; // already pinned: drop ours below
+            Atomics.store(this.a, S.PIN, PIN_LINGER);
+            return true;
+          });
+          this.lingerArm();
+        } finally {
+          // Also when the lock could not be had: the session is gone, so is its reference.
+          if (!handedOver) this.referenceDrop();
+        }
+        if (handedOver) return;
+      } else {
+        this.referenceDrop();
+      }
+      if (users === 0) this.pendingApply();
+    } catch (e) {
+      if (e instanceof InvariantError) throw e;
+      this.log(`amdsmi session close: ${(e as Error).message}`);
     }
-    this.referenceDrop();
-    if (users === 0) this.pendingApply();
   }
 
   /** Drop one reference; the 1→0 drop shuts the library down under the lock. */
@@ -327,14 +354,34 @@ export class SmiSessionManager implements Disposable {
     }
   }
 
-  /** Arm this thread's linger timer for the shared deadline. */
-  private lingerArm(): void {
+  /** Drop one reference holding the lock; the 1→0 drop shuts the library down here. */
+  private referenceDropHeld(): void {
+    for (;;) {
+      const c = Atomics.load(this.a, S.COUNT);
+      assert(c > 0, "reference dropped at count 0");
+      // Other threads move the count only between values above 0 without the lock.
+      if (Atomics.compareExchange(this.a, S.COUNT, c, c - 1) !== c) continue;
+      if (c === 1) this.libraryShutDown();
+      return;
+    }
+  }
+
+  /**
+   * Arm this thread's linger timer for the shared deadline (or in `waitMs`). The timer never
+   * throws: an uncaught throw would end a Worker. A check that fails (the lock held past its
+   * wait) is logged and runs again SESSION_LINGER_RETRY_ms later.
+   */
+  private lingerArm(waitMs = Math.max(0, this.f[F.LINGER_DEADLINE_MS]! - this.clock())): void {
     if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
-    const wait = Math.max(0, this.f[F.LINGER_DEADLINE_MS]! - this.clock());
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = undefined;
-      this.lingerCheck();
-    }, wait);
+      try {
+        this.lingerCheck();
+      } catch (e) {
+        this.log(`amdsmi linger check failed: ${(e as Error).message}; it runs again in ${SESSION_LINGER_RETRY_ms} ms`);
+        if (this.lingerTimer === undefined && Atomics.load(this.a, S.CLOSING) === 0) this.lingerArm(SESSION_LINGER_RETRY_ms);
+      }
+    }, waitMs);
   }
 
   /**
@@ -348,51 +395,82 @@ export class SmiSessionManager implements Disposable {
       this.lingerArm();
       return;
     }
-    const release = this.locked(() => {
-      if (Atomics.load(this.a, S.PIN) !== PIN_LINGER || this.clock() < this.f[F.LINGER_DEADLINE_MS]!) return false;
-      if (Atomics.load(this.a, S.USERS) !== 0) return false; // the last of them re-pins on close
+    this.locked(() => {
+      if (Atomics.load(this.a, S.PIN) !== PIN_LINGER || this.clock() < this.f[F.LINGER_DEADLINE_MS]!) return;
+      if (Atomics.load(this.a, S.USERS) !== 0) return; // the last of them re-pins on close
+      // Pin and reference go together, in one critical section: never a pin gone and its reference left.
       Atomics.store(this.a, S.PIN, PIN_NONE);
-      return true;
+      this.referenceDropHeld();
     });
-    if (release) this.referenceDrop();
   }
 
-  /** Apply a requested mode if one is pending, no session is open and teardown has not begun. */
+  /**
+   * Apply a requested mode if one is pending, no session is open and teardown has not begun.
+   * A switch to persistent whose pin cannot be taken (its init failed) is logged and stays
+   * pending: the next open or maintenance call tries again; the mode is unchanged meanwhile.
+   * @throws SmiError TIMEOUT when the lock stays held past the manager's lock wait.
+   */
   pendingApply(): void {
-    if (Atomics.load(this.a, S.MODE_REQUESTED) === NO_REQUEST) return;
-    if (Atomics.load(this.a, S.USERS) !== 0) return;
-    let drop = false;
+    this.pendingApplyTry();
+  }
+
+  /** pendingApply; returns the init error of a persistent pin that could not be taken. */
+  private pendingApplyTry(): Error | undefined {
+    if (Atomics.load(this.a, S.MODE_REQUESTED) === NO_REQUEST) return undefined;
+    if (Atomics.load(this.a, S.USERS) !== 0) return undefined;
+    let pinFailure: { from: SessionMode; error: Error } | undefined;
     this.locked(() => {
       const req = Atomics.load(this.a, S.MODE_REQUESTED);
       if (req === NO_REQUEST || Atomics.load(this.a, S.USERS) !== 0) return;
       // During teardown no pin is taken (that would init after the last shutdown) nor moved.
       if (Atomics.load(this.a, S.CLOSING) === 1) return;
-      Atomics.store(this.a, S.MODE_REQUESTED, NO_REQUEST);
       const from = this.mode;
       const to = SESSION_MODES[req]!;
       const grace = Atomics.load(this.a, S.GRACE_MS_REQUESTED);
       const graceOld = Atomics.load(this.a, S.GRACE_MS);
-      if (from === to && (to !== "linger" || grace === graceOld)) return;
+      // A request made meanwhile stays for the next call.
+      const consume = (): void => void Atomics.compareExchange(this.a, S.MODE_REQUESTED, req, NO_REQUEST);
+      if (from === to && (to !== "linger" || grace === graceOld)) {
+        consume();
+        return;
+      }
+      const pin = Atomics.load(this.a, S.PIN);
+      if (to === "persistent" && pin === PIN_NONE) {
+        // The pin first: when its init fails, nothing is switched and the request stays.
+        try {
+          this.pinTake(PIN_PERSISTENT);
+        } catch (e) {
+          if (e instanceof InvariantError) throw e;
+          pinFailure = { from, error: e as Error };
+          return;
+        }
+      }
+      consume();
       Atomics.store(this.a, S.MODE, req);
       Atomics.store(this.a, S.GRACE_MS, to === "linger" ? grace : 0);
       Atomics.add(this.a, S.MODE_SWITCHES, 1);
       this.log(`amdsmi session mode ${from} -> ${to}${to === "linger" ? ` (grace ${grace} ms)` : ""}`);
-      const pin = Atomics.load(this.a, S.PIN);
       if (to === "persistent") {
         if (pin === PIN_LINGER) Atomics.store(this.a, S.PIN, PIN_PERSISTENT);
-        else if (pin === PIN_NONE) this.pinTake(PIN_PERSISTENT);
       } else if (pin === PIN_PERSISTENT || (pin === PIN_LINGER && to === "lazy")) {
         if (to === "linger") {
           Atomics.store(this.a, S.PIN, PIN_LINGER);
           this.f[F.LINGER_DEADLINE_MS] = this.clock() + grace;
         } else {
           Atomics.store(this.a, S.PIN, PIN_NONE);
-          drop = true;
+          this.referenceDropHeld();
         }
       }
     });
-    if (drop) this.referenceDrop();
+    if (pinFailure !== undefined) {
+      // Once per run of failures in this thread; libraryInit logs every failed init.
+      if (!this.pinWaiting) this.log(`amdsmi session mode ${pinFailure.from} -> persistent waits: its pin's init failed (${pinFailure.error.message}); retried at the next session or maintenance`);
+      this.pinWaiting = true;
+      return pinFailure.error;
+    }
+    this.pinWaiting = false;
     if (Atomics.load(this.a, S.PIN) === PIN_LINGER) this.lingerArm();
+    return undefined;
   }
 
   /** Take a pin reference (under the lock). */
@@ -444,12 +522,16 @@ export class SmiSessionManager implements Disposable {
     }
   }
 
-  /** Run `fn` holding the transition lock. @throws SmiError TIMEOUT after SESSION_LOCK_WAIT_MAX_ms. */
-  private locked<T>(fn: () => T): T {
-    const deadline = performance.now() + SESSION_LOCK_WAIT_MAX_ms;
+  /**
+   * Run `fn` holding the transition lock, waiting for it until `deadline` (performance.now()
+   * ms; the manager's lock wait from now by default).
+   * @throws SessionLockTimeoutError when another thread holds it past the deadline.
+   */
+  private locked<T>(fn: () => T, deadline = performance.now() + this.lockWaitMs): T {
+    const t0 = performance.now();
     while (Atomics.compareExchange(this.a, S.LOCK, 0, 1) !== 0) {
       const left = deadline - performance.now();
-      if (left <= 0) throw new SmiError("session lock", "TIMEOUT", 8, `another thread held the amdsmi init/shutdown lock for ${SESSION_LOCK_WAIT_MAX_ms} ms`);
+      if (left <= 0) throw new SessionLockTimeoutError(Math.round(performance.now() - t0));
       Atomics.wait(this.a, S.LOCK, 1, Math.min(left, 100));
     }
     try {
@@ -488,8 +570,9 @@ export class SmiSessionManager implements Disposable {
   /**
    * Teardown in order: refuse new sessions, stop every registered reader, wait (at most
    * `waitMs`) for open sessions to close, release the pin, which makes the last shutdown.
-   * Returns whether the library was shut down; false when sessions stayed open (a hung read):
-   * the library is then left to the process exit, never shut down under a reader.
+   * Returns whether the library was shut down; false when sessions stayed open (a hung read)
+   * or the lock stayed held by another thread (a hung init) for `waitMs`: the library is then
+   * left to the process exit, never shut down under a reader. Takes about `waitMs` at most.
    */
   async teardown(waitMs = TEARDOWN_WAIT_MAX_ms): Promise<{ shutDown: boolean; openSessions: number }> {
     sessionClosingSet(this.shared);
@@ -507,20 +590,28 @@ export class SmiSessionManager implements Disposable {
     for (;;) {
       // Wait on references, not only on open sessions: a session another thread is opening or
       // closing right now holds one while USERS no longer (or not yet) counts it.
-      const held = this.locked(() => {
-        const pin = Atomics.load(this.a, S.PIN);
-        const others = Atomics.load(this.a, S.COUNT) - (pin === PIN_NONE ? 0 : 1);
-        const users = Atomics.load(this.a, S.USERS);
-        if (others > 0 || users > 0) return Math.max(others, users);
-        // Only the pin is left: release it and make the last shutdown in this critical section.
-        // The CAS fails when an open took a reference meanwhile (it then backs out: CLOSING).
-        if (pin !== PIN_NONE) {
-          if (Atomics.compareExchange(this.a, S.COUNT, 1, 0) !== 1) return 1;
-          Atomics.store(this.a, S.PIN, PIN_NONE);
-          this.libraryShutDown();
-        }
-        return 0;
-      });
+      let held: number;
+      try {
+        held = this.locked(() => {
+          const pin = Atomics.load(this.a, S.PIN);
+          const others = Atomics.load(this.a, S.COUNT) - (pin === PIN_NONE ? 0 : 1);
+          const users = Atomics.load(this.a, S.USERS);
+          if (others > 0 || users > 0) return Math.max(others, users);
+          // Only the pin is left: release it and make the last shutdown in this critical section.
+          // The CAS fails when an open took a reference meanwhile (it then backs out: CLOSING).
+          if (pin !== PIN_NONE) {
+            if (Atomics.compareExchange(this.a, S.COUNT, 1, 0) !== 1) return 1;
+            Atomics.store(this.a, S.PIN, PIN_NONE);
+            this.libraryShutDown();
+          }
+          return 0;
+        }, deadline);
+      } catch (e) {
+        if (!(e instanceof SessionLockTimeoutError)) throw e;
+        // Within waitMs, as promised: the lock's holder (an init or shutdown) is hung.
+        this.log(`teardown: another thread held the amdsmi init/shutdown lock for the whole ${waitMs} ms (a hung init or shutdown); amdsmi is left to the process exit`);
+        return { shutDown: false, openSessions: Atomics.load(this.a, S.USERS) };
+      }
       if (held === 0) break;
       if (performance.now() >= deadline) {
         this.log(`teardown: ${held} session(s) still open after ${waitMs} ms; amdsmi is left to the process exit`);
@@ -536,6 +627,13 @@ export class SmiSessionManager implements Disposable {
   [Symbol.dispose](): void {
     if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
+  }
+}
+
+/** The transition lock stayed held by another thread (a hung init or shutdown) past the wait. */
+class SessionLockTimeoutError extends SmiError {
+  constructor(waitedMs: number) {
+    super("session lock", "TIMEOUT", 8, `another thread held the amdsmi init/shutdown lock for ${waitedMs} ms (an init or shutdown hung in the driver?)`);
   }
 }
 

@@ -4,13 +4,13 @@
  * pool's calls (runtime/smi/pool.ts). Every library call of the agent runs in one of these,
  * never on the main thread: bun:ffi is synchronous and a read can take a second.
  */
-import { SmiError } from "../errors.ts";
+import { InvariantError } from "../errors.ts";
 import { type SmiBackendSpec, smiLibraryOpen } from "./backend.ts";
 import type { SmiLibrary } from "./library.ts";
 import { groupRead, type SmiGroup } from "./readings.ts";
 import { SmiSessionManager } from "./session.ts";
 import { inventoryRead } from "./inventory.ts";
-import type { PoolReply, PoolRequest, WireError, WorkerInit } from "./pool.ts";
+import { errorToWire, type PoolReply, type PoolRequest, type WorkerInit } from "./pool.ts";
 
 declare const self: Worker;
 
@@ -21,14 +21,8 @@ function reply(m: PoolReply): void {
   self.postMessage(m);
 }
 
-function errorOf(e: unknown): WireError {
-  if (e instanceof SmiError) return { name: e.name, message: e.message, fn: e.fn, statusName: e.statusName, status: e.status };
-  const err = e as Error;
-  return { name: err?.name ?? "Error", message: err?.message ?? String(e) };
-}
-
 async function serve(req: PoolRequest): Promise<unknown> {
-  if (mgr === undefined) throw new Error("library worker used before init");
+  if (mgr === undefined) throw new InvariantError("library worker used before its init answered (a bug in the pool)");
   switch (req.op) {
     case "start":
       mgr.start(req.reason);
@@ -63,13 +57,13 @@ self.onmessage = async (ev: MessageEvent<WorkerInit | PoolRequest>) => {
       mgr = new SmiSessionManager({ library: lib, shared: m.sessionShared, log: (line) => reply({ id: -1, ok: true, log: line }) });
       reply({ id: m.id, ok: true, value: lib.info });
     } catch (e) {
-      reply({ id: m.id, ok: false, error: errorOf(e) });
+      reply({ id: m.id, ok: false, error: errorToWire(e) });
     }
     return;
   }
   try {
     reply({ id: m.id, ok: true, value: await serve(m) });
   } catch (e) {
-    reply({ id: m.id, ok: false, error: errorOf(e) });
+    reply({ id: m.id, ok: false, error: errorToWire(e) });
   }
 };

@@ -12,6 +12,8 @@ export interface FakeOptions {
   /** Init fails this many times with `initFailStatus`. */
   initFailures?: number;
   initFailStatus?: [string, number];
+  /** Runs inside every init call, before it succeeds or fails (a slow or hung init). */
+  onInit?: () => void;
 }
 
 export class FakeSmiLibrary implements SmiLibrary {
@@ -47,6 +49,7 @@ export class FakeSmiLibrary implements SmiLibrary {
   }
   init(): void {
     this.log.push("init");
+    this.opts.onInit?.();
     if (this.initFailuresLeft > 0) {
       this.initFailuresLeft--;
       const [name, n] = this.opts.initFailStatus ?? ["DRIVER_NOT_LOADED", 34];

@@ -11,7 +11,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { AMDSMI_DOUBLE_LAYOUTS, type AmdsmiDoubleCounter } from "../../runtime/ffi/amdsmi-double.ts";
 import type { SessionMode } from "../../runtime/policy/contracts/session.ts";
-import { sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../../runtime/smi/session.ts";
+import { amdsmiOpen } from "../../runtime/ffi/amdsmi.ts";
+import { SESSION_LINGER_RETRY_ms, SmiSessionManager, sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../../runtime/smi/session.ts";
 import { type AmdsmiDoubleFixture, amdsmiDoubleFixture, DOUBLE_GPUS } from "../ffi/amdsmi-double.ts";
 import { deviceFileOpen, type SessionAnswer, type SessionAsk, SYNC, SYNC_bytes } from "./session-worker.ts";
 
@@ -31,6 +32,8 @@ const GRACE_NEVER_ms = 600_000;
 const MODE_CYCLES = 40;
 const MODE_SWITCH_GRACE_ms = 50;
 const TEST_TIMEOUT_ms = 60_000;
+/** The main thread's manager waits this long for the lock in the linger-timer test, ms. */
+const LOCK_WAIT_SHORT_ms = 20;
 
 const UUIDS = DOUBLE_GPUS.map((g) => g.uuid);
 const GPU1 = DOUBLE_GPUS[1]!;
@@ -537,6 +540,53 @@ describe("teardown racing a session on another Worker (layout 26)", () => {
         expect(counters(fx, ["real_inits", "real_shutdowns", "initialised"])).toEqual({ real_inits: 1, real_shutdowns: 1, initialised: 0 });
         expect(deviceFileOpen(fx.deviceFile)).toBe(false);
       } finally {
+        await rig.close();
+      }
+    },
+    TEST_TIMEOUT_ms,
+  );
+});
+
+describe("a linger timer that cannot get the lock (layout 26)", () => {
+  const fx = amdsmiDoubleFixture(26);
+  afterAll(() => fx.close());
+
+  test(
+    "its check logs the lock TIMEOUT and tries again later instead of throwing in its thread; the switch holding the lock then completes",
+    async () => {
+      fx.configure();
+      const rig = await rigStart(fx, "linger", GRACE_NEVER_ms, 1);
+      // This thread's own manager and binding, with a short lock wait and a clock of its own.
+      const lib = amdsmiOpen({ path: fx.path });
+      const lines: string[] = [];
+      let now = 1_000;
+      const m = new SmiSessionManager({ library: lib, shared: rig.shared, clock: () => now, log: (l) => lines.push(l), lockWaitMs: LOCK_WAIT_SHORT_ms });
+      try {
+        const w0 = rig.workers[0]!;
+        m.open().close(); // the linger pin holds the library until now + grace
+        expect(sessionStatsOf(rig.shared)).toMatchObject({ pinned: "linger", count: 1, initialised: true });
+        // w0 applies a pending switch and stops in its log line, holding the lock.
+        sessionModeRequest(rig.shared, "lazy");
+        const opening = w0.ask({ op: "openHooked", uuid: UUIDS[0]! });
+        await until(() => Atomics.load(rig.sync, SYNC.HOOK_IN) === 1, "w0 holding the lock");
+        // Arm this thread's linger timer for 1 ms before the deadline, then pass the deadline.
+        now += GRACE_NEVER_ms - 1;
+        m.lingerCheck();
+        now += 2;
+        const timeouts = (): number => lines.filter((l) => l.includes("linger") && l.includes("TIMEOUT")).length;
+        // The timer fires, cannot get the lock, logs it, and tries again SESSION_LINGER_RETRY_ms later.
+        await until(() => timeouts() >= 2, "two linger checks failing on the lock");
+        expect(lines.find((l) => l.includes("TIMEOUT"))).toContain(`${SESSION_LINGER_RETRY_ms} ms`);
+        expect(sessionStatsOf(rig.shared)).toMatchObject({ pinned: "linger", count: 1, initialised: true });
+        flag(rig.sync, SYNC.HOOK_GO, 1);
+        expect((await opening).error).toBeUndefined();
+        await ok(w0.ask({ op: "close" }));
+        const st = sessionStatsOf(rig.shared);
+        expect({ mode: st.mode, pinned: st.pinned, count: st.count, initialised: st.initialised }).toEqual({ mode: "lazy", pinned: "none", count: 0, initialised: false });
+        expect(counters(fx, ["real_inits", "real_shutdowns", "calls_uninit"])).toEqual({ real_inits: 2, real_shutdowns: 2, calls_uninit: 0 });
+      } finally {
+        m[Symbol.dispose]();
+        lib.unload();
         await rig.close();
       }
     },

@@ -204,3 +204,117 @@ describe("mode switches", () => {
     mgr[Symbol.dispose]();
   });
 });
+
+/** A lock wait short enough for a test, long against the few instructions a free lock needs, ms. */
+const LOCK_WAIT_SHORT_ms = 20;
+
+describe("failures inside the manager (review findings)", () => {
+  test("a switch to persistent whose pin init fails stays pending and is retried by the next open", () => {
+    const { lib, mgr, shared, lines } = setup("lazy");
+    mgr.start();
+    sessionModeRequest(shared, "persistent");
+    lib.initFailuresLeft = 1;
+    // Not thrown: the failure is logged and the request kept.
+    mgr.pendingApply();
+    expect(mgr.mode).toBe("lazy");
+    expect(mgr.stats().pinned).toBe("none");
+    expect(mgr.stats().count).toBe(0);
+    expect(lines.some((l) => l.includes("init failed"))).toBe(true);
+    expect(lines.some((l) => l.includes("lazy -> persistent") && l.includes("retried"))).toBe(true);
+    // While it keeps failing, an open fails with the init error, one init attempt per open.
+    lib.initFailuresLeft = 1;
+    expect(() => mgr.open()).toThrow(/DRIVER_NOT_LOADED/);
+    expect(mgr.stats()).toMatchObject({ mode: "lazy", initAttempts: 2, initFailures: 2, count: 0, openSessions: 0 });
+    expect(lines.filter((l) => l.includes("lazy -> persistent waits"))).toHaveLength(1);
+    // The next open retries the pin: one init, the pin held after the session closes.
+    mgr.open().close();
+    expect(mgr.mode).toBe("persistent");
+    expect(mgr.stats().pinned).toBe("persistent");
+    expect(mgr.stats().count).toBe(1);
+    expect(lib.inits).toBe(1);
+    expect(lib.shutdowns).toBe(0);
+  });
+
+  test("a pending switch whose pin init fails at the last close never throws from close", () => {
+    const { lib, mgr, shared, lines } = setup("lazy");
+    const s = mgr.open();
+    sessionModeRequest(shared, "persistent");
+    lib.initFailuresLeft = 1;
+    // The last close shuts down (1 -> 0), then applies the switch: its init fails.
+    expect(() => s.close()).not.toThrow();
+    expect(lib.shutdowns).toBe(1);
+    expect(mgr.mode).toBe("lazy");
+    expect(mgr.stats().count).toBe(0);
+    expect(lines.some((l) => l.includes("init failed"))).toBe(true);
+    mgr.pendingApply();
+    expect(mgr.mode).toBe("persistent");
+    expect(mgr.stats().pinned).toBe("persistent");
+    expect(lib.inits).toBe(2);
+  });
+
+  test("a lock timeout at the last close in linger mode still drops the session's reference", () => {
+    // Two managers of one library state, as two threads; the second holds the lock while its
+    // clock hook closes the first one's session (the first then cannot get the lock).
+    const lib = new FakeSmiLibrary();
+    const shared = sessionSharedCreate("linger", 600_000);
+    let now = 1_000;
+    const lines: string[] = [];
+    const m1 = new SmiSessionManager({ library: lib, shared, clock: () => now, log: (l) => lines.push(l), lockWaitMs: LOCK_WAIT_SHORT_ms });
+    let inLock: (() => void) | undefined;
+    let clockCalls = 0;
+    const m2 = new SmiSessionManager({
+      library: lib,
+      shared,
+      clock: () => {
+        // lingerCheck reads the clock once outside the lock, then once inside it.
+        if (++clockCalls === 2) inLock?.();
+        return now;
+      },
+    });
+    try {
+      m1.open().close(); // the linger pin takes the reference: count 1
+      const s = m1.open();
+      expect(sessionStatsOf(shared).count).toBe(2);
+      now += 600_001;
+      let closeError: unknown;
+      inLock = () => {
+        try {
+          s.close();
+        } catch (e) {
+          closeError = e;
+        }
+      };
+      m2.lingerCheck();
+      expect(closeError).toBeUndefined();
+      expect(lines.some((l) => l.includes("TIMEOUT"))).toBe(true);
+      // The session's reference went; the pin's release made the last shutdown.
+      const st = sessionStatsOf(shared);
+      expect(st).toMatchObject({ count: 0, openSessions: 0, initialised: false, pinned: "none" });
+      expect(lib.shutdowns).toBe(1);
+    } finally {
+      m1[Symbol.dispose]();
+      m2[Symbol.dispose]();
+    }
+  });
+
+  test("teardown honours its wait when another thread holds the lock in a hung init", async () => {
+    const shared = sessionSharedCreate("lazy");
+    const lines: string[] = [];
+    let teardown: Promise<{ shutDown: boolean; openSessions: number }> | undefined;
+    // m1 waits long for the lock by default; its teardown must still give up after waitMs.
+    const lib1 = new FakeSmiLibrary();
+    const m1 = new SmiSessionManager({ library: lib1, shared, log: (l) => lines.push(l), lockWaitMs: 2_000 });
+    const lib2 = new FakeSmiLibrary({
+      onInit: () => {
+        // Inside m2's init, under the lock: a teardown in "another thread".
+        teardown = m1.teardown(30);
+      },
+    });
+    const m2 = new SmiSessionManager({ library: lib2, shared });
+    m2.open().close();
+    expect(teardown).toBeDefined();
+    const r = await teardown!.catch((e: Error) => e);
+    expect(r).toEqual({ shutDown: false, openSessions: 0 });
+    expect(lines.some((l) => l.includes("lock") && l.includes("30 ms"))).toBe(true);
+  });
+});
