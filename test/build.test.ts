@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -9,6 +9,7 @@ describe("bun run build: the single executable", () => {
     expect(build.exitCode, build.stderr.toString()).toBe(0);
     // A release layout: bin/svmrt, plugins/, policies/ — and hostile config files in the cwd.
     const root = mkdtempSync(join(tmpdir(), "svmrt-release-"));
+    try {
     cpSync("dist/svmrt", join(root, "bin/svmrt"));
     cpSync("plugins", join(root, "plugins"), { recursive: true });
     cpSync("policies", join(root, "policies"), { recursive: true });
@@ -24,5 +25,8 @@ describe("bun run build: the single executable", () => {
       env: { PATH: "/usr/bin:/bin" },
     });
     expect(JSON.parse(ev.stdout.toString())).toEqual({ ok: true, decision: 0x3fe1, by: "plugin", logs: [] });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   }, 120_000);
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ERRNO, errnoName } from "../../runtime/ffi/errno.ts";
@@ -46,6 +46,7 @@ describe("libc syscalls over bun:ffi return -errno", () => {
     expect(sys.read(rfd, buf)).toBe(0);
     sys.close(rfd);
     expect(sys.read(rfd, buf)).toBe(-ERRNO.EBADF);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test("addressOf is stable for small views (no JSC fast-mode relocation)", () => {
