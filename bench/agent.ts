@@ -36,7 +36,13 @@ const TARGET_RSS_MB = 100;
 const CLK_TCK = 100;
 
 const { values } = parseArgs({
-  options: { "duration-s": { type: "string", default: "600" }, scrapers: { type: "string", default: "50" }, profile: { type: "string", default: "mi300x-16" } },
+  options: {
+    "duration-s": { type: "string", default: "600" },
+    scrapers: { type: "string", default: "50" },
+    profile: { type: "string", default: "mi300x-16" },
+    /** An agent config for the measured agent (default: none, the shipped defaults). */
+    config: { type: "string" },
+  },
 });
 const durationS = Number(values["duration-s"]);
 const scrapers = Number(values.scrapers);
@@ -102,7 +108,7 @@ let cpuPerRead: { reads: number; cpuS: number; wallS: number };
   }
 }
 
-const { child, url } = await agentSpawn([]);
+const { child, url } = await agentSpawn(values.config === undefined ? [] : ["--config", values.config]);
 try {
   const started = performance.now();
   const cpu0 = procStat(child.pid).cpuS;
@@ -141,6 +147,7 @@ try {
     JSON.stringify({
       bench: "agent",
       profile: values.profile,
+      config: values.config ?? "defaults",
       gpus: Number(/^gpu_nodes_total\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? 0),
       scrapers,
       scrape_interval_ms: SCRAPE_INTERVAL_ms,

@@ -20,7 +20,7 @@ export interface EmuSvmStart {
   type: "start";
   profile: string;
   workloads: string[];
-  /** Quiet time between two workload runs, ms. */
+  /** Quiet time between two workload runs, ms (longer after a long run: EMU_SVM_DUTY_MAX). */
   pauseMs: number;
   /** The emulated amdsmi's shared state (VRAM published into it). */
   smiShared?: SharedArrayBuffer;
@@ -29,6 +29,11 @@ export type EmuSvmMessage = { type: "events"; events: SmiEvent[]; dropped: numbe
 
 /** Poll period of the emulated readers, ms. */
 const EMU_POLL_ms = 20;
+/**
+ * Most share of wall time the emulated workloads may run (the rest is pause): the demo must
+ * not take the cores the agent serves from (a 16-GPU workload runs for seconds).
+ */
+export const EMU_SVM_DUTY_MAX = 0.2;
 /** Most events one message carries. */
 export const EMU_EVENTS_PER_MESSAGE_MAX = 4096;
 
@@ -66,6 +71,7 @@ async function run(m: EmuSvmStart): Promise<void> {
       if (m.smiShared) for (const [i] of profile.gpus.entries()) emuSmiVramPublish(m.smiShared, i, machine.model.vramUsedPages[i]! * PAGE_BYTES);
     };
     const timer = setInterval(flush, EMU_POLL_ms);
+    const runStart = performance.now();
     try {
       await machine.workloadRun(workload, sys.pid, signal);
     } catch (e) {
@@ -87,10 +93,12 @@ async function run(m: EmuSvmStart): Promise<void> {
           clearTimeout(t);
           resolve();
         };
+        const ranMs = performance.now() - runStart;
+        const pauseMs = Math.max(m.pauseMs, (ranMs * (1 - EMU_SVM_DUTY_MAX)) / EMU_SVM_DUTY_MAX);
         const t = setTimeout(() => {
           signal.removeEventListener("abort", onAbort);
           resolve();
-        }, m.pauseMs);
+        }, pauseMs);
         signal.addEventListener("abort", onAbort, { once: true });
       });
     }

@@ -16,7 +16,8 @@ import type { Server } from "bun";
 export const HTTP_IDLE_TIMEOUT_s = 10;
 
 export interface HttpHandlers {
-  metrics(openMetrics: boolean): Promise<{ body: Uint8Array; contentType: string }>;
+  /** The latest rendering, plain and gzip-compressed. */
+  metrics(openMetrics: boolean): Promise<{ body: Uint8Array; gzip: Uint8Array; contentType: string }>;
   ready(): boolean;
   gpus(): unknown;
   policies(): unknown;
@@ -47,6 +48,18 @@ const json = (v: unknown, status = 200): Response =>
 const OPENMETRICS_VERSIONS = new Set(["1.0.0", "0.0.1"]);
 /** Most media ranges of an Accept header weighed (Prometheus sends four). */
 export const ACCEPT_RANGES_MAX = 32;
+
+/** True when Accept-Encoding lists gzip (or `*`) with a quality above 0. */
+export function acceptsGzip(header: string | null): boolean {
+  if (header === null) return false;
+  for (const part of header.split(",").slice(0, ACCEPT_RANGES_MAX)) {
+    const [coding = "", ...params] = part.split(";").map((x) => x.trim().toLowerCase());
+    if (coding !== "gzip" && coding !== "*") continue;
+    const q = params.find((p) => p.startsWith("q="));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}
 
 /**
  * True when the Accept header prefers OpenMetrics: an `application/openmetrics-text` range of
@@ -119,7 +132,10 @@ export function httpServe(o: HttpOptions): Server<undefined> {
     switch (path) {
       case "/metrics": {
         const m = await h.metrics(wantsOpenMetrics(req.headers.get("accept")));
-        return new Response(m.body, { headers: { "content-type": m.contentType } });
+        if (acceptsGzip(req.headers.get("accept-encoding"))) {
+          return new Response(m.gzip, { headers: { "content-type": m.contentType, "content-encoding": "gzip", vary: "accept-encoding" } });
+        }
+        return new Response(m.body, { headers: { "content-type": m.contentType, vary: "accept-encoding" } });
       }
       case "/healthz":
         return h.ready() ? new Response("ok\n") : new Response("starting: no sample yet\n", { status: 503 });

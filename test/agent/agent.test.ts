@@ -59,6 +59,14 @@ describe("agent on emulated GPUs", () => {
       const om = await scrape(agent, "application/openmetrics-text; version=1.0.0");
       expect(om.type).toContain("application/openmetrics-text");
       expect(om.text.trimEnd().endsWith("# EOF")).toBe(true);
+      // gzip when asked (Prometheus asks): the same exposition, compressed once per rendering.
+      const raw = await fetch(`${agent.url}/metrics`, { headers: { "accept-encoding": "gzip" }, decompress: false } as RequestInit);
+      expect(raw.headers.get("content-encoding")).toBe("gzip");
+      const unzipped = new TextDecoder().decode(Bun.gunzipSync(new Uint8Array(await raw.arrayBuffer())));
+      expect(unzipped).toContain("# TYPE gpu_gfx_activity gauge");
+      expect(unzipped.length).toBeGreaterThan(1000);
+      const plain = await fetch(`${agent.url}/metrics`, { headers: { "accept-encoding": "identity" } });
+      expect(plain.headers.get("content-encoding")).toBeNull();
       // The text registry keeps its names after an OpenMetrics scrape.
       expect((await scrape(agent)).text).toContain("svmrt_http_requests_total{");
 

@@ -336,7 +336,7 @@ describe("hostile: requests beyond connections_max", () => {
       requestBytesMax: 1024,
       token: "abcdefghijklmnopqrstuvwxyz012345",
       handlers: {
-        metrics: async () => ({ body: new Uint8Array(), contentType: "text/plain" }),
+        metrics: async () => ({ body: new Uint8Array(), gzip: new Uint8Array(), contentType: "text/plain" }),
         ready: () => true,
         gpus: () => [],
         policies: () => [],
