@@ -260,7 +260,7 @@ export class Agent {
     }
     if (this.pool === undefined) throw new InvariantError("no backend candidate");
     this.libraryInfo = this.pool.info!;
-    this.log(backendBanner({ info: this.libraryInfo } as never));
+    this.log(backendBanner(this.libraryInfo));
     // The first init and the first inventory may take long on a real host (a 16-GPU init).
     await this.pool.call({ op: "start", reason: this.modeReason }, AGENT_INIT_TIMEOUT_ms);
     this.inventory = await this.pool.call<GpuInventoryEntry[]>({ op: "inventory" }, AGENT_INIT_TIMEOUT_ms);

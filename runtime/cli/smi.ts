@@ -109,7 +109,7 @@ async function listRun(p: Parsed, io: CliIO): Promise<number> {
     io.out(`${JSON.stringify({ backend: lib.info.backend, emulated: lib.info.emulated, library: lib.info, gpus }, null, 2)}\n`);
     return EXIT.ok;
   }
-  io.err(`${backendBanner(lib)}\n`);
+  io.err(`${backendBanner(lib.info)}\n`);
   io.out("gpu  uuid                                  bdf           model                     serial            vram        hive    mode        kfd\n");
   for (const g of gpus) {
     io.out(
@@ -165,7 +165,7 @@ async function metricsRun(p: Parsed, io: CliIO): Promise<number> {
         }
       }
       // After the first session: a 24.x amdsmi tells its version only once initialised.
-      if (!json && round === 0) io.err(`${backendBanner(lib)}\n`);
+      if (!json && round === 0) io.err(`${backendBanner(lib.info)}\n`);
       if (json) {
         io.out(`${JSON.stringify({ at, backend: lib.info.backend, emulated: lib.info.emulated, gpus: rows })}\n`);
         continue;

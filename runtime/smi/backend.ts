@@ -8,12 +8,12 @@
  * the library's own status (DRIVER_NOT_LOADED, INIT_ERROR) and exit 5.
  */
 import { existsSync } from "node:fs";
-import { UsageError } from "../errors.ts";
+import { InvariantError, UsageError } from "../errors.ts";
 import { amdsmiOpen } from "../ffi/amdsmi.ts";
 import { rocmSmiOpen } from "../ffi/rocm-smi.ts";
 import { emuSmiOpen, emuSmiSharedCreate } from "../emu/smi.ts";
 import { loadProfile, PROFILE_DEFAULT } from "../sim/profile.ts";
-import { SMI_BACKENDS, type SmiBackendName, type SmiLibrary } from "./library.ts";
+import { SMI_BACKENDS, type SmiBackendName, type SmiLibrary, type SmiLibraryInfo } from "./library.ts";
 
 export type SmiBackendChoice = SmiBackendName | "auto";
 export const SMI_BACKEND_CHOICES: readonly SmiBackendChoice[] = ["auto", ...SMI_BACKENDS];
@@ -46,41 +46,22 @@ export function backendChoiceParse(v: string | undefined): SmiBackendChoice {
 }
 
 /**
- * Decide the backend. For `auto`, a library that loads is unloaded again here: the spec is
- * what each thread opens for itself.
+ * Decide the backend on this thread (the CLI): the first of `backendCandidates` that loads;
+ * a library that loads is unloaded again here, the spec is what each thread opens for itself.
  * @throws SmiError when an explicitly chosen library does not load; ConfigError for a bad profile.
  */
 export function backendResolve(o: BackendResolveOptions): SmiBackendSpec {
-  const emulated = (): SmiBackendSpec => {
-    const profile = o.profile ?? PROFILE_DEFAULT;
-    const p = loadProfile(profile);
-    return { backend: "emulated", profile, shared: emuSmiSharedCreate(p.gpus.length) };
-  };
-  const tryOpen = (open: () => SmiLibrary): boolean => {
+  const candidates = backendCandidates(o);
+  for (const [i, spec] of candidates.entries()) {
+    if (spec.backend === "emulated") return spec;
     try {
-      open().unload();
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  switch (o.choice) {
-    case "emulated":
-      return emulated();
-    case "amdsmi":
-      amdsmiOpen({ path: o.amdsmiLib }).unload();
-      return { backend: "amdsmi", path: o.amdsmiLib };
-    case "rocm-smi":
-      rocmSmiOpen({ path: o.rocmSmiLib }).unload();
-      return { backend: "rocm-smi", path: o.rocmSmiLib };
-    case "auto": {
-      const kfd = o.kfdPresent ?? KFD_PRESENCE_PATHS.some((p) => existsSync(p));
-      if (!kfd) return emulated();
-      if (tryOpen(() => amdsmiOpen({ path: o.amdsmiLib }))) return { backend: "amdsmi", path: o.amdsmiLib };
-      if (tryOpen(() => rocmSmiOpen({ path: o.rocmSmiLib }))) return { backend: "rocm-smi", path: o.rocmSmiLib };
-      return emulated();
+      smiLibraryOpen(spec).unload();
+      return spec;
+    } catch (e) {
+      if (i === candidates.length - 1) throw e;
     }
   }
+  throw new InvariantError("no backend candidate");
 }
 
 /**
@@ -123,8 +104,7 @@ export function smiLibraryOpen(spec: SmiBackendSpec): SmiLibrary {
 }
 
 /** One line for banners: which library, and whether it is emulated. */
-export function backendBanner(lib: SmiLibrary): string {
-  const i = lib.info;
+export function backendBanner(i: SmiLibraryInfo): string {
   if (i.emulated) return `EMULATED GPUs (${i.path.replace(/^profile:/, "profile ")}): no AMD GPU driver found; readings are modelled, not measured`;
   return `${i.backend} ${i.version ?? "(version known after init)"} from ${i.path}`;
 }

@@ -650,6 +650,8 @@ class InvariantOutside extends SmiError {
  */
 export class SmiSession implements Disposable {
   private open = true;
+  /** What `gpus()` read of each GPU: `static()` answers from it within this session. */
+  private readonly statics = new Map<SmiHandle, SmiGpuStatic>();
 
   constructor(
     private readonly manager: SmiSessionManager,
@@ -677,7 +679,11 @@ export class SmiSession implements Disposable {
     const lib = this.lib("gpus");
     const handles = lib.gpuHandles();
     if (handles.length > SESSION_GPUS_MAX) throw new SmiError("amdsmi_get_processor_handles", "OUT_OF_RESOURCES", 15, `${handles.length} GPUs, more than ${SESSION_GPUS_MAX}`);
-    return handles.map((h) => ({ uuid: lib.gpuStatic(h).uuid, handle: h, session: this }));
+    return handles.map((h) => {
+      const st = lib.gpuStatic(h);
+      this.statics.set(h, st);
+      return { uuid: st.uuid, handle: h, session: this };
+    });
   }
 
   /** The GPU of `uuid`, re-resolved in this session's init cycle. @throws SmiError NOT_FOUND */
@@ -686,8 +692,14 @@ export class SmiSession implements Disposable {
     return { uuid, handle: this.manager.handleOf(uuid, this.generation), session: this };
   }
 
+  /** The GPU's identity, read once per session (a new session reads it again). */
   static(g: SmiGpu): SmiGpuStatic {
-    return this.manager.library.gpuStatic(this.handle("gpuStatic", g));
+    const h = this.handle("gpuStatic", g);
+    const known = this.statics.get(h);
+    if (known !== undefined) return { ...known };
+    const st = this.manager.library.gpuStatic(h);
+    this.statics.set(h, st);
+    return { ...st };
   }
   temperature(g: SmiGpu, sensor: TemperatureSensor): number {
     return this.manager.library.gpuTemperature(this.handle("gpuTemperature", g), sensor);
