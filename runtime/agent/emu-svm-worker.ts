@@ -20,7 +20,7 @@ export interface EmuSvmStart {
   type: "start";
   profile: string;
   workloads: string[];
-  /** Quiet time between two workload runs, ms (longer after a long run: EMU_SVM_DUTY_MAX). */
+  /** Quiet time between two workload runs, ms. */
   pauseMs: number;
   /** The emulated amdsmi's shared state (VRAM published into it). */
   smiShared?: SharedArrayBuffer;
@@ -30,10 +30,11 @@ export type EmuSvmMessage = { type: "events"; events: SmiEvent[]; dropped: numbe
 /** Poll period of the emulated readers, ms. */
 const EMU_POLL_ms = 20;
 /**
- * Most share of wall time the emulated workloads may run (the rest is pause): the demo must
- * not take the cores the agent serves from (a 16-GPU workload runs for seconds).
+ * Most share of wall time the emulated workloads may compute, held over every slice of
+ * EMU_DUTY_SLICE_ms (runtime/emu/machine.ts): the demo must not take the cores the agent
+ * serves from, nor take one in bursts (a workload computes for about a second).
  */
-export const EMU_SVM_DUTY_MAX = 0.2;
+export const EMU_SVM_DUTY_MAX = 0.1;
 /** Most events one message carries. */
 export const EMU_EVENTS_PER_MESSAGE_MAX = 4096;
 
@@ -47,7 +48,7 @@ async function run(m: EmuSvmStart): Promise<void> {
     const name = m.workloads[round % m.workloads.length]!;
     const workload = builtinWorkload(name, profile);
     if (workload === undefined) throw new Error(`unknown built-in workload '${name}'`);
-    const machine = new EmuMachine({ profile, seed: round + 1 });
+    const machine = new EmuMachine({ profile, seed: round + 1, dutyMax: EMU_SVM_DUTY_MAX });
     const sys = new EmuKfd(machine);
     const dev = KfdDevice.open(sys);
     const readers = profile.gpus.map((g) => SmiEventReader.open(dev, g.id, SMI_EVENTS_ALL));
@@ -71,7 +72,6 @@ async function run(m: EmuSvmStart): Promise<void> {
       if (m.smiShared) for (const [i] of profile.gpus.entries()) emuSmiVramPublish(m.smiShared, i, machine.model.vramUsedPages[i]! * PAGE_BYTES);
     };
     const timer = setInterval(flush, EMU_POLL_ms);
-    const runStart = performance.now();
     try {
       await machine.workloadRun(workload, sys.pid, signal);
     } catch (e) {
@@ -93,12 +93,10 @@ async function run(m: EmuSvmStart): Promise<void> {
           clearTimeout(t);
           resolve();
         };
-        const ranMs = performance.now() - runStart;
-        const pauseMs = Math.max(m.pauseMs, (ranMs * (1 - EMU_SVM_DUTY_MAX)) / EMU_SVM_DUTY_MAX);
         const t = setTimeout(() => {
           signal.removeEventListener("abort", onAbort);
           resolve();
-        }, pauseMs);
+        }, m.pauseMs);
         signal.addEventListener("abort", onAbort, { once: true });
       });
     }

@@ -21,7 +21,7 @@
  *   EMU_READER_WAIT_MAX_ms is stalled: nothing waits for it until it reads again, and its
  *   events are dropped like on the kernel. A reader that keeps up loses nothing.
  */
-import { ConfigError, InvariantError } from "../errors.ts";
+import { ConfigError, InvariantError, UsageError } from "../errors.ts";
 import { type MigrationDecider, nativeKernelDefault } from "../policy/contracts/migration.ts";
 import { CostModel } from "../sim/cost.ts";
 import { runSimAsync, type SimResult } from "../sim/engine.ts";
@@ -43,6 +43,11 @@ export const EMU_PID_DEFAULT = 4242;
 export const EMU_TASK_NAME_DEFAULT = "svmrt";
 /** Seed of the model's invariant messages; the native default decider draws no numbers. */
 export const EMU_SEED_DEFAULT = 1;
+/**
+ * Slice of wall time over which a workload's duty cap (EmuMachineOptions.dutyMax) holds, ms:
+ * a paced run computes for at most dutyMax of each slice, then sleeps the rest.
+ */
+export const EMU_DUTY_SLICE_ms = 50;
 
 /** SMI event ids whose payload starts `ns -pid` (kfd-uapi.md). */
 const SMI_ID_PROCESS_EVENT_FIRST = 5;
@@ -90,6 +95,12 @@ export interface EmuMachineOptions {
   seed?: number;
   /** Longest wait for a full reader, ms (default EMU_READER_WAIT_MAX_ms). */
   readerWaitMax_ms?: number;
+  /**
+   * Most share of wall time a workload run may compute, in (0, 1] (default 1: as fast as it
+   * can): the run sleeps between slices of EMU_DUTY_SLICE_ms so that its CPU use is steady
+   * and bounded (the agent's emulated SVM demo must not take the cores it serves from).
+   */
+  dutyMax?: number;
 }
 
 const encoder = new TextEncoder();
@@ -127,8 +138,16 @@ export class EmuMachine {
   /** Events dropped on full client fifos, every client counted (closed ones too). */
   smiDropped = 0;
   private readonly readerWaitMax_ms: number;
+  private readonly dutyMax: number;
+  /** When the current computing slice began (ms, performance.now; reader waits excluded). */
+  private dutySliceStart = 0;
+  /** Sleeps the duty cap made (every run of this machine). */
+  dutySleeps = 0;
 
   constructor(opts: EmuMachineOptions) {
+    const duty = opts.dutyMax ?? 1;
+    if (!(duty > 0 && duty <= 1)) throw new UsageError(`dutyMax must be in (0, 1], got ${duty}`);
+    this.dutyMax = duty;
     this.profile = opts.profile;
     this.decider = opts.decider ?? nativeKernelDefault();
     this.seed = opts.seed ?? EMU_SEED_DEFAULT;
@@ -272,6 +291,25 @@ export class EmuMachine {
    * client reads or closes, or after readerWaitMax_ms, when the clients still in the way
    * become stalled.
    */
+  /**
+   * The duty cap: once the current slice has computed for dutyMax × EMU_DUTY_SLICE_ms, a
+   * sleep long enough that computing stays at most dutyMax of wall time.
+   */
+  private dutyPause(): Promise<void> | undefined {
+    // One clock read per engine event: an event costs microseconds, the read tens of ns.
+    if (this.dutyMax >= 1) return undefined;
+    const busy = performance.now() - this.dutySliceStart;
+    if (busy < this.dutyMax * EMU_DUTY_SLICE_ms) return undefined;
+    const restMs = (busy * (1 - this.dutyMax)) / this.dutyMax;
+    this.dutySleeps++;
+    return new Promise<void>((resolve) =>
+      setTimeout(() => {
+        this.dutySliceStart = performance.now();
+        resolve();
+      }, restMs),
+    );
+  }
+
   private backpressure(signal: AbortSignal | undefined): Promise<void> | undefined {
     if (signal?.aborted) {
       this.stagedFlush(true);
@@ -279,15 +317,18 @@ export class EmuMachine {
     }
     if (this.stagedFlush(false)) return undefined;
     const blocked = this.blockedBy;
+    // Waiting for readers is not computing: the duty slice does not count it.
+    const waitStart = performance.now();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         for (const c of blocked) c.stalled = true;
         done();
       }, this.readerWaitMax_ms);
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
+        this.dutySliceStart += performance.now() - waitStart;
         resolve();
-      }
+      };
       this.waiters.push(done);
     });
   }
@@ -321,6 +362,7 @@ export class EmuMachine {
     const queuesBefore = kfdProcess.userQueues;
     let r: SimResult;
     this.pacing++;
+    this.dutySliceStart = performance.now();
     try {
       r = await runSimAsync({
         profile: this.profile,
@@ -329,7 +371,7 @@ export class EmuMachine {
         seed: this.seed,
         model: this.model,
         startNs,
-        pause: () => this.backpressure(signal),
+        pause: () => this.backpressure(signal) ?? this.dutyPause(),
       });
       // The last event's lines, and the exits of the workload's other processes.
       for (let wait = this.backpressure(signal); wait !== undefined; wait = this.backpressure(signal)) await wait;

@@ -184,3 +184,31 @@ describe("SMI events of an emulated workload", () => {
     expect(machine.model.processes.size).toBe(0);
   });
 });
+
+describe("the duty cap of an emulated workload (EmuMachineOptions.dutyMax)", () => {
+  /** One stream run on a fresh machine; its events, result and the sleeps the cap made. */
+  async function streamRun(dutyMax: number | undefined) {
+    const machine = new EmuMachine({ profile, dutyMax });
+    const sys = new EmuKfd(machine);
+    using dev = KfdDevice.open(sys);
+    using r0 = SmiEventReader.open(dev, G0, ["PAGE_FAULT_START", "PAGE_FAULT_END", "MIGRATE_START", "MIGRATE_END"]);
+    let result: Awaited<ReturnType<EmuMachine["workloadRun"]>> | undefined;
+    const events = await collect([r0], machine.workloadRun(builtinWorkload("stream", profile)!, sys.pid).then((r) => (result = r)));
+    return { events, result: result!, sleeps: machine.dutySleeps };
+  }
+
+  test("a paced run sleeps between slices and gives the very events and result of an unpaced one", async () => {
+    const free = await streamRun(undefined);
+    const paced = await streamRun(0.5);
+    expect(free.sleeps).toBe(0);
+    // The stream computes for hundreds of ms: far more than one 25 ms slice at duty 0.5.
+    expect(paced.sleeps).toBeGreaterThan(0);
+    expect(paced.result).toEqual(free.result);
+    expect(paced.events).toEqual(free.events);
+    expect(paced.events).toHaveLength(2048);
+  }, 60_000);
+
+  test("a duty outside (0, 1] is refused", () => {
+    for (const d of [0, -0.1, 1.5, Number.NaN]) expect(() => new EmuMachine({ profile, dutyMax: d })).toThrow(/dutyMax must be in \(0, 1\]/);
+  });
+});
