@@ -124,18 +124,12 @@ export const MIGRATION_ADAPTER_SOURCE = `
     if (observeOf !== ns) { observeOf = ns; hObb = fn(ns, "observeBatch"); hOb = fn(ns, "observe"); }
     return hObb !== null || hOb !== null;
   };
-  // The batch objects handed to the plugin: one of each, every field rewritten per call
-  // (a QuickJS allocation costs several field writes). Valid during the call only, like the
-  // arrays in them (the channel's bytes, rewritten by the next call).
-  // A plugin that froze one or made a field read-only gets a fresh object from then on (the
+  // The event batch handed to observeBatch: one object, every field rewritten per call (a
+  // QuickJS allocation costs several field writes). Valid during the call only, like the
+  // arrays in it (the channel's bytes, rewritten by the next call).
+  // A plugin that froze it or made a field read-only gets a fresh object from then on (the
   // write throws); one that made a field an accessor keeps it, and misleads only itself.
-  let faultBatch = {}, eventBatch = {};
-  const faultBatchOf = function (faults, n, decisions) {
-    try {
-      faultBatch.faults = faults; faultBatch.n = n; faultBatch.stride = ${FAULT_STRIDE}; faultBatch.F = FIELDS; faultBatch.decisions = decisions;
-    } catch (e) { faultBatch = { faults: faults, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: decisions }; }
-    return faultBatch;
-  };
+  let eventBatch = {};
   const eventBatchOf = function (events, n) {
     try {
       eventBatch.events = events; eventBatch.n = n; eventBatch.stride = ${OBSERVE_STRIDE}; eventBatch.E = E; eventBatch.K = K;
@@ -164,48 +158,61 @@ export const MIGRATION_ADAPTER_SOURCE = `
     return null;
   };
 
-  // The plugin's hooks, looked up once per exports namespace (it never changes).
-  let hooksOf = null, hRl = null, hMw = null, hRlb = null, hMwb = null, observes = false;
-  // Answer arrays by batch size, reused: the host copies the answer out before the next call.
-  const answers = [];
-  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, function (ns, input, n, ctx, tools) {
-    if (hooksOf !== ns) {
-      hooksOf = ns;
-      hRl = fn(ns, "restoreLocation"); hMw = fn(ns, "migrationWindow");
-      hRlb = fn(ns, "restoreLocationBatch"); hMwb = fn(ns, "migrationWindowBatch");
-      observes = observeHooks(ns);
-    }
+  // The plugin's hooks, looked up once per exports namespace (it never changes). both: the
+  // plugin has both batch forms, so the hot call (both hooks, batch forms) takes the short
+  // path in decide().
+  let hooksOf = null, hRl = null, hMw = null, hRlb = null, hMwb = null, observes = false, both = false;
+  const hooksResolve = function (ns) {
+    hooksOf = ns;
+    hRl = fn(ns, "restoreLocation"); hMw = fn(ns, "migrationWindow");
+    hRlb = fn(ns, "restoreLocationBatch"); hMwb = fn(ns, "migrationWindowBatch");
+    observes = observeHooks(ns);
+    both = hRlb !== null && hMwb !== null;
+  };
+  // The fault batch handed to the batch forms: one object, n and the arrays rewritten per
+  // call (a QuickJS allocation costs several field writes). A plugin that froze it or made a
+  // field read-only gets a fresh one from then on (the write throws); one that changed
+  // stride or F misleads only itself (the host validates every decision).
+  let faultBatch = { faults: null, n: 0, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: null };
+  const faultBatchOf = function (faults, n, decisions) {
+    try { faultBatch.faults = faults; faultBatch.n = n; faultBatch.decisions = decisions; }
+    catch (e) { faultBatch = { faults: faults, n: n, stride: ${FAULT_STRIDE}, F: FIELDS, decisions: decisions }; }
+    return faultBatch;
+  };
+  // One migration.faults batch: n records in input, decisions written into out, whose
+  // decision slots are NaN on entry (a slot no hook writes stays NaN). Answers the answer's
+  // length (decisions, the extra slot, the trailer) or a wire string.
+  const decide = function (ns, input, n, ctx, tools, out) {
+    if (hooksOf !== ns) hooksResolve(ns);
     const t = n * ${FAULT_STRIDE};
     // Events first: the plugin sees them before deciding. A failing observe is reported in
     // the answer's extra slot; the decisions go on.
     let observeFailed = 0;
-    const e = input[t + 3] | 0;
-    if (e > 0 && observes) {
+    if (input[t + 3] > 0 && observes) {
       ctx.nowNs = input[t + 4];
       let wire;
-      try { wire = observeEvents(input, t + ${FAULT_TRAILER}, e, ctx); } catch (err) { wire = tools.thrown(err); }
+      try { wire = observeEvents(input, t + ${FAULT_TRAILER}, input[t + 3] | 0, ctx); } catch (err) { wire = tools.thrown(err); }
       if (wire !== null) { tools.stash(wire); observeFailed = 1; }
     }
     ctx.nowNs = input[t];
-    const mask = input[t + 1], perFault = input[t + 2] === 1;
+    const mask = input[t + 1];
+    if (both && mask === ${HOOK_RESTORE_LOCATION | HOOK_MIGRATION_WINDOW} && input[t + 2] === 0) {
+      // The hot call: both hooks, batch forms (each handed the batch afresh: the first may
+      // have changed it).
+      hRlb(faultBatchOf(input, n, out), ctx);
+      hMwb(faultBatchOf(input, n, out), ctx);
+      out[n * ${DECISION_STRIDE}] = observeFailed;
+      return n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER};
+    }
+    const perFault = input[t + 2] === 1;
     let rl = mask & ${HOOK_RESTORE_LOCATION} ? hRl : null;
     let mw = mask & ${HOOK_MIGRATION_WINDOW} ? hMw : null;
     const rlb = mask & ${HOOK_RESTORE_LOCATION} && !(perFault && rl !== null) ? hRlb : null;
     const mwb = mask & ${HOOK_MIGRATION_WINDOW} && !(perFault && mw !== null) ? hMwb : null;
     const b = input;
-    let out;
-    if (n <= ${CACHED_ANSWER_FAULTS_MAX}) {
-      out = answers[n];
-      if (out === undefined) { out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}); answers[n] = out; }
-      for (let k = 0; k < n * ${DECISION_STRIDE}; k++) out[k] = NaN;
-    } else { out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}); apply(f64Fill, out, FILL_ARGS); }
-    out[n * ${DECISION_STRIDE}] = observeFailed;
-    if (rlb !== null || mwb !== null) {
-      if (rlb !== null) { rlb(faultBatchOf(b, n, out), ctx); rl = null; }
-      if (mwb !== null) { mwb(faultBatchOf(b, n, out), ctx); mw = null; }
-      if (rl === null && mw === null) return out;
-    }
-    for (let i = 0; i < n; i++) {
+    if (rlb !== null) { rlb(faultBatchOf(b, n, out), ctx); rl = null; }
+    if (mwb !== null) { mwb(faultBatchOf(b, n, out), ctx); mw = null; }
+    for (let i = 0; (rl !== null || mw !== null) && i < n; i++) {
       const o = i * ${FAULT_STRIDE};
       const base = i * ${DECISION_STRIDE};
       if (rl !== null) {
@@ -223,8 +230,36 @@ export const MIGRATION_ADAPTER_SOURCE = `
         out[base + 1] = s; out[base + 2] = l;
       }
     }
-    return out;
-  });
+    out[n * ${DECISION_STRIDE}] = observeFailed;
+    return n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER};
+  };
+  // Answer arrays by batch size, reused: the host copies the answer out before the next call.
+  const answers = [];
+  const faultsCopying = function (ns, input, n, ctx, tools) {
+    let out;
+    if (n <= ${CACHED_ANSWER_FAULTS_MAX}) {
+      out = answers[n];
+      if (out === undefined) { out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}); answers[n] = out; }
+      for (let k = 0; k < n * ${DECISION_STRIDE}; k++) out[k] = NaN;
+    } else { out = new F64(n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER}); apply(f64Fill, out, FILL_ARGS); }
+    const k = decide(ns, input, n, ctx, tools, out);
+    return typeof k === "number" ? out : k;
+  };
+  // The channel form: decisions go straight into the channel's answer view (NaN-filled by
+  // the host), through a view of the answer's exact length (cached by batch size).
+  const faultsChannel = function (payload, outAll) {
+    const views = [];
+    return function (ns, n, ctx, tools) {
+      let out = views[n];
+      if (out === undefined) {
+        SUB_ARGS[0] = 0; SUB_ARGS[1] = n * ${DECISION_STRIDE} + ${FAULT_ANSWER_EXTRA + BATCH_TRAILER};
+        out = apply(f64Sub, outAll, SUB_ARGS);
+        if (n <= ${CACHED_ANSWER_FAULTS_MAX}) views[n] = out;
+      }
+      return decide(ns, payload, n, ctx, tools, out);
+    };
+  };
+  globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_FAULTS_ADAPTER)}, faultsCopying, faultsChannel);
 
   globalThis.__svmrt_adapt(${JSON.stringify(MIGRATION_OBSERVE_ADAPTER)}, function (ns, input, n, ctx) {
     if (!observeHooks(ns)) return new F64(${BATCH_TRAILER});

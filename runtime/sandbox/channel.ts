@@ -42,12 +42,12 @@ interface ContextInternals {
   memory: { heapValueHandle(ptr: number): QuickJSHandle };
 }
 
-/** Outcome of one run: the answer's length in `out`, or -1 (wire answer pending), or an escaped error. */
-export type RunOutcome = { status: number } | { error: QuickJSHandle };
 
 export class Channel {
   private inView: Float64Array;
   private outView: Float64Array;
+  /** The guest error a run() that answered NaN left (see takeError). */
+  private escapedError: QuickJSHandle | undefined;
 
   private constructor(
     private readonly heap: EmscriptenHeap,
@@ -154,21 +154,37 @@ export class Channel {
     return this.outView;
   }
 
-  /** Call the guest's run() with no argument; the input must be written first. */
-  run(): RunOutcome {
+  /**
+   * Call the guest's run() with no argument; the input must be written first. Answers the
+   * guest's status: the answer's length in `output()`, or -1 (a wire answer waits in the
+   * guest's takeWire), or NaN when an exception escaped the guest: takeError() has it.
+   * No object is allocated on this path.
+   */
+  run(): number {
     const { ffi, ctxPtr } = this;
     const result = ffi.QTS_Call(ctxPtr, this.fnRun.value as unknown as number, this.undef.value as unknown as number, 0, 0);
     const error = ffi.QTS_ResolveException(ctxPtr, result);
     if (error) {
       ffi.QTS_FreeValuePointer(ctxPtr, result);
-      return { error: this.internals.memory.heapValueHandle(error) };
+      this.escapedError?.dispose();
+      this.escapedError = this.internals.memory.heapValueHandle(error);
+      return Number.NaN;
     }
     const status = ffi.QTS_GetFloat64(ctxPtr, result);
     ffi.QTS_FreeValuePointer(ctxPtr, result);
-    return { status };
+    return status;
+  }
+
+  /** The error handle of the last run() that answered NaN (the caller disposes it). */
+  takeError(): QuickJSHandle | undefined {
+    const e = this.escapedError;
+    this.escapedError = undefined;
+    return e;
   }
 
   dispose(): void {
+    this.escapedError?.dispose();
+    this.escapedError = undefined;
     this.fnRun.dispose();
   }
 }

@@ -7,7 +7,8 @@
  * and the host re-validates those anyway.
  *
  * Wire protocol of `call` / `batch` / `settled` (all strings, except that `batch` may answer
- * an ArrayBuffer: the adapter's Float64Array):
+ * an ArrayBuffer: the adapter's Float64Array; the channel's `run` answers a number and leaves
+ * a wire string, when there is one, in `takeWire`):
  *   "R" + json                      a result
  *   "E" + reason + "\n" + message   the plugin failed (reason: exception, invalid-output, ...)
  *   "P"                             a promise is pending: drain jobs, then call settled()
@@ -131,8 +132,9 @@ export const PRELUDE_SOURCE = String.raw`
   };
   defineProperty(Math, "random", { value: random, writable: true, configurable: true, enumerable: false });
 
-  // Console with a byte cap per call.
-  let logCap = 0, logUsed = 0, logDropped = 0, logLines = [];
+  // Console with a byte cap per call. logDirty: the current call logged (or dropped) a line,
+  // so the next call starts with a fresh log; a call that finds it false resets nothing.
+  let logCap = 0, logUsed = 0, logDropped = 0, logLines = [], logDirty = false;
   const describe = function (v) {
     const t = typeof v;
     if (t === "string") return v;
@@ -143,6 +145,7 @@ export const PRELUDE_SOURCE = String.raw`
   };
   const logAt = function (level) {
     return function () {
+      logDirty = true;
       if (logUsed >= logCap) { logDropped++; return; }
       let line = level;
       for (let i = 0; i < arguments.length && line.length < logCap; i++) line += " " + describe(arguments[i]);
@@ -257,7 +260,11 @@ export const PRELUDE_SOURCE = String.raw`
 
   let exportsNs = null, adapters = { __proto__: null }, pending = null;
   let chIn = null, chPayload = null, chOut = null, chInLength = 0, lastWire = "";
-  const chAdapters = [], SET_ARGS = [null], f64Set = F64.prototype.set;
+  // Per adapter index: the function run() calls, (ns, n, ctx, tools) -> the answer's length
+  // in chOut (its last slot is the trailer) or a wire string.
+  const chRunners = [], SET_ARGS = [null], f64Set = F64.prototype.set;
+  // Adapters' channel forms (see __svmrt_adapt), by name.
+  const channelForms = { __proto__: null };
   // What adapters may use besides the plugin's exports: the strict serializer, so an adapter
   // can answer data (a wire string) instead of a Float64Array.
   // thrown + stash: an adapter that keeps going after a hook failed (observe events riding
@@ -291,11 +298,31 @@ export const PRELUDE_SOURCE = String.raw`
     return serialize(r);
   };
 
-  // Every entry point starts a call this way: no pending promise, an empty log (a new log
-  // array only when the last call logged: an allocation costs about as much as a decision).
-  const beginCall = function () {
-    logUsed = 0; logDropped = 0; pending = null;
+  // A call after one that logged starts with an empty log (a new log array only then: an
+  // allocation costs about as much as a decision).
+  const logReset = function () {
+    logUsed = 0; logDropped = 0; logDirty = false;
     if (logLines.length !== 0) logLines = [];
+  };
+  // Every entry point but run() starts a call this way: no pending promise, an empty log.
+  const beginCall = function () {
+    pending = null;
+    if (logDirty) logReset();
+  };
+
+  // Channel runner of an adapter without a channel form: run it as batch() does and copy its
+  // Float64Array answer into OUT.
+  const copyingRunner = function (a) {
+    return function (ns, n, ctx, tls) {
+      const out = a(ns, chPayload, n, ctx, tls);
+      if (typeof out === "string") return out;
+      try {
+        SET_ARGS[0] = out;
+        apply(f64Set, chOut, SET_ARGS);
+        SET_ARGS[0] = null;
+        return out.length;
+      } catch (e) { return "Einvalid-output\nthe adapter's answer does not fit the channel"; }
+    };
   };
 
   const host = freeze({
@@ -347,35 +374,37 @@ export const PRELUDE_SOURCE = String.raw`
     },
     // Shared-memory channel, set up once per instance: the host owns the bytes of both
     // buffers and reads and writes them in place, so a batch call crosses no argument and
-    // no answer handle. IN: [adapter index, n, payload...]; OUT: the adapter's answer.
+    // no answer handle. IN: [adapter index, n, payload...]; OUT: the adapter's answer. An
+    // adapter with a channel form writes its answer into OUT itself (no copy); any other is
+    // run as by batch() and its answer copied into OUT.
     channel: function (inBuf, outBuf) {
       if (chIn !== null) return "Eload\nthe channel is set once";
       chIn = new F64(inBuf); chPayload = new F64(inBuf, 16); chOut = new F64(outBuf);
       chInLength = chIn.length;
       const names = ownKeys(adapters);
-      for (let i = 0; i < names.length; i++) chAdapters[i] = adapters[names[i]];
+      for (let i = 0; i < names.length; i++) {
+        const form = channelForms[names[i]];
+        chRunners[i] = typeof form === "function" ? form(chPayload, chOut) : copyingRunner(adapters[names[i]]);
+      }
       return jsonString(names);
     },
     // Self-test of the channel: OUT[i] = -IN[i] for i < k.
     echo: function (k) { for (let i = 0; i < k; i++) chOut[i] = -chIn[i]; return k; },
     setCtx: function (json) { parseCtx(json); return 0; },
-    // One batch through the channel. Answers the answer's length in OUT (its last slot
-    // holds the pending log count), or -1: the wire answer waits in takeWire().
+    // One batch through the channel: the hot path, kept to what a call needs (run() holds
+    // no promise, so the pending slot is not touched). Answers the answer's length k in
+    // OUT, whose slot k - 1 then holds the pending log count, or -1: the wire answer waits
+    // in takeWire().
     run: function () {
-      beginCall();
+      if (logDirty) logReset();
       if (chIn.length !== chInLength) { lastWire = "Eexception\nthe channel's buffer was detached"; return -1; }
-      const a = chAdapters[chIn[0] | 0];
-      if (typeof a !== "function") { lastWire = "Eload\nno batch adapter " + chIn[0]; return -1; }
-      let out;
-      try { out = a(exportsNs, chPayload, chIn[1] | 0, lastCtx.value, tools); } catch (e) { lastWire = thrown(e); return -1; }
-      if (typeof out === "string") { lastWire = out; return -1; }
-      try {
-        out[out.length - 1] = logLines.length + logDropped;
-        SET_ARGS[0] = out;
-        apply(f64Set, chOut, SET_ARGS);
-        SET_ARGS[0] = null;
-        return out.length;
-      } catch (e) { lastWire = "Einvalid-output\nthe adapter's answer does not fit the channel"; return -1; }
+      const r = chRunners[chIn[0] | 0];
+      if (r === undefined) { lastWire = "Eload\nno batch adapter " + chIn[0]; return -1; }
+      let k;
+      try { k = r(exportsNs, chIn[1] | 0, lastCtx.value, tools); } catch (e) { lastWire = thrown(e); return -1; }
+      if (typeof k !== "number") { lastWire = toStr(k); return -1; }
+      chOut[k - 1] = logLines.length + logDropped;
+      return k;
     },
     takeWire: function () { const w = lastWire; lastWire = ""; return w; },
     // Logs as text: the dropped count, then each line as a JSON string. Built by hand:
@@ -402,8 +431,13 @@ export const PRELUDE_SOURCE = String.raw`
     writable: false, configurable: true, enumerable: false,
   });
   // Trusted adapter registration, removed before plugin code runs (see ADAPTERS_SEAL).
+  // channelForm, optional: (payload, out) -> runner, called once when the channel opens with
+  // the channel's input payload and answer views; runner(ns, n, ctx, tools) reads its input
+  // in payload, writes its answer into out in place and answers its length (the last slot,
+  // the trailer, is the prelude's), or a wire string. The host fills the answer's slots
+  // with NaN before each run, so a slot the runner leaves alone reads NaN.
   defineProperty(G, "__svmrt_adapt", {
-    value: function (name, fn) { adapters[name] = fn; },
+    value: function (name, fn, channelForm) { adapters[name] = fn; if (channelForm !== undefined) channelForms[name] = channelForm; },
     writable: false, configurable: true, enumerable: false,
   });
 })();

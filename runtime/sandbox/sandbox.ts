@@ -145,19 +145,22 @@ export function wasmHeapCapBytes(baseBytes: number, limits: SandboxLimits): numb
  */
 export const FUEL_POLLS_PER_MS = 4;
 
-/** Start the budget of one call (or of the load). */
+/** Start the budget of one call (or of the load). Deterministic mode reads no clock. */
 function armClock(clock: Clock, budgetMs: number): void {
   clock.interrupted = false;
   clock.heapExceeded = false;
-  clock.deadlineMs = performance.now() + budgetMs;
-  clock.fuelLeft = budgetMs * FUEL_POLLS_PER_MS;
+  if (clock.deterministic) clock.fuelLeft = budgetMs * FUEL_POLLS_PER_MS;
+  else clock.deadlineMs = performance.now() + budgetMs;
 }
 
 /** Failure reasons the guest prelude and adapters report; quarantine and limits are the host's. */
 const GUEST_FAILURE_REASONS: readonly PolicyFailureReason[] = ["oom", "stack", "invalid-output", "output-limit", "exception", "load"];
 
-/** Longest channel answer copied number by number rather than through a subarray view. */
+/** Longest channel answer copied (or NaN-filled) number by number rather than through a native call. */
 const ANSWER_COPY_LOOP_MAX = 64;
+
+/** The answer of every successful batch without logs (never mutated: logs is frozen). */
+const BATCH_OK: CallResult<null> = Object.freeze({ ok: true, value: null, logs: Object.freeze([]) as unknown as string[] });
 
 /** Promise jobs run between two deadline checks while a hook's promise settles. */
 const JOBS_PER_CHECK = 64;
@@ -750,10 +753,21 @@ export class Sandbox implements Disposable {
       const view = ch.input();
       view[0] = adapterIndex;
       view[1] = n;
-      view.set(input, CHANNEL_HEADER);
-      const r = ch.run();
-      if ("error" in r) return this.escaped(inst, r.error, `adapter ${adapter}`);
-      if (r.status === -1) {
+      const len = input.length;
+      if (len <= ANSWER_COPY_LOOP_MAX) for (let i = 0; i < len; i++) view[CHANNEL_HEADER + i] = input[i]!;
+      else view.set(input, CHANNEL_HEADER);
+      // A slot the adapter does not write reads NaN (the channel form's contract, prelude).
+      const blank = ch.output();
+      const fill = out === null ? BATCH_TRAILER : out.length + BATCH_TRAILER;
+      if (fill <= ANSWER_COPY_LOOP_MAX) for (let i = 0; i < fill; i++) blank[i] = Number.NaN;
+      else blank.fill(Number.NaN, 0, fill);
+      const status = ch.run();
+      if (Number.isNaN(status)) {
+        const err = ch.takeError();
+        if (err !== undefined) return this.escaped(inst, err, `adapter ${adapter}`);
+        return this.failure("invalid-output", `adapter ${adapter} answered no length`);
+      }
+      if (status === -1) {
         const w = context.callFunction(inst.fnTakeWire, context.undefined);
         if (w.error) return this.escaped(inst, w.error, `adapter ${adapter}`);
         const wire = context.getString(w.value);
@@ -762,13 +776,14 @@ export class Sandbox implements Disposable {
       }
       if (out === null) return this.failure("invalid-output", `adapter ${adapter} returned no data`);
       const expected = out.length + BATCH_TRAILER;
-      if (r.status !== expected) return this.failure("invalid-output", `adapter ${adapter} returned ${r.status * 8} bytes, expected ${expected * 8}`);
+      if (status !== expected) return this.failure("invalid-output", `adapter ${adapter} returned ${status * 8} bytes, expected ${expected * 8}`);
+      // The view again: the run may have grown the linear memory (a new buffer). Answers are
+      // mostly a few numbers: a loop costs less than a view to copy from.
       const answer = ch.output();
-      // Answers are mostly a few numbers: a loop costs less than a view to copy from.
       const k = out.length;
       if (k <= ANSWER_COPY_LOOP_MAX) for (let i = 0; i < k; i++) out[i] = answer[i]!;
       else out.set(answer.subarray(0, k));
-      return { ok: true, value: null, logs: answer[k]! > 0 ? this.takeLogs(inst) : [] };
+      return answer[k]! > 0 ? { ok: true, value: null, logs: this.takeLogs(inst) } : (BATCH_OK as CallResult<T | null>);
     } catch (e) {
       if (e instanceof PolicyError) throw e;
       if (isWasmCrash(e)) return this.crashed(e);
