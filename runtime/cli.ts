@@ -7,7 +7,7 @@
 import { type CliIO, type Command, processIO } from "./cli/command.ts";
 import { EXIT, EXIT_HELP, exitCodeOf } from "./cli/exit.ts";
 import { commands } from "./cli/commands.ts";
-import { InvariantError, UsageError } from "./errors.ts";
+import { BrokenPipeError, InvariantError, UsageError } from "./errors.ts";
 
 export const VERSION = "0.1.0";
 
@@ -49,6 +49,8 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
     return await cmd.run(rest, io);
   } catch (e) {
     const code = exitCodeOf(e);
+    // The reader of the output went away (`| head`): the work stopped, nothing to say.
+    if (e instanceof BrokenPipeError) return code;
     const err = e as Error;
     if (e instanceof UsageError) {
       io.err(`svmrt ${name}: ${err.message}\nRun 'svmrt ${name} --help' for usage.\n`);

@@ -177,7 +177,9 @@ export function schemaErrors(
     const unknownField = e.message === "Unexpected property";
     const pos = positionOf(src, path, unknownField);
     const expected = unknownField ? "no such field here" : expectedText(e.schema as TSchema & Record<string, unknown>, e.message);
-    const got = e.value === undefined ? "it is missing" : `got ${JSON.stringify(e.value)?.slice(0, 80)}`;
+    // JSON has no Infinity or NaN (YAML's .inf, .nan): name them as they are, not as null.
+    const shown = typeof e.value === "number" && !Number.isFinite(e.value) ? String(e.value) : JSON.stringify(e.value)?.slice(0, 80);
+    const got = e.value === undefined ? "it is missing" : `got ${shown}`;
     out.push(new ConfigError(pos, field, unknownField ? "unknown field" : expected, unknownField ? undefined : got));
     if (out.length >= CONFIG_ERRORS_MAX) break;
   }
@@ -198,10 +200,18 @@ export function readConfigFile(file: string, maxBytes = CONFIG_FILE_BYTES_MAX, e
     size = st.size;
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError(at, "", expected, (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message);
+    const code = (e as NodeJS.ErrnoException).code ?? "";
+    throw new ConfigError(at, "", expected, code === "ENOENT" ? "no such file" : `${code ? `${code}: ` : ""}${(e as Error).message.replace(/^[A-Z]+: /, "")}`);
   }
   if (size > maxBytes) throw new ConfigError(at, "", `a file of at most ${maxBytes} bytes`, `it has ${size}`);
-  const bytes = readFileSync(file);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    // Unreadable: EACCES, EIO... named with its errno (the caller's exit code is the input's).
+    const code = (e as NodeJS.ErrnoException).code ?? "";
+    throw new ConfigError(at, "", expected, `${code ? `${code}: ` : ""}cannot be read`);
+  }
   if (bytes.length > maxBytes) throw new ConfigError(at, "", `a file of at most ${maxBytes} bytes`, `it has ${bytes.length}`);
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);

@@ -102,6 +102,54 @@ export class SmiError extends Error {
   }
 }
 
+/**
+ * Writing an output file failed (disk full, permission, I/O error, a folder that does not
+ * exist). Names the file, the flag that gave it when there is one, and the errno.
+ */
+export class IoError extends Error {
+  override name = "IoError";
+  constructor(
+    /** The file as the user gave it. */
+    readonly file: string,
+    /** What was being done, e.g. `write`, `create`, `rename`. */
+    readonly op: string,
+    /** errno name, e.g. `ENOSPC`; empty when the system gave none. */
+    readonly errnoName: string,
+    /** The flag that named the file (`--events`), or empty. */
+    readonly flag = "",
+    detail = "",
+  ) {
+    super(`${flag ? `${flag} ` : ""}${file}: cannot ${op}${errnoName ? `: ${errnoName}` : ""}${detail ? ` (${detail})` : ""}`);
+  }
+}
+
+/**
+ * The reader of an output went away (EPIPE: `svmrt ... | head -1`). Not a failure: the
+ * command stops its work and exits 0 without a word.
+ */
+export class BrokenPipeError extends Error {
+  override name = "BrokenPipeError";
+  constructor(readonly file: string) {
+    super(`${file}: the reader closed the pipe`);
+  }
+}
+
+/**
+ * A run reached one of its declared bounds (simulated time, work without progress, events):
+ * its inputs (workload, trace, policy) ask for more than svmrt will do. Says which bound,
+ * its value and what to change.
+ */
+export class BoundError extends Error {
+  override name = "BoundError";
+  constructor(
+    /** The bound's constant, e.g. `SIM_TIME_MAX_ns`. */
+    readonly bound: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A broken internal invariant: a bug in svmrt, never the user's input. */
 export class InvariantError extends Error {
   override name = "InvariantError";

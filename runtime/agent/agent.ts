@@ -17,6 +17,7 @@
  */
 import { hostname as osHostname } from "node:os";
 import { type OpenMetricsContentType, openMetricsContentType, Registry } from "prom-client";
+import { workerUrl } from "../assets.ts";
 import { ConfigError, InvariantError, SmiError } from "../errors.ts";
 import { KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
@@ -516,7 +517,7 @@ export class Agent {
     });
     for (const g of this.inventory) if (g.kfdGpuId !== undefined) this.svm.gpuAdd(g.kfdGpuId);
     if (this.spec.backend === "emulated") {
-      const w = new Worker(new URL("./emu-svm-worker.ts", import.meta.url).href, { smol: true });
+      const w = new Worker(workerUrl("agent/emu-svm-worker.ts"), { smol: true });
       this.emuWorker = w;
       const firstGpu = loadProfile(this.spec.profile).gpus[0]?.id;
       w.onmessage = (ev: MessageEvent<EmuSvmMessage>) => {

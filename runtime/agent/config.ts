@@ -24,6 +24,7 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, type Node } from "yaml";
+import { BUILTIN_PREFIX, builtinPath, shippedDir } from "../assets.ts";
 import { readConfigFile } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { SMI_BACKEND_CHOICES, type SmiBackendChoice } from "../smi/backend.ts";
@@ -73,8 +74,8 @@ export interface AgentConfig {
   workers: number;
 }
 
-/** The shipped policies folder (beside runtime/). */
-export const SHIPPED_POLICIES_DIR = join(import.meta.dir, "..", "..", "policies");
+/** The shipped policies folder (runtime/assets.ts: beside runtime/, or embedded). */
+export const SHIPPED_POLICIES_DIR = shippedDir("policies");
 /** The shipped folders the agent loads by default (the migration set is the simulator's). */
 export const AGENT_POLICY_DIRS_DEFAULT = ["sampling", "session", "advisor"].map((k) => join(SHIPPED_POLICIES_DIR, k));
 
@@ -146,7 +147,8 @@ export function agentConfigParse(file: string, text: string): AgentConfig {
   aliasRefuse(y, y.root, "");
   const top = y.map(y.root, "", TOP);
   const base = dirname(resolve(file));
-  const path = (p: string) => (isAbsolute(p) ? p : join(base, p));
+  // A shipped file or folder is named builtin:policies/... (runtime/assets.ts).
+  const path = (p: string) => (p.startsWith(BUILTIN_PREFIX) ? builtinPath(p) : isAbsolute(p) ? p : join(base, p));
   // Paths and names: an empty string would name the file's own folder, or nothing at all.
   const nonEmpty = (n: Node | undefined, field: string): string => {
     const v = y.str(n, field);

@@ -4,6 +4,7 @@
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
+import { stderrWrite, stdoutWrite } from "./output.ts";
 
 /** Where a command writes. Tests pass their own to capture output. */
 export interface CliIO {
@@ -80,11 +81,14 @@ export function flagInt(p: Parsed, name: string, fallback: number, min: number, 
   return n;
 }
 
-/** The standard IO of a process. */
+/**
+ * The standard IO of a process, written synchronously: `out` throws BrokenPipeError when the
+ * reader went away (`| head -1`), so the command stops its work (cli/output.ts).
+ */
 export function processIO(): CliIO {
   return {
-    out: (t) => process.stdout.write(t),
-    err: (t) => process.stderr.write(t),
+    out: stdoutWrite,
+    err: stderrWrite,
     interactive: Boolean(process.stderr.isTTY),
   };
 }

@@ -4,6 +4,8 @@
  * self-contained HTML report.
  */
 import { availableParallelism } from "node:os";
+import { builtinPath } from "../assets.ts";
+import { positionOf } from "../config.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { failureText } from "../policy/decision-log.ts";
 import { findPolicyFiles } from "../policy/files.ts";
@@ -15,7 +17,8 @@ import { fmtBytes, fmtNs, renderReport } from "../sim/report.ts";
 import { loadWorkloadFile, workloadAccesses } from "../sim/workload.ts";
 import { type CliIO, type Command, flagInt, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
-import { SEED_DEFAULT } from "./sim.ts";
+import { outputCheck, outputWriteAtomic } from "./output.ts";
+import { PROGRESS_LINE_INTERVAL_ms, SEED_DEFAULT } from "./sim.ts";
 
 /** Most parallel cells. */
 export const COMPARE_JOBS_MAX = 256;
@@ -139,13 +142,13 @@ export const compareCommand: Command = {
       weights.push(workloadAccesses(builtin ?? loadWorkloadFile(w, profile)));
     }
     if (new Set(workloads).size !== workloads.length) throw new UsageError("--workloads: a workload is named twice");
-    const explicit = new Set(policyArgs.filter((a) => /\.ya?ml$/.test(a)));
+    const explicit = new Set(policyArgs.filter((a) => /\.ya?ml$/.test(a)).map(builtinPath));
     const policies: { file: string; name: string }[] = [];
     for (const file of findPolicyFiles(policyArgs)) {
       if (policies.some((q) => q.file === file)) continue;
       const spec = await readPolicySpec(file, { pluginRoots });
       if (spec.kind !== "MigrationPolicy") {
-        if (explicit.has(file)) throw new ConfigError({ file, line: 2, col: 1 }, "kind", "a MigrationPolicy for the simulator", `it is a ${spec.kind}`);
+        if (explicit.has(file)) throw new ConfigError(positionOf(spec.yaml, ["kind"]), "kind", "a MigrationPolicy for the simulator", `it is a ${spec.kind}`);
         continue;
       }
       policies.push({ file, name: spec.name });
@@ -155,8 +158,21 @@ export const compareCommand: Command = {
       throw new UsageError(`${workloads.length} workloads × ${policies.length} policies: at most ${COMPARE_CELLS_MAX} cells`);
     }
     const reportFile = flagString(p, "report");
+    // Before the first cell: a report that cannot be written is known now, not after every cell ran.
+    if (reportFile !== undefined) outputCheck(reportFile, "--report");
     const total = workloads.length * policies.length;
+    const started = performance.now();
+    let lastLine = started;
     const progress = (done: number): void => {
+      if (!io.interactive) {
+        // Logs and CI: a line every few seconds once the comparison is long.
+        const now = performance.now();
+        if (now - lastLine < PROGRESS_LINE_INTERVAL_ms && done < total) return;
+        if (now - started < PROGRESS_LINE_INTERVAL_ms) return;
+        lastLine = now;
+        io.err(`svmrt compare: ${done}/${total} cells done, ${((now - started) / 1000).toFixed(0)} s elapsed\n`);
+        return;
+      }
       const filled = Math.round((done / total) * PROGRESS_BAR_CHARS);
       io.err(`\r[${"#".repeat(filled)}${" ".repeat(PROGRESS_BAR_CHARS - filled)}] ${done}/${total} cells${done === total ? "\n" : ""}`);
     };
@@ -170,17 +186,11 @@ export const compareCommand: Command = {
       range,
       pluginRoots,
       weights,
-      onCellDone: io.interactive ? (done) => progress(done) : undefined,
+      onCellDone: (done) => progress(done),
     });
     const failed = cells.filter((c) => c.result === undefined);
     for (const c of failed) io.err(`svmrt compare: ${c.workload} × ${c.policyFile} failed (exit ${c.exitCode}):\n${c.error}\n`);
-    if (reportFile !== undefined) {
-      try {
-        await Bun.write(reportFile, renderReport({ profile: profile.name, seed, cells }));
-      } catch (e) {
-        throw new UsageError(`--report ${reportFile}: cannot write: ${(e as Error).message}`);
-      }
-    }
+    // Results first: a report that fails to be written loses none of them.
     if (p.values.json === true) {
       const out = {
         profile: profile.name,
@@ -192,7 +202,10 @@ export const compareCommand: Command = {
       io.out(`${JSON.stringify(out)}\n`);
     } else {
       io.out(`${profile.name}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}${failuresText(cells)}`);
-      if (reportFile !== undefined) io.out(`report: ${reportFile}\n`);
+    }
+    if (reportFile !== undefined) {
+      outputWriteAtomic(reportFile, "--report", renderReport({ profile: profile.name, seed, cells }));
+      if (p.values.json !== true) io.out(`report: ${reportFile}\n`);
     }
     return failed.length > 0 ? EXIT.failed : EXIT.ok;
   },

@@ -2,25 +2,32 @@
  * `svmrt sim`: run a workload (built-in, YAML file or trace) on a machine profile through
  * the SVM model with a migration policy, and print a summary (or one JSON object).
  */
-import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
-import { ConfigError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
 import { EventSummarizer, isPageLine, type RangeOfInterest } from "../sim/compare.ts";
-import { COST_PARAMS, type CostParamName } from "../sim/cost.ts";
+import { costOverrideParse } from "../sim/cost.ts";
 import { runSimAsync, type SimResult } from "../sim/engine.ts";
 import { type DecisionLog, failureText } from "../policy/decision-log.ts";
 import { resolveMigrationPolicy } from "../sim/policy.ts";
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
-import { type OnBadLine, parseTrace } from "../sim/trace.ts";
+import { type OnBadLine, parseTrace, readTraceFile } from "../sim/trace.ts";
 import { loadWorkloadFile } from "../sim/workload.ts";
 import { FULL_CHECK_EVERY_DEFAULT } from "../svm/model.ts";
 import { type CliIO, type Command, flagInt, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
+import { OutputFile } from "./output.ts";
 
 /** Default seed. */
 export const SEED_DEFAULT = 1;
 /** Event lines buffered before a write to the --events file. */
 const EVENTS_FLUSH_LINES = 65_536;
+/**
+ * Wall time between two progress lines when stderr is not a terminal (logs, CI), ms; the first
+ * comes after this long, so short runs print none.
+ */
+export const PROGRESS_LINE_INTERVAL_ms = 5_000;
+/** Wall time between two progress lines with --progress, ms. */
+export const PROGRESS_LINE_FORCED_INTERVAL_ms = 1_000;
 
 const HELP = `Usage: svmrt sim [--profile P] (--workload W | --trace FILE) [options]
 
@@ -43,6 +50,8 @@ Options:
                        nothing migrates); the run stops there
   --cost NAME=VALUE    override a cost parameter of the profile (repeatable), e.g.
                        --cost fault_service_ns=12000 (names, units, sources: docs/workloads.md)
+  --progress           print a progress line on stderr every second (default: a line that
+                       rewrites itself on a terminal, else a line every ${PROGRESS_LINE_INTERVAL_ms / 1000} s once a run is long)
   --debug              check every invariant after every operation (slow)
   --list-workloads     list the built-in workloads and exit
 `;
@@ -88,6 +97,30 @@ function summary(r: SimResult, badLines: number | undefined, failures: ReturnTyp
 ${failureLines(failures)}${badLines !== undefined ? `  bad trace lines     ${badLines} skipped\n` : ""}`;
 }
 
+/**
+ * The progress callback of a run: on a terminal a line that rewrites itself; otherwise (logs,
+ * CI) a full line every PROGRESS_LINE_INTERVAL_ms once the run has lasted that long, or every
+ * PROGRESS_LINE_FORCED_INTERVAL_ms with --progress. `now` is the wall clock in ms (tests pass theirs).
+ */
+export function progressReporter(
+  io: CliIO,
+  forced: boolean,
+  now: () => number = () => performance.now(),
+): (simNs: number, faults: number, accesses: number) => void {
+  const started = now();
+  const text = (simNs: number, faults: number, accesses: number): string =>
+    `simulating: ${(simNs / 1e9).toFixed(3)} s simulated, ${accesses} accesses, ${faults} GPU faults handled, ${((now() - started) / 1000).toFixed(0)} s elapsed`;
+  if (io.interactive && !forced) return (simNs, faults, accesses) => io.err(`\r  ${text(simNs, faults, accesses)}`);
+  const interval = forced ? PROGRESS_LINE_FORCED_INTERVAL_ms : PROGRESS_LINE_INTERVAL_ms;
+  let last = started;
+  return (simNs, faults, accesses) => {
+    const t = now();
+    if (t - last < interval) return;
+    last = t;
+    io.err(`svmrt sim: ${text(simNs, faults, accesses)}\n`);
+  };
+}
+
 export const simCommand: Command = {
   name: "sim",
   summary: "simulate KFD SVM migration for a workload or trace on a machine profile",
@@ -105,6 +138,7 @@ export const simCommand: Command = {
       summary: { type: "string" },
       "find-range": { type: "boolean" },
       debug: { type: "boolean" },
+      progress: { type: "boolean" },
       cost: { type: "string", multiple: true },
       "list-workloads": { type: "boolean" },
       "plugin-root": { type: "string", multiple: true },
@@ -130,24 +164,14 @@ export const simCommand: Command = {
     const decider = resolved.decider;
     const profile = loadProfile(flagString(p, "profile") ?? PROFILE_DEFAULT);
     for (const kv of (p.values.cost as string[] | undefined) ?? []) {
-      const m = /^([a-z0-9_]+)=(.+)$/.exec(kv);
-      const spec = m === null ? undefined : COST_PARAMS[m[1] as CostParamName];
-      if (m === null || spec === undefined) {
-        throw new UsageError(`--cost ${kv}: expected NAME=VALUE with NAME one of ${Object.keys(COST_PARAMS).join(", ")}`);
-      }
-      const v = Number(m[2]);
-      if (!Number.isFinite(v) || v < spec.min || v > spec.max) throw new UsageError(`--cost ${kv}: ${m[1]} must be a number from ${spec.min} to ${spec.max}`);
-      profile.cost[m[1] as CostParamName] = v;
+      const c = costOverrideParse(kv);
+      if ("error" in c) throw new UsageError(`--cost ${c.error}`);
+      profile.cost[c.name] = c.value;
     }
     let workload: ReturnType<typeof builtinWorkload>;
     let badLines: number | undefined;
     if (traceArg !== undefined) {
-      let text: string;
-      try {
-        text = readFileSync(traceArg, "utf8");
-      } catch (e) {
-        throw new ConfigError({ file: traceArg, line: 1, col: 1 }, "", "a readable trace file", (e as Error).message);
-      }
+      const text = readTraceFile(traceArg, onBad as OnBadLine);
       const tw = parseTrace(traceArg, text, profile, { onBadLine: onBad as OnBadLine, warn: (t) => io.err(`${t}\n`) });
       badLines = tw.badLines;
       workload = tw;
@@ -165,30 +189,20 @@ export const simCommand: Command = {
     const findRange = p.values["find-range"] === true;
     if (findRange && (summaryArg !== undefined || eventsFile !== undefined)) throw new UsageError("--find-range goes without --summary and --events");
     const summarizer = findRange ? new EventSummarizer(undefined) : summaryArg === undefined ? undefined : new EventSummarizer(parseSummaryRange(summaryArg));
-    let fd = -1;
+    // The event file is written beside its target and put in place only when the run succeeds.
+    using events = eventsFile === undefined ? undefined : OutputFile.open(eventsFile, "--events");
     let buf: string[] = [];
     let eventLines = 0;
-    if (eventsFile !== undefined) {
-      try {
-        fd = openSync(eventsFile, "w");
-      } catch (e) {
-        throw new UsageError(`--events ${eventsFile}: cannot write: ${(e as Error).message}`);
-      }
-    }
     const flush = (): void => {
-      if (fd >= 0 && buf.length > 0) writeSync(fd, `${buf.join("\n")}\n`);
+      if (events !== undefined && buf.length > 0) events.write(`${buf.join("\n")}\n`);
       buf = [];
     };
+    const progressLine = progressReporter(io, p.values.progress === true);
     let wanted = false;
     let result: SimResult;
     try {
-      const started = performance.now();
-      const onProgress = io.interactive
-        ? (simNs: number, faults: number) =>
-            io.err(`\r  simulating: ${(simNs / 1e9).toFixed(3)} s simulated, ${faults} GPU faults handled, ${((performance.now() - started) / 1000).toFixed(0)} s elapsed`)
-        : undefined;
       result = await runSimAsync({
-        onProgress,
+        onProgress: progressLine,
         profile,
         workload,
         decider,
@@ -201,10 +215,10 @@ export const simCommand: Command = {
             ? null
             : (id, ns, page, npages) => {
                 wanted = summarizer.event(id, ns, page, npages);
-                return wanted || fd >= 0;
+                return wanted || events !== undefined;
               },
         sink:
-          fd < 0 && summarizer === undefined
+          events === undefined && summarizer === undefined
             ? null
             : (line) => {
                 if (summarizer !== undefined) {
@@ -213,25 +227,25 @@ export const simCommand: Command = {
                   wanted = false;
                 }
                 if (findRange && summarizer!.range !== undefined) throw FOUND_RANGE;
-                if (fd < 0) return;
+                if (events === undefined) return;
                 eventLines++;
                 buf.push(line);
                 if (buf.length >= EVENTS_FLUSH_LINES) flush();
               },
       });
+      flush();
+      events?.commit();
     } catch (e) {
+      if (io.interactive && p.values.progress !== true) io.err("\r\x1b[K");
       if (e !== FOUND_RANGE) throw e;
       io.out(`${JSON.stringify({ range: summarizer!.range })}\n`);
       return EXIT.ok;
-    } finally {
-      flush();
-      if (fd >= 0) closeSync(fd);
     }
     if (findRange) {
       io.out(`${JSON.stringify({ range: null })}\n`);
       return EXIT.ok;
     }
-    if (io.interactive) io.err("\r\x1b[K");
+    if (io.interactive && p.values.progress !== true) io.err("\r\x1b[K");
     // Why the policy fell back: the simulator's decision log keeps only failed batches.
     const failures = resolved.policy?.log.failures();
     if (p.values.json === true) {

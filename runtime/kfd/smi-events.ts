@@ -22,6 +22,8 @@ export const SMI_READS_PER_POLL_MAX = 16;
 export const SMI_MALFORMED_SAMPLES_MAX = 8;
 /** Default period of the reader's non-blocking poll timer. */
 export const SMI_POLL_INTERVAL_ms = 50;
+/** Largest pid a record may carry (the kernel's PID_MAX_LIMIT on 64-bit). */
+export const PID_MAX = 4_194_304;
 
 const NEWLINE = 0x0a;
 
@@ -252,6 +254,8 @@ export function smiEventParseLine(line: string, gpuId: number): SmiEvent | undef
   if (!ev) return undefined;
   // A number past 2^53 would be silently rounded: refuse it rather than report a wrong value.
   for (const v of Object.values(ev)) if (typeof v === "number" && !Number.isSafeInteger(v)) return undefined;
+  // No pid above PID_MAX (nor 0, but for a VMFAULT with no task): it names no process.
+  if ("pid" in ev && (ev.pid > PID_MAX || (ev.pid < 1 && ev.kind !== "VMFAULT"))) return undefined;
   return ev;
 }
 

@@ -5,7 +5,7 @@
  */
 import { type TSchema, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { MIGRATION_BOUNDS } from "./contracts/migration.ts";
+import { FAULT_FIELDS, MIGRATION_BOUNDS } from "./contracts/migration.ts";
 import { METRIC_GROUPS } from "./contracts/sampling.ts";
 import { SESSION_MODES } from "./contracts/session.ts";
 
@@ -74,6 +74,26 @@ export const ObserveInput = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A fault as a user writes it (`policy eval --input`, inline tests): any of the record's
+ * fields, each a finite number; the rest get defaults. A misspelled field is refused, never
+ * replaced by its default.
+ */
+export const FaultUserInput = Type.Object(Object.fromEntries(FAULT_FIELDS.map((k) => [k, Type.Optional(Num)])), { additionalProperties: false });
+
+/** A prefetch batch as a user writes it: at most one batch of faults, decisions optional. */
+export const PrefetchUserInput = Type.Object(
+  {
+    faults: Type.Array(FaultUserInput, { maxItems: MIGRATION_BOUNDS.fault_batch_max }),
+    decisions: Type.Optional(
+      Type.Array(Type.Object({ loc: Type.Optional(Num), start: Type.Optional(Num), last: Type.Optional(Num) }, { additionalProperties: false }), {
+        maxItems: MIGRATION_BOUNDS.fault_batch_max,
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 /** Input of `advise` (the agent's advisor): the time of the call in the events' clock. */
 export const AdviseInput = Type.Object({ nowNs: Num }, { additionalProperties: false });
 
@@ -128,5 +148,9 @@ export const SessionInputSchema = Type.Object(
 export function inputProblem(schema: TSchema, value: unknown, what: string): string | null {
   const first = Value.Errors(schema, value).First();
   if (!first) return null;
+  if (first.message === "Unexpected property") {
+    const known = Object.keys((first.schema as { properties?: Record<string, unknown> }).properties ?? {});
+    return `${what}${first.path}: unknown field${known.length > 0 ? ` (known: ${known.join(", ")})` : ""}`;
+  }
   return `${what}${first.path || ""}: ${first.message.replace(/^Expected /, "expected ")}`;
 }

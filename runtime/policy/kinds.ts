@@ -22,7 +22,17 @@ import {
 import { SAMPLE_SCHEDULE_INPUT, type ScheduleInput, checkSchedule, fixedSchedule } from "./contracts/sampling.ts";
 import { SAMPLE_SESSION_INPUT, SESSION_FALLBACK, checkSessionDecision } from "./contracts/session.ts";
 import type { TSchema } from "@sinclair/typebox";
-import { AdviseInput, ClockCtx, EvictionInput, MigrationCtx, ObserveInput, ScheduleInputSchema, SessionInputSchema } from "./inputs.ts";
+import {
+  AdviseInput,
+  ClockCtx,
+  EvictionInput,
+  FaultUserInput,
+  MigrationCtx,
+  ObserveInput,
+  PrefetchUserInput,
+  ScheduleInputSchema,
+  SessionInputSchema,
+} from "./inputs.ts";
 import type { PolicyKind } from "./schema.ts";
 
 export type Checked = { ok: true; value: unknown } | { ok: false; message: string };
@@ -34,6 +44,8 @@ export interface HookSpec {
   fallback(input: unknown, ctx: Record<string, unknown>): unknown;
   /** Shape of the (prepared) input; checked for inputs that come from users. */
   inputSchema?: TSchema;
+  /** Shape of a user's input before `prepare` fills its defaults (unknown fields, batch size). */
+  userInputSchema?: TSchema;
   /** Normalise a user-given input (fill defaults) before the call. */
   prepare?(input: unknown): unknown;
   sampleInput: unknown;
@@ -157,6 +169,7 @@ export const MIGRATION_KIND: KindSpec = {
       summary: "per GPU fault: where the range should live (gpu_id, 0 = system memory, -1 = deny)",
       binary: "faults",
       prepare: prepareFault,
+      userInputSchema: FaultUserInput,
       sampleInput: SAMPLE_FAULT,
       check(out, input, ctx) {
         const f = input as Fault;
@@ -171,6 +184,7 @@ export const MIGRATION_KIND: KindSpec = {
       summary: "per GPU fault: the pages [start, last] to migrate around the faulting page",
       binary: "faults",
       prepare: prepareFault,
+      userInputSchema: FaultUserInput,
       sampleInput: SAMPLE_FAULT,
       check(out, input, ctx) {
         const f = input as Fault;
@@ -184,6 +198,7 @@ export const MIGRATION_KIND: KindSpec = {
       summary: "after a batch of faults: extra ranges to move [{ start, npages, loc }]",
       binary: "prefetch",
       prepare: preparePrefetch,
+      userInputSchema: PrefetchUserInput,
       sampleInput: { faults: [SAMPLE_FAULT], decisions: [{ loc: 0x3fe1, start: 0x7f12a200, last: 0x7f12a3ff }] },
       check: (out, _input, ctx) => checkPrefetch(out, migrationCtx(ctx)),
       fallback: () => [],

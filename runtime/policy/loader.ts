@@ -4,8 +4,9 @@
  * file:line:col naming the field; all of a file's problems are reported together.
  */
 import { createHash } from "node:crypto";
-import { realpathSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { dirname, isAbsolute, resolve, sep } from "node:path";
+import { BUILTIN_PREFIX, builtinPath, realpathOf, shippedDir, shippedPluginRoots } from "../assets.ts";
 import { type YamlSource, parseYaml, positionOf, readConfigFile, schemaErrors } from "../config.ts";
 import { ConfigError, ConfigErrors } from "../errors.ts";
 import { type SandboxLimits, resolveLimits } from "../sandbox/limits.ts";
@@ -14,14 +15,9 @@ import { PolicyDocument, type PolicyKind } from "./schema.ts";
 /** Largest plugin source read, bytes (Shopify Functions cap a module at 256 kB too). */
 export const PLUGIN_SOURCE_BYTES_MAX = 256 * 1024;
 
-/** The shipped plugins/ folder: next to runtime/ in a checkout; SVMRT_PLUGINS_DIR overrides. */
+/** The shipped plugins/ folder (runtime/assets.ts: beside runtime/, or embedded); SVMRT_PLUGINS_DIR overrides. */
 export function shippedPluginsDir(): string {
-  const env = process.env.SVMRT_PLUGINS_DIR;
-  if (env) return resolve(env);
-  // Inside a compiled executable import.meta.dir is virtual (/$bunfs/...): the shipped
-  // plugins/ is then the one beside the binary's folder (dist/svmrt -> plugins/).
-  if (import.meta.dir.startsWith("/$bunfs") || import.meta.dir.includes("~BUN")) return resolve(dirname(process.execPath), "../plugins");
-  return resolve(import.meta.dir, "../../plugins");
+  return shippedDir("plugins");
 }
 
 export interface LoadOptions {
@@ -50,24 +46,19 @@ export interface PolicySpec {
 /** Default seed of a plugin's Math.random when the file sets none. */
 export const POLICY_SEED_DEFAULT = 1;
 
-function realpathOrNull(p: string): string | null {
-  try {
-    return realpathSync(p);
-  } catch {
-    return null;
-  }
-}
-
 /** True when `file` (a real path) lies inside `root` (a real path). */
 function isInside(file: string, root: string): boolean {
   return file === root || file.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
 /**
- * Read and check a policy file without running its plugin.
- * @throws ConfigErrors with every problem found.
+ * Read and check a policy file (a path, or a shipped one: `builtin:policies/...`) without
+ * running its plugin.
+ * @throws ConfigErrors with every problem found; UsageError for a `builtin:` name outside
+ *   the shipped folders.
  */
-export async function readPolicySpec(file: string, opts: LoadOptions = {}): Promise<PolicySpec> {
+export async function readPolicySpec(given: string, opts: LoadOptions = {}): Promise<PolicySpec> {
+  const file = builtinPath(given);
   let text: string;
   try {
     text = readConfigFile(file);
@@ -87,17 +78,23 @@ export async function readPolicySpec(file: string, opts: LoadOptions = {}): Prom
     errors.push(new ConfigError(positionOf(src, ["spec", "limits", name]), `spec.limits.${name}`, e.slice(name.length + 2)));
   }
 
-  // The plugin: relative to the YAML, confined to the allowed folders, symlinks resolved.
+  // The plugin: relative to the YAML (or a shipped one, builtin:plugins/...), confined to
+  // the allowed folders, symlinks resolved.
   const pluginPos = positionOf(src, ["spec", "plugin"]);
   const yamlDir = dirname(resolve(file));
-  const wanted = isAbsolute(spec.plugin) ? spec.plugin : resolve(yamlDir, spec.plugin);
-  const real = realpathOrNull(wanted);
-  const roots = [shippedPluginsDir(), yamlDir, ...(opts.pluginRoots ?? []).map((r) => resolve(r))]
-    .map(realpathOrNull)
+  let wanted: string | undefined;
+  try {
+    wanted = spec.plugin.startsWith(BUILTIN_PREFIX) ? builtinPath(spec.plugin) : isAbsolute(spec.plugin) ? spec.plugin : resolve(yamlDir, spec.plugin);
+  } catch {
+    errors.push(new ConfigError(pluginPos, "spec.plugin", `a shipped plugin named ${BUILTIN_PREFIX}plugins/...`, `got ${spec.plugin}`));
+  }
+  const real = wanted === undefined ? null : realpathOf(wanted);
+  const roots = [...shippedPluginRoots(), yamlDir, ...(opts.pluginRoots ?? []).map((r) => resolve(r))]
+    .map(realpathOf)
     .filter((r): r is string => r !== null);
   let source = "";
   if (real === null) {
-    errors.push(new ConfigError(pluginPos, "spec.plugin", "an existing plugin file", `${wanted} does not exist`));
+    if (wanted !== undefined) errors.push(new ConfigError(pluginPos, "spec.plugin", "an existing plugin file", `${wanted} does not exist`));
   } else if (!roots.some((r) => isInside(real, r))) {
     errors.push(
       new ConfigError(
@@ -113,10 +110,20 @@ export async function readPolicySpec(file: string, opts: LoadOptions = {}): Prom
     else if (st.size > PLUGIN_SOURCE_BYTES_MAX) {
       errors.push(new ConfigError(pluginPos, "spec.plugin", `a plugin of at most ${PLUGIN_SOURCE_BYTES_MAX} bytes`, `it has ${st.size}`));
     } else {
+      let bytes: ArrayBuffer | undefined;
       try {
-        source = new TextDecoder("utf-8", { fatal: true }).decode(await Bun.file(real).arrayBuffer());
-      } catch {
-        errors.push(new ConfigError(pluginPos, "spec.plugin", "UTF-8 JavaScript source", `${real} contains binary data`));
+        bytes = await Bun.file(real).arrayBuffer();
+      } catch (e) {
+        // Unreadable (EACCES, EIO): say so with the errno, it is no question of encoding.
+        const code = (e as NodeJS.ErrnoException).code ?? "";
+        errors.push(new ConfigError(pluginPos, "spec.plugin", "a readable plugin file", `${real}: ${code ? `${code}: ` : ""}cannot be read`));
+      }
+      if (bytes !== undefined) {
+        try {
+          source = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+        } catch {
+          errors.push(new ConfigError(pluginPos, "spec.plugin", "UTF-8 JavaScript source", `${real} contains binary data`));
+        }
       }
     }
   }

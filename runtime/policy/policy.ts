@@ -231,6 +231,8 @@ export class Policy implements Disposable {
     if (!spec) {
       throw new UsageError(`${this.spec.kind} has no hook '${hook}' (hooks: ${Object.keys(this.kindSpec.hooks).join(", ")})`);
     }
+    const userProblem = spec.userInputSchema && inputProblem(spec.userInputSchema, input, "input");
+    if (userProblem) throw new UsageError(`hook ${hook}: ${userProblem}`);
     const prepared = spec.prepare ? spec.prepare(input) : input;
     const problem =
       (spec.inputSchema && inputProblem(spec.inputSchema, prepared, "input")) || inputProblem(this.kindSpec.ctxSchema, ctx, "ctx");

@@ -67,7 +67,7 @@ export const PolicyDocument = Type.Object(
     spec: Type.Object(
       {
         plugin: Type.String({ pattern: "\\.(m?js)$", minLength: 4, maxLength: 1024, description: "path of the plugin .js file, relative to this file" }),
-        params: Type.Optional(Type.Record(Type.String({ pattern: "^[a-z][a-z0-9_]{0,63}$" }), Type.Union([Type.Number(), Type.Boolean(), Type.String({ maxLength: 256 })]), { description: "values for the parameters the plugin declares" })),
+        params: Type.Optional(Type.Record(Type.String({ pattern: "^[a-z][a-z0-9_]{0,63}$" }), Type.Union([Type.Number(), Type.Boolean(), Type.String({ maxLength: 256 })], { description: "a finite number, true or false, or a string of at most 256 characters" }), { description: "values for the parameters the plugin declares" })),
         limits: Type.Optional(Limits),
         onFailure: Type.Optional(literalUnion(["fallback", "fail-closed"] as const, "what decides when the plugin fails")),
         seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, description: "seed of the plugin's Math.random" })),

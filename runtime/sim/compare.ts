@@ -7,14 +7,12 @@
  * oversubscription run), so a run's output depends only on its inputs.
  */
 import type { FailureGroup } from "../policy/decision-log.ts";
-import { join } from "node:path";
+import { cliArgv } from "../assets.ts";
 import { assert } from "../errors.ts";
 import { smiEventParseLine } from "../kfd/smi-events.ts";
 import { SMI_EVENT } from "../kfd/uapi.ts";
 import type { SimResult } from "./engine.ts";
 
-/** The CLI entry each cell runs (`bun runtime/cli.ts sim ...`). */
-export const CLI_PATH = join(import.meta.dir, "..", "cli.ts");
 /** Most cells one comparison runs. */
 export const COMPARE_CELLS_MAX = 1024;
 /** Bins of the fault/migration timeline over a cell's simulated time. */
@@ -99,7 +97,7 @@ export interface CompareOptions {
   weights?: number[];
   /** Called once per finished cell, in completion order (progress). */
   onCellDone?: (done: number, total: number, cell: CompareCell) => void;
-  /** The program each cell runs (tests point it elsewhere). */
+  /** A script Bun runs in each cell instead of svmrt's own CLI (tests point it elsewhere). */
   cliPath?: string;
 }
 
@@ -117,8 +115,10 @@ async function readCapped(stream: ReadableStream<Uint8Array>, max: number): Prom
 
 /** The `svmrt sim` command line of one cell (or range search), then `extra`. */
 function simArgv(opts: CompareOptions, workload: string, policyFile: string, ...extra: string[]): string[] {
-  const argv = [process.execPath, opts.cliPath ?? CLI_PATH, "sim", "--profile", opts.profile, "--workload", workload, "--policy", policyFile, "--seed", String(opts.seed)];
-  for (const r of opts.pluginRoots ?? []) argv.push("--plugin-root", r);
+  // Each cell runs this svmrt: `bun runtime/cli.ts` in a checkout, the executable itself when compiled.
+  const argv = [...(opts.cliPath === undefined ? cliArgv() : [process.execPath, opts.cliPath]), "sim", `--profile=${opts.profile}`, `--workload=${workload}`, `--policy=${policyFile}`, `--seed=${opts.seed}`];
+  // NAME=VALUE: a path that starts with '-' stays a value, never a flag.
+  for (const r of opts.pluginRoots ?? []) argv.push(`--plugin-root=${r}`);
   argv.push(...extra);
   return argv;
 }

@@ -94,6 +94,37 @@ export function defaultCostParams(): CostParams {
   return Object.fromEntries(Object.entries(COST_PARAMS).map(([k, v]) => [k, v.value])) as CostParams;
 }
 
+/** A decimal number as the command line gives one: digits, an optional fraction and exponent. */
+const COST_VALUE_RE = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+/** Longest NAME=VALUE quoted back in an error, characters. */
+const COST_OVERRIDE_QUOTED_MAX = 80;
+
+/** True when `name` is one of COST_PARAMS' own names (never an Object.prototype member). */
+export function isCostParamName(name: string): name is CostParamName {
+  return Object.hasOwn(COST_PARAMS, name);
+}
+
+/**
+ * One `NAME=VALUE` override of a cost parameter: NAME one of COST_PARAMS, VALUE a decimal
+ * number within the parameter's bounds (no blanks, no hex, no Infinity).
+ * @returns the name and value, or the reason it is refused (the caller adds the flag).
+ */
+export function costOverrideParse(kv: string): { name: CostParamName; value: number } | { error: string } {
+  const quoted = kv.length > COST_OVERRIDE_QUOTED_MAX ? `${kv.slice(0, COST_OVERRIDE_QUOTED_MAX)}...` : kv;
+  const eq = kv.indexOf("=");
+  const name = eq < 0 ? kv : kv.slice(0, eq);
+  if (eq < 0 || !isCostParamName(name)) {
+    return { error: `'${quoted}': expected NAME=VALUE with NAME one of ${Object.keys(COST_PARAMS).join(", ")}` };
+  }
+  const raw = kv.slice(eq + 1);
+  const spec = COST_PARAMS[name];
+  const value = COST_VALUE_RE.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(value) || value < spec.min || value > spec.max) {
+    return { error: `'${quoted}': ${name} must be a decimal number from ${spec.min} to ${spec.max}, got '${raw}'` };
+  }
+  return { name, value };
+}
+
 /** Per-GPU link numbers a profile gives, GB/s (1e9 bytes/s). */
 export interface GpuLinks {
   hbmGbps: number;

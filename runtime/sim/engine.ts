@@ -5,7 +5,7 @@
  * model (XNACK-off restore, deferred frees) and the workload's timed hints are events too.
  * Ties break by insertion order, so a run is a pure function of its inputs and seed.
  */
-import { InvariantError, KfdError } from "../errors.ts";
+import { BoundError, InvariantError, KfdError } from "../errors.ts";
 import { MIGRATION_BOUNDS, type MigrationDecider } from "../policy/contracts/migration.ts";
 import { SVM_ATTR } from "../svm/constants.ts";
 import {
@@ -29,6 +29,18 @@ export const VA_BASE_PAGES = 0x100000;
 export const ALLOC_ALIGN_PAGES = 262_144;
 /** Most events one simulation may process. */
 export const SIM_EVENTS_MAX = 2_000_000_000;
+/**
+ * Latest simulated time a run may reach, ns after its start: beyond 2^53 ns (104 days) a
+ * float64 no longer holds every ns, and results would be rounded.
+ */
+export const SIM_TIME_MAX_ns = Number.MAX_SAFE_INTEGER;
+/**
+ * Most GPU fault batches the fault workers may handle while no access completes anywhere: a
+ * policy (or workload) that undoes every migration it asks for makes the same faults forever.
+ * A healthy run completes an access within a few batches of any fault (256 waves faulting
+ * with their duplicate drops take a few thousand).
+ */
+export const SIM_FAULT_BATCHES_WITHOUT_PROGRESS_MAX = 50_000;
 /** Most accesses an agent makes before yielding to the event queue. */
 export const AGENT_SLICE_ACCESSES = 65_536;
 
@@ -157,7 +169,9 @@ export interface SimOptions {
    * Called about every PROGRESS_INTERVAL_MS of wall time with the simulated time reached and
    * the GPU faults handled so far (the CLI's progress line). Never changes the results.
    */
-  onProgress?: (simNs: number, gpuFaults: number) => void;
+  onProgress?: (simNs: number, gpuFaults: number, accesses: number) => void;
+  /** Bound on fault batches without progress (default SIM_FAULT_BATCHES_WITHOUT_PROGRESS_MAX; tests lower it). */
+  faultBatchesWithoutProgressMax?: number;
   /**
    * Run on this model instead of a new one (the emulator's machine): its costs, decider and
    * sink are used, `sink` and `fullCheckEvery` here are ignored. A workload process whose pid
@@ -292,7 +306,7 @@ export class Simulation {
     const now = performance.now();
     if (now - this.lastProgressMs < PROGRESS_INTERVAL_MS) return;
     this.lastProgressMs = now;
-    this.opts.onProgress?.(this.q.popTime, this.model.stats.gpuFaults);
+    this.opts.onProgress?.(this.q.popTime - this.t0, this.model.stats.gpuFaults, this.accesses);
   }
 
   private loopEvents = 0;
@@ -365,10 +379,18 @@ export class Simulation {
           return BLOCKED;
         }
       }
-      if (++this.loopEvents > SIM_EVENTS_MAX) throw new InvariantError(`simulation exceeded ${SIM_EVENTS_MAX} events (seed ${this.opts.seed})`);
+      if (++this.loopEvents > SIM_EVENTS_MAX) {
+        throw new BoundError("SIM_EVENTS_MAX", `${this.runName()}: stopped after ${SIM_EVENTS_MAX} events (SIM_EVENTS_MAX): make the workload smaller`);
+      }
       if (this.opts.onProgress !== undefined && (this.loopEvents & PROGRESS_CHECK_EVENTS_MASK) === 0) this.progress();
       this.q.pop();
       const t = this.q.popTime;
+      if (t - this.t0 > SIM_TIME_MAX_ns) {
+        throw new BoundError(
+          "SIM_TIME_MAX_ns",
+          `${this.runName()}: simulated time passed ${SIM_TIME_MAX_ns} ns (SIM_TIME_MAX_ns, 104 days), where ns stop being exact: shorten the workload's sleeps, hints or trace`,
+        );
+      }
       const a = this.q.popArg;
       switch (this.q.popKind) {
         case EV_AGENT:
@@ -559,6 +581,32 @@ export class Simulation {
     }
   }
 
+  /** The run as messages name it: workload, policy, seed. */
+  private runName(): string {
+    return `workload ${this.opts.workload.name}, policy ${this.opts.decider.name}, seed ${this.opts.seed}`;
+  }
+
+  /** Accesses when the fault workers last saw progress, and batches handled since. */
+  private progressAccesses = -1;
+  private batchesWithoutProgress = 0;
+
+  /** Called per fault batch. @throws BoundError when no access completed for too many batches. */
+  private progressCheck(t: number): void {
+    if (this.accesses !== this.progressAccesses) {
+      this.progressAccesses = this.accesses;
+      this.batchesWithoutProgress = 0;
+      return;
+    }
+    const max = this.opts.faultBatchesWithoutProgressMax ?? SIM_FAULT_BATCHES_WITHOUT_PROGRESS_MAX;
+    if (++this.batchesWithoutProgress <= max) return;
+    throw new BoundError(
+      "SIM_FAULT_BATCHES_WITHOUT_PROGRESS_MAX",
+      `${this.runName()}: no progress: ${max} GPU fault batches handled and no access completed ` +
+        `(SIM_FAULT_BATCHES_WITHOUT_PROGRESS_MAX; simulated time ${((t - this.t0) / 1e6).toFixed(3)} ms, ${this.accesses} accesses made): ` +
+        "the policy undoes what it migrates (e.g. a prefetch that moves the faulting range away again); check it with svmrt policy eval",
+    );
+  }
+
   private faultRaise(gi: number, agent: number, t: number): void {
     this.pending[gi]!.push(agent);
     if (!this.workerScheduled[gi]) {
@@ -570,6 +618,7 @@ export class Simulation {
   /** The GPU's fault worker: one batch per process, in order of arrival. */
   private workerRun(gi: number, t: number): void {
     this.workerScheduled[gi] = false;
+    this.progressCheck(t);
     const pend = this.pending[gi]!;
     // The batch: the first fault_batch_max pending faults, taken out of the queue. Batches
     // are mostly one fault (a wave waits on its fault), so no array is allocated here.

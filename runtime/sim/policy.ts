@@ -5,6 +5,7 @@
  * decision-log time 0) so a run depends only on its inputs. Its decision log keeps the
  * batches that failed, not the millions that did not.
  */
+import { positionOf } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { type MigrationDecider, nativeKernelDefault } from "../policy/contracts/migration.ts";
 import { Policy } from "../policy/policy.ts";
@@ -34,7 +35,7 @@ export async function resolveMigrationPolicy(
   });
   if (policy.spec.kind !== "MigrationPolicy") {
     policy.dispose();
-    throw new ConfigError({ file: path, line: 2, col: 1 }, "kind", "a MigrationPolicy for the simulator", `it is a ${policy.spec.kind}`);
+    throw new ConfigError(positionOf(policy.spec.yaml, ["kind"]), "kind", "a MigrationPolicy for the simulator", `it is a ${policy.spec.kind}`);
   }
   return { decider: policy.migrationDecider(), policy, [Symbol.dispose]: () => policy.dispose() };
 }

@@ -22,6 +22,7 @@
  * ```
  */
 import { join } from "node:path";
+import { builtinPath, shippedDir } from "../assets.ts";
 import { GPUS_PER_PROCESS_MAX } from "../svm/constants.ts";
 import type { SvmGpu } from "../svm/model.ts";
 import { COST_PARAMS, type CostParamName, type CostParams, defaultCostParams, type GpuLinks } from "./cost.ts";
@@ -39,8 +40,8 @@ export interface MachineProfile {
   cost: CostParams;
 }
 
-/** Directory of the shipped profiles. */
-export const PROFILES_DIR = join(import.meta.dir, "..", "..", "profiles");
+/** Directory of the shipped profiles (runtime/assets.ts: beside runtime/, or embedded). */
+export const PROFILES_DIR = shippedDir("profiles");
 export const PROFILE_DEFAULT = "dev-2gpu";
 /** Largest VRAM per GPU a profile may declare, bytes (1 TiB). */
 export const VRAM_BYTES_MAX = 2 ** 40;
@@ -125,11 +126,12 @@ export function parseProfile(file: string, text: string): MachineProfile {
 }
 
 /**
- * A profile by shipped name (`dev-2gpu`) or by path (`./my.yaml`).
- * @throws ConfigError when the file is missing or wrong.
+ * A profile by shipped name (`dev-2gpu`) or by path (`./my.yaml`, `builtin:profiles/dev-2gpu.yaml`).
+ * @throws ConfigError when the file is missing or wrong; UsageError for a `builtin:` name
+ *   outside the shipped folders.
  */
 export function loadProfile(nameOrPath: string): MachineProfile {
-  const file = /[/\\]|\.ya?ml$/.test(nameOrPath) ? nameOrPath : join(PROFILES_DIR, `${nameOrPath}.yaml`);
+  const file = /[/\\]|\.ya?ml$/.test(nameOrPath) ? builtinPath(nameOrPath) : join(PROFILES_DIR, `${nameOrPath}.yaml`);
   const text = readConfigFile(file, YAML_BYTES_MAX, `a readable machine profile (shipped: ${shippedProfiles().join(", ")})`);
   return parseProfile(file, text);
 }

@@ -11,10 +11,11 @@
  * A malformed line is never skipped silently: with `onBadLine: "stop"` it is a ConfigError
  * at file:line:col; with "skip" it is reported through `warn` and counted.
  */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { ConfigError } from "../errors.ts";
-import { SMI_EVENT, SVM_ATTR, UNREGISTERED_ALIGN_PAGES } from "../svm/constants.ts";
+import { LARGEST_RANGE_MAX_PAGES, SMI_EVENT, SVM_ATTR, UNREGISTERED_ALIGN_PAGES } from "../svm/constants.ts";
 import type { MachineProfile } from "./profile.ts";
-import { AGENT_CPU, type HintSpec, type OpSpec, type Workload } from "./workload.ts";
+import { AGENT_CPU, type HintSpec, type OpSpec, PID_DEFAULT, PID_MAX, type Workload } from "./workload.ts";
 
 export type OnBadLine = "skip" | "stop";
 
@@ -22,6 +23,8 @@ export interface TraceOptions {
   onBadLine: OnBadLine;
   /** Where skipped lines are reported (one line each, file:line: reason). */
   warn: (text: string) => void;
+  /** Bound on accesses and hints (default TRACE_ACCESSES_MAX; tests lower it). */
+  accessesMax?: number;
 }
 
 export interface TraceWorkload extends Workload {
@@ -29,22 +32,140 @@ export interface TraceWorkload extends Workload {
   lines: number;
 }
 
-/** Bounds on a trace. */
+/** Largest trace file read, bytes (read in chunks; a FIFO or /dev/zero stops here too). */
+export const TRACE_FILE_MAX_bytes = 256 * 1024 * 1024;
+/** Longest line, bytes (SMI records are at most 96 bytes; JSONL records a few hundred). */
+export const TRACE_LINE_MAX_bytes = 4096;
+/** Most lines of a trace. */
+export const TRACE_LINES_MAX = 50_000_000;
+/** Most accesses and hints one trace may replay in all (JSONL `pages` expanded). */
+export const TRACE_ACCESSES_MAX = 16_777_216;
+/**
+ * Most pages one event may cover: a JSONL record's `pages`, a MIGRATE_START's size. The
+ * kernel migrates within one range, and a range is at most 1 GiB (kfd-svm.md §1).
+ */
+export const TRACE_EVENT_MAX_pages = LARGEST_RANGE_MAX_PAGES;
+/**
+ * Pages of the virtual address space a trace may name: the lower half of the GPU's 48-bit
+ * virtual address space (128 TiB), where user mappings live.
+ */
+export const TRACE_ADDRESS_MAX_pages = 2 ** 35;
+/** Latest time a trace may give, ns: beyond 2^53 ns a float64 no longer holds every ns. */
+export const TRACE_TIME_MAX_ns = Number.MAX_SAFE_INTEGER;
+/** Largest gpu_id in a trace (a 32-bit KFD gpu_id). */
+export const TRACE_GPU_ID_MAX = 0xffffffff;
+/** Bytes read from a trace file per read(2). */
+const TRACE_READ_CHUNK_bytes = 1 << 20;
+
+/** Bounds on a trace (the named constants above, as one object). */
 export const TRACE_BOUNDS = {
-  /** Most lines read, and most accesses kept. */
-  lines_max: 50_000_000,
+  /** Most lines read. */
+  lines_max: TRACE_LINES_MAX,
   /** Most bad lines reported one by one before a summary line. */
   bad_lines_reported_max: 20,
-  /** Longest line, characters (SMI records are at most 96 bytes). */
-  line_chars_max: 4096,
+  /** Longest line, characters. */
+  line_chars_max: TRACE_LINE_MAX_bytes,
   /** Most pages one JSONL record may cover. */
-  record_pages_max: 262_144,
+  record_pages_max: TRACE_EVENT_MAX_pages,
 } as const;
 
-interface Acc {
-  t: number;
-  page: number;
-  write: boolean;
+/**
+ * Read a trace file in chunks, bounded: at most TRACE_FILE_MAX_bytes, and a line longer than
+ * TRACE_LINE_MAX_bytes stops the read at once with onBadLine "stop" (so `--trace /dev/zero`
+ * ends on its first line); with "skip" such a line is kept cut to one byte past the bound
+ * (the parser skips it) so memory stays bounded.
+ * @throws ConfigError naming file:line and what was expected, or the errno when it cannot be read.
+ */
+export function readTraceFile(file: string, onBadLine: OnBadLine): string {
+  const at = (line: number) => ({ file, line, col: 1 });
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? "";
+    throw new ConfigError(at(1), "", "a readable trace file", code === "ENOENT" ? "ENOENT: no such file" : `${code}: ${readErrorText(e)}`);
+  }
+  try {
+    if (fstatSync(fd).isDirectory()) throw new ConfigError(at(1), "", "a readable trace file", "EISDIR: it is a folder");
+    const kept: Uint8Array[] = [];
+    const buf = new Uint8Array(TRACE_READ_CHUNK_bytes);
+    let total = 0;
+    let line = 1;
+    let lineBytes = 0;
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? "";
+        throw new ConfigError(at(line), "", "a readable trace file", `${code}: ${readErrorText(e)}`);
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > TRACE_FILE_MAX_bytes) {
+        throw new ConfigError(at(line), "", `a trace of at most ${TRACE_FILE_MAX_bytes} bytes (TRACE_FILE_MAX_bytes)`, "split it, or keep the events you need");
+      }
+      // Copy the chunk line by line, cutting overlong lines.
+      let from = 0;
+      while (from < n) {
+        const nl = buf.indexOf(0x0a, from);
+        const end = nl < 0 || nl >= n ? n : nl;
+        const piece = end - from;
+        const room = TRACE_LINE_MAX_bytes + 1 - lineBytes;
+        if (lineBytes + piece > TRACE_LINE_MAX_bytes && onBadLine === "stop") {
+          throw new ConfigError(at(line), "", `a line of at most ${TRACE_LINE_MAX_bytes} bytes (TRACE_LINE_MAX_bytes)`);
+        }
+        if (room > 0) kept.push(buf.slice(from, from + Math.min(piece, room)));
+        lineBytes += piece;
+        if (end < n) {
+          kept.push(NEWLINE_BYTES);
+          line++;
+          lineBytes = 0;
+          if (line > TRACE_LINES_MAX + 1) throw new ConfigError(at(line), "", `at most ${TRACE_LINES_MAX} lines (TRACE_LINES_MAX)`);
+          from = end + 1;
+        } else from = n;
+      }
+    }
+    return new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(kept));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const NEWLINE_BYTES = new Uint8Array([0x0a]);
+
+/** The system's words for a read error, without the errno code it starts with. */
+function readErrorText(e: unknown): string {
+  return ((e as Error).message ?? String(e)).replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "");
+}
+
+/** One (pid, agent) stream's accesses, in columns (a trace may hold millions). */
+class AccessColumns {
+  t = new Float64Array(64);
+  page = new Float64Array(64);
+  write = new Uint8Array(64);
+  n = 0;
+  constructor(
+    readonly pid: number,
+    readonly agent: number,
+  ) {}
+
+  push(t: number, page: number, write: boolean): void {
+    if (this.n === this.t.length) {
+      const grow = <T extends Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+        const b = make(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.t = grow(this.t, (k) => new Float64Array(k));
+      this.page = grow(this.page, (k) => new Float64Array(k));
+      this.write = grow(this.write, (k) => new Uint8Array(k));
+    }
+    this.t[this.n] = t;
+    this.page[this.n] = page;
+    this.write[this.n] = write ? 1 : 0;
+    this.n++;
+  }
 }
 
 const RE_SMI = /^([0-9a-f]+) (.*)$/;
@@ -55,22 +176,36 @@ const RE_QUEUE = /^(\d+) -(\d+) ([0-9a-f]+) ([0-9a-fR])$/;
 const RE_UNMAP = /^(\d+) -(\d+) @([0-9a-f]+)\(([0-9a-f]+)\) ([0-9a-f]+) (\d+)$/;
 const RE_PROC = /^[0-9a-f]+[ :].*$/;
 
-/** Parse a trace's text into a workload for `profile`. @throws ConfigError (stop mode). */
+/**
+ * Parse a trace's text into a workload for `profile`. Every number is checked against its
+ * bound (times, pids, pages, sizes, gpu_ids) and a bad one is a bad line at its file:line.
+ * @throws ConfigError (stop mode; and in both modes when the trace exceeds TRACE_ACCESSES_MAX
+ *   or TRACE_LINES_MAX).
+ */
 export function parseTrace(file: string, text: string, profile: MachineProfile, opts: TraceOptions): TraceWorkload {
-  const streams = new Map<string, { pid: number; agent: number; acc: Acc[] }>();
+  const streams = new Map<string, AccessColumns>();
   const hints: { t: number; pid: number; start: number; npages: number; loc: number }[] = [];
   const gpuOf = new Map<number, number>();
   const span = new Map<number, { lo: number; hi: number }>();
   let bad = 0;
   let t0 = Number.NaN;
+  let events = 0;
+  const accessesMax = opts.accessesMax ?? TRACE_ACCESSES_MAX;
   const lines = text.split("\n");
-  if (lines.length > TRACE_BOUNDS.lines_max) {
-    throw new ConfigError({ file, line: TRACE_BOUNDS.lines_max + 1, col: 1 }, "", `at most ${TRACE_BOUNDS.lines_max} lines`);
+  if (lines.length > TRACE_LINES_MAX) {
+    throw new ConfigError({ file, line: TRACE_LINES_MAX + 1, col: 1 }, "", `at most ${TRACE_LINES_MAX} lines (TRACE_LINES_MAX)`);
   }
   const badLine = (ln: number, col: number, reason: string): void => {
     if (opts.onBadLine === "stop") throw new ConfigError({ file, line: ln, col }, "", reason);
     bad++;
     if (bad <= TRACE_BOUNDS.bad_lines_reported_max) opts.warn(`${file}:${ln}:${col}: skipped: ${reason}`);
+  };
+  /** Count `n` more replayed events (accesses or hints). @throws ConfigError past TRACE_ACCESSES_MAX */
+  const count = (ln: number, n: number): void => {
+    events += n;
+    if (events > accessesMax) {
+      throw new ConfigError({ file, line: ln, col: 1 }, "", `at most ${accessesMax} accesses and hints in a trace (TRACE_ACCESSES_MAX)`, "JSONL pages expanded");
+    }
   };
   const touch = (pid: number, page: number, npages: number): void => {
     const s = span.get(pid);
@@ -84,11 +219,11 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
     const key = `${pid}/${agent}`;
     let s = streams.get(key);
     if (s === undefined) {
-      s = { pid, agent, acc: [] };
+      s = new AccessColumns(pid, agent);
       streams.set(key, s);
     }
     if (!(t >= t0)) t0 = t; // the earliest time (NaN: none yet) is time zero
-    s.acc.push({ t, page, write });
+    s.push(t, page, write);
     touch(pid, page, 1);
   };
   /** The profile GPU index for a trace gpu_id, or -1 when the profile has too few. */
@@ -101,13 +236,26 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
     }
     return g;
   };
+  /** Why a time, pid, page window or gpu_id is out of bounds, or "" when all are fine. */
+  const outOfBounds = (t: number, pid: number, page: number, npages: number, node?: number): string => {
+    if (!Number.isSafeInteger(t) || t < 0 || t > TRACE_TIME_MAX_ns) return `a time from 0 to ${TRACE_TIME_MAX_ns} ns (TRACE_TIME_MAX_ns)`;
+    if (!Number.isSafeInteger(pid) || pid < 1 || pid > PID_MAX) return `a pid from 1 to ${PID_MAX} (PID_MAX)`;
+    if (!Number.isSafeInteger(npages) || npages < 1 || npages > TRACE_EVENT_MAX_pages) {
+      return `a size from 1 to ${TRACE_EVENT_MAX_pages} pages (TRACE_EVENT_MAX_pages)`;
+    }
+    if (!Number.isSafeInteger(page) || page < 0 || page + npages > TRACE_ADDRESS_MAX_pages) {
+      return `pages below 0x${TRACE_ADDRESS_MAX_pages.toString(16)} (TRACE_ADDRESS_MAX_pages: the 128 TiB of user virtual addresses)`;
+    }
+    if (node !== undefined && (!Number.isSafeInteger(node) || node > TRACE_GPU_ID_MAX)) return `a gpu_id of at most 0x${TRACE_GPU_ID_MAX.toString(16)}`;
+    return "";
+  };
   const jsonl = /\.jsonl$/.test(file) || /^\s*\{/.test(lines.find((l) => l.trim() !== "") ?? "");
   for (let i = 0; i < lines.length; i++) {
     const ln = i + 1;
     const line = lines[i]!.replace(/\r$/, "");
     if (line.trim() === "" || line.startsWith("#")) continue;
-    if (line.length > TRACE_BOUNDS.line_chars_max) {
-      badLine(ln, 1, `a line of at most ${TRACE_BOUNDS.line_chars_max} characters`);
+    if (line.length > TRACE_LINE_MAX_bytes) {
+      badLine(ln, 1, `a line of at most ${TRACE_LINE_MAX_bytes} bytes (TRACE_LINE_MAX_bytes)`);
       continue;
     }
     if (jsonl) {
@@ -124,25 +272,30 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
         continue;
       }
       const tNs = r.t_ns;
-      const pid = r.pid ?? 4242;
+      const pid = r.pid ?? PID_DEFAULT;
       const agent = r.agent;
-      const page = typeof r.page === "string" && /^0x[0-9a-f]+$/i.test(r.page) ? Number.parseInt(r.page, 16) : r.page;
+      const page = typeof r.page === "string" && /^0x[0-9a-f]{1,13}$/i.test(r.page) ? Number.parseInt(r.page, 16) : r.page;
       const write = r.write ?? false;
       const npages = r.pages ?? 1;
       let agentIdx = -2;
       if (agent === "cpu") agentIdx = AGENT_CPU;
       else if (typeof agent === "string" && /^gpu\d+$/.test(agent) && Number(agent.slice(3)) < profile.gpus.length) agentIdx = Number(agent.slice(3));
-      if (typeof tNs !== "number" || !(tNs >= 0)) badLine(ln, 1, "t_ns: a number of ns >= 0");
-      else if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0) badLine(ln, 1, "pid: a positive integer");
+      const unknown = Object.keys(r).find((k) => !["t_ns", "pid", "agent", "page", "write", "pages"].includes(k));
+      if (unknown !== undefined) badLine(ln, 1, `only the keys t_ns, pid, agent, page, write, pages (got ${unknown})`);
+      else if (typeof tNs !== "number" || !Number.isSafeInteger(tNs) || tNs < 0) badLine(ln, 1, `t_ns: an integer number of ns from 0 to ${TRACE_TIME_MAX_ns}`);
+      else if (typeof pid !== "number" || !Number.isSafeInteger(pid) || pid < 1 || pid > PID_MAX) badLine(ln, 1, `pid: an integer from 1 to ${PID_MAX}`);
       else if (agentIdx === -2) badLine(ln, 1, `agent: cpu or gpu0..gpu${profile.gpus.length - 1}`);
       else if (typeof page !== "number" || !Number.isSafeInteger(page) || page < 0) badLine(ln, 1, "page: an integer page number or a 0x hex string");
       else if (typeof write !== "boolean") badLine(ln, 1, "write: true or false");
-      else if (typeof npages !== "number" || !Number.isInteger(npages) || npages < 1 || npages > TRACE_BOUNDS.record_pages_max) {
-        badLine(ln, 1, `pages: an integer from 1 to ${TRACE_BOUNDS.record_pages_max}`);
+      else if (typeof npages !== "number" || !Number.isSafeInteger(npages) || npages < 1 || npages > TRACE_EVENT_MAX_pages) {
+        badLine(ln, 1, `pages: an integer from 1 to ${TRACE_EVENT_MAX_pages} (TRACE_EVENT_MAX_pages)`);
       } else {
-        const unknown = Object.keys(r).find((k) => !["t_ns", "pid", "agent", "page", "write", "pages"].includes(k));
-        if (unknown !== undefined) badLine(ln, 1, `only the keys t_ns, pid, agent, page, write, pages (got ${unknown})`);
-        else for (let k = 0; k < npages; k++) add(tNs, pid, agentIdx, page + k, write);
+        const why = outOfBounds(tNs, pid, page, npages);
+        if (why !== "") badLine(ln, 1, why);
+        else {
+          count(ln, npages);
+          for (let k = 0; k < npages; k++) add(tNs, pid, agentIdx, page + k, write);
+        }
       }
       continue;
     }
@@ -163,13 +316,23 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
           badLine(ln, col, `PAGE_FAULT_${startKind ? "START: 'ns -pid @addr(node) R|W'" : "END: 'ns -pid @addr(node) M|U'"}`);
           break;
         }
+        const t = Number(f[1]);
+        const pid = Number(f[2]);
+        const page = Number.parseInt(f[3]!, 16);
+        const node = Number.parseInt(f[4]!, 16);
+        const why = outOfBounds(t, pid, page, 1, node);
+        if (why !== "") {
+          badLine(ln, col, why);
+          break;
+        }
         if (!startKind) break;
-        const g = gpuIndex(Number.parseInt(f[4]!, 16));
+        const g = gpuIndex(node);
         if (g < 0) {
           badLine(ln, col, `a GPU of profile ${profile.name}: the trace names more than ${profile.gpus.length} gpu_ids`);
           break;
         }
-        add(Number(f[1]), Number(f[2]), g, Number.parseInt(f[3]!, 16), f[5] === "W");
+        count(ln, 1);
+        add(t, pid, g, page, f[5] === "W");
         break;
       }
       case SMI_EVENT.MIGRATE_START: {
@@ -187,8 +350,15 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
           badLine(ln, col, "MIGRATE_START trigger 0..3 and a size above 0");
           break;
         }
-        if (trig === 2) add(t, pid, AGENT_CPU, start, false);
-        else if (trig === 0) {
+        const why = outOfBounds(t, pid, start, npages, Number.parseInt(f[6]!, 16));
+        if (why !== "") {
+          badLine(ln, col, why);
+          break;
+        }
+        if (trig === 2) {
+          count(ln, 1);
+          add(t, pid, AGENT_CPU, start, false);
+        } else if (trig === 0) {
           const to = Number.parseInt(f[6]!, 16);
           let loc = 0;
           if (to !== 0) {
@@ -199,6 +369,7 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
             }
             loc = profile.gpus[g]!.id;
           }
+          count(ln, 1);
           if (!(t >= t0)) t0 = t; // the earliest time (NaN: none yet) is time zero
           hints.push({ t, pid, start, npages, loc });
           touch(pid, start, npages);
@@ -242,14 +413,18 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
   const keys = [...streams.keys()].sort();
   for (const k of keys) {
     const s = streams.get(k)!;
-    s.acc.sort((a, b) => a.t - b.t);
-    const n = s.acc.length;
+    const n = s.n;
+    // Time order; equal times keep the order of the file (the index breaks ties).
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => s.t[a]! - s.t[b]! || a - b);
     const op: OpSpec = { op: "timed", times: new Float64Array(n), pages: new Float64Array(n), writes: new Uint8Array(n), n };
-    s.acc.forEach((a, i) => {
-      op.times[i] = a.t - base;
-      op.pages[i] = a.page;
-      op.writes[i] = a.write ? 1 : 0;
-    });
+    for (let i = 0; i < n; i++) {
+      const j = order[i]!;
+      op.times[i] = s.t[j]! - base;
+      op.pages[i] = s.page[j]!;
+      op.writes[i] = s.write[j]!;
+    }
     w.streams.push({ agent: s.agent, pid: s.pid, ops: [op] });
   }
   for (const h of hints) {

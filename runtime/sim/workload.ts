@@ -3,12 +3,13 @@
  * (accesses, set_attr hints, barriers, sleeps) and timed hints. YAML files, the built-ins
  * (written in the same YAML, see builtins.ts) and traces (trace.ts) all become a Workload.
  */
-import type { Node } from "yaml";
+import { isScalar, type Node } from "yaml";
 import { LOC_SYSMEM, LOC_UNDEFINED, SVM_FLAG } from "../policy/contracts/migration.ts";
 import { PAGE_BYTES, SVM_ATTR, type SvmAttrName } from "../svm/constants.ts";
 import type { AttrPair } from "../svm/model.ts";
 import type { MachineProfile } from "./profile.ts";
 import { readConfigFile } from "../config.ts";
+import { PID_MAX } from "../kfd/smi-events.ts";
 import { YAML_BYTES_MAX, YamlReader, parseSize } from "./yaml-read.ts";
 
 export type Pattern = "seq" | "random" | "zipf" | "strided";
@@ -92,12 +93,22 @@ export function workloadAccesses(w: Workload): number {
   return n;
 }
 
+/** Most operations of a workload after `repeat` and `waves` expansion, over all streams. */
+export const WORKLOAD_OPS_MAX = 1_000_000;
+/**
+ * Most accesses a workload makes in all (access counts after `repeat`, over all streams; waves
+ * split counts, they do not add to them). About an hour of simulation for random accesses.
+ */
+export const WORKLOAD_ACCESSES_MAX = 10_000_000_000;
+
 /** Bounds on a workload file. */
 export const WORKLOAD_BOUNDS = {
-  /** Most operations after `repeat` expansion, over all streams. */
-  ops_max: 1_000_000,
+  /** Most operations after `repeat` and `waves` expansion, over all streams. */
+  ops_max: WORKLOAD_OPS_MAX,
   /** Most accesses one access op may make. */
-  access_count_max: 1e10,
+  access_count_max: WORKLOAD_ACCESSES_MAX,
+  /** Most accesses in all. */
+  accesses_max: WORKLOAD_ACCESSES_MAX,
   /** Largest allocation, bytes (16 TiB). */
   alloc_bytes_max: 2 ** 44,
   streams_max: 1024,
@@ -107,6 +118,8 @@ export const WORKLOAD_BOUNDS = {
   waves_max: 256,
 } as const;
 export const PID_DEFAULT = 4242;
+/** Largest pid (the kernel's PID_MAX_LIMIT on 64-bit), as in SMI event records. */
+export { PID_MAX };
 
 const TOP = ["kind", "name", "description", "processes", "allocations", "streams", "hints"] as const;
 
@@ -130,7 +143,7 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
     y.seq(procNode, "processes").items.forEach((n, i) => {
       const f = `processes[${i}]`;
       const m = y.map(n, f, ["pid", "name", "xnack"]);
-      const pid = y.num(y.need(m, "pid", `${f}.pid`), `${f}.pid`, 1, 2 ** 22, undefined, true);
+      const pid = y.num(y.need(m, "pid", `${f}.pid`), `${f}.pid`, 1, PID_MAX, undefined, true);
       if (w.processes.some((p) => p.pid === pid)) throw y.error(n, `${f}.pid`, "a pid not used before");
       const xn = y.get(m, "xnack");
       w.processes.push({ pid, name: y.str(y.get(m, "name"), `${f}.name`, `pid${pid}`), xnack: xn === undefined ? null : y.bool(xn, `${f}.xnack`, true) });
@@ -138,7 +151,7 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
   }
   const pidOf = (node: Node | undefined, f: string): number => {
     if (node === undefined) return w.processes[0]!.pid;
-    const pid = y.num(node, f, 1, 2 ** 22, undefined, true);
+    const pid = y.num(node, f, 1, PID_MAX, undefined, true);
     if (!w.processes.some((p) => p.pid === pid)) throw y.error(node, f, `a pid listed under processes`);
     return pid;
   };
@@ -227,6 +240,9 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
     return i;
   };
   let opCount = 0;
+  let accessCount = 0;
+  const opsBound = `at most ${WORKLOAD_OPS_MAX} operations after repeat and waves (WORKLOAD_OPS_MAX)`;
+  const accessesBound = `at most ${WORKLOAD_ACCESSES_MAX} accesses in all, after repeat (WORKLOAD_ACCESSES_MAX)`;
   const setAttrOf = (node: Node, f: string) => {
     const m = y.map(node, f, ["alloc", "offset", "size", "attrs"]);
     const alloc = allocOf(y.need(m, "alloc", `${f}.alloc`), `${f}.alloc`);
@@ -244,7 +260,7 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
       if (m.items.length !== 1) throw y.error(n, of, "exactly one of access, set_attr, barrier, sleep_ns, repeat");
       const key = String((m.items[0]!.key as { value: unknown }).value);
       const v = m.items[0]!.value as Node;
-      if (++opCount > WORKLOAD_BOUNDS.ops_max) throw y.error(n, of, `at most ${WORKLOAD_BOUNDS.ops_max} operations after repeat`);
+      if (++opCount > WORKLOAD_OPS_MAX) throw y.error(n, of, opsBound);
       switch (key) {
         case "access": {
           const am = y.map(v, `${of}.access`, ["alloc", "offset", "size", "pattern", "count", "write", "stride", "zipf_s"]);
@@ -256,13 +272,16 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
           const pn = y.get(am, "pattern");
           const pattern = y.str(pn, `${of}.access.pattern`, "seq") as Pattern;
           if (!PATTERNS.includes(pattern)) throw y.error(pn, `${of}.access.pattern`, PATTERNS.join(", "));
+          const count = y.num(y.get(am, "count"), `${of}.access.count`, 1, WORKLOAD_ACCESSES_MAX, pages, true);
+          accessCount += count;
+          if (accessCount > WORKLOAD_ACCESSES_MAX) throw y.error(y.get(am, "count") ?? v, `${of}.access.count`, accessesBound);
           out.push({
             op: "access",
             alloc,
             offset,
             pages,
             pattern,
-            count: y.num(y.get(am, "count"), `${of}.access.count`, 1, WORKLOAD_BOUNDS.access_count_max, pages, true),
+            count,
             write: y.num(y.get(am, "write"), `${of}.access.write`, 0, 1, 0),
             stride: y.num(y.get(am, "stride"), `${of}.access.stride`, 1, 2 ** 40, 1, true),
             zipfS: y.num(y.get(am, "zipf_s"), `${of}.access.zipf_s`, 0.01, 10, 1.1),
@@ -273,6 +292,8 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
           out.push({ op: "set_attr", ...setAttrOf(v, `${of}.set_attr`) });
           break;
         case "barrier":
+          // `barrier: false` is no barrier: refused rather than guessed at.
+          if (!isScalar(v) || v.value !== true) throw y.error(v, `${of}.barrier`, "true (a barrier takes no other value; remove the line for none)", `got ${isScalar(v) ? String(v.value) : "a collection"}`);
           out.push({ op: "barrier" });
           break;
         case "sleep_ns":
@@ -281,10 +302,13 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
         case "repeat": {
           if (depth >= WORKLOAD_BOUNDS.repeat_depth_max) throw y.error(v, `${of}.repeat`, `at most ${WORKLOAD_BOUNDS.repeat_depth_max} nested repeats`);
           const rm = y.map(v, `${of}.repeat`, ["times", "ops"]);
-          const times = y.num(y.need(rm, "times", `${of}.repeat.times`), `${of}.repeat.times`, 1, WORKLOAD_BOUNDS.ops_max, undefined, true);
+          const times = y.num(y.need(rm, "times", `${of}.repeat.times`), `${of}.repeat.times`, 1, WORKLOAD_OPS_MAX, undefined, true);
+          const accessesBefore = accessCount;
           const body = opsOf(y.need(rm, "ops", `${of}.repeat.ops`), `${of}.repeat.ops`, depth + 1);
           opCount += body.length * (times - 1);
-          if (opCount > WORKLOAD_BOUNDS.ops_max) throw y.error(v, `${of}.repeat`, `at most ${WORKLOAD_BOUNDS.ops_max} operations after repeat`);
+          if (opCount > WORKLOAD_OPS_MAX) throw y.error(v, `${of}.repeat`, opsBound);
+          accessCount += (accessCount - accessesBefore) * (times - 1);
+          if (accessCount > WORKLOAD_ACCESSES_MAX) throw y.error(v, `${of}.repeat`, accessesBound);
           for (let t = 0; t < times; t++) out.push(...body);
           break;
         }
@@ -307,6 +331,9 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
     const wn = y.get(m, "waves");
     const waves = y.num(wn, `${f}.waves`, 1, WORKLOAD_BOUNDS.waves_max, 1, true);
     if (agent === AGENT_CPU && waves > 1) throw y.error(wn, `${f}.waves`, "1 for the CPU agent");
+    // Every wave runs its own copy of the stream's operations (barriers and sleeps included).
+    opCount += ops.length * (waves - 1);
+    if (opCount > WORKLOAD_OPS_MAX) throw y.error(wn, `${f}.waves`, opsBound, `${ops.length} operations x ${waves} waves`);
     if (w.streams.length + waves > WORKLOAD_BOUNDS.streams_max) throw y.error(n, f, `at most ${WORKLOAD_BOUNDS.streams_max} streams, waves included`);
     for (let k = 0; k < waves; k++) w.streams.push({ agent, pid, ops: waves === 1 ? ops : opsOfWave(ops, k, waves) });
   });

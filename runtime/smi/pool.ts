@@ -21,6 +21,7 @@ import {
   SmiError,
   UsageError,
 } from "../errors.ts";
+import { workerUrl } from "../assets.ts";
 import type { SmiBackendSpec } from "./backend.ts";
 import type { SmiLibraryInfo } from "./library.ts";
 
@@ -163,7 +164,7 @@ class LibraryWorker {
     /** It died (uncaught error, or it ended) while the pool still used it. */
     private readonly onLost: (w: LibraryWorker, why: string) => void,
   ) {
-    this.worker = new Worker(new URL("./worker.ts", import.meta.url).href, { smol: true });
+    this.worker = new Worker(workerUrl("smi/worker.ts"), { smol: true });
     this.worker.onmessage = (ev: MessageEvent<PoolReply>) => this.received(ev.data);
     // An uncaught error ends a Bun Worker (its close event follows): either way it is gone.
     this.worker.onerror = (ev) => this.lost(`library worker failed: ${workerErrorText(ev as ErrorEvent)}`);

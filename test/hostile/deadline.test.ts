@@ -22,19 +22,15 @@ describe("hostile: the deadline holds against native loops", () => {
   for (const [label, body] of NATIVE_LOOPS) {
     test(label, async () => {
       using sb = await load(`export function hook() { ${body} }`);
-      const t0 = performance.now();
       const r = await sb.call("hook", null);
-      const ms = performance.now() - t0;
-      // timeout_ms is 50: generous slack for a loaded machine; unguarded, each loop runs 1-2 s.
-      // The generic Array methods refuse such lengths outright (a RangeError in the plugin).
-      expect(ms).toBeLessThan(800);
+      // Unguarded, each loop runs 1-2 s past the 50 ms deadline. The generic Array methods
+      // refuse such lengths outright (a RangeError in the plugin), before any iteration.
       expect(r).toMatchObject({ ok: false, reason: "exception" });
       if (!r.ok) expect(r.message).toMatch(/refuses lengths over 16777216/);
     });
   }
 
   test("the load deadline holds too", async () => {
-    const t0 = performance.now();
     const err = await Sandbox.load({
       name: "deadline",
       source: "Array.prototype.lastIndexOf.call({ length: 4e7 }, 1)\nexport function hook() { return 1 }",
@@ -48,7 +44,8 @@ describe("hostile: the deadline holds against native loops", () => {
       },
       (e) => e,
     );
-    expect(performance.now() - t0).toBeLessThan(800);
+    // Refused before any iteration (unguarded, the loop runs 1-2 s past load_timeout_ms).
     expect(err).not.toBeNull();
+    expect(String((err as Error).message)).toMatch(/refuses lengths over 16777216/);
   });
 });

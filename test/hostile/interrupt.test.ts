@@ -20,13 +20,13 @@ describe("hostile: the deadline is final", () => {
     expect(await sb.call("hook", null)).toMatchObject({ ok: false, reason: "timeout" });
   });
 
-  test("catching the interrupt 20,000 times does not hold the host past the deadline", async () => {
-    using sb = await load(catcher(20_000));
-    const t0 = performance.now();
-    const r = await sb.call("hook", null);
-    expect(performance.now() - t0).toBeLessThan(1000);
-    expect(r).toMatchObject({ ok: false, reason: "timeout" });
-  });
+  // No clock in the assertion (a busy machine stretches any): the hook asks for 640,000
+  // catches, which held the host for ~35 s before the fix; the test's own timeout, far below
+  // that and far above a deadline-bound answer on a loaded machine, is the check.
+  test("catching the interrupt 640,000 times does not hold the host past the deadline", async () => {
+    using sb = await load(catcher(640_000));
+    expect(await sb.call("hook", null)).toMatchObject({ ok: false, reason: "timeout" });
+  }, 20_000);
 
   test("a sync hook whose async helper swallows the interrupt does not answer late", async () => {
     // The interrupt raised inside an async function's synchronous part becomes a rejected
@@ -43,10 +43,9 @@ describe("hostile: the deadline is final", () => {
     );
     // arm spun until its interrupt: it is late, whatever it caught.
     expect(await sb.call("arm", null)).toMatchObject({ ok: false, reason: "timeout" });
-    const t0 = performance.now();
-    // Its queued loop died with the instance: the next call answers, at once.
+    // Its queued loop died with the instance: the next call answers (a loop run under its
+    // deadline would make it late: reason "timeout").
     expect(await sb.call("next", null)).toMatchObject({ ok: true, value: 2 });
-    expect(performance.now() - t0).toBeLessThan(1000);
     expect(sb.stats.recycles).toBe(1);
   });
 });

@@ -53,12 +53,14 @@ describe("hostile: what the folder holds", () => {
     expect(folder.get("hot")).toBeDefined();
   });
 
-  test("svmrt policy check on that folder does not exit 70", async () => {
+  test("svmrt policy check on that folder reports the dangling link as a config error (exit 3)", async () => {
     const dir = tempFolder({ "p.yaml": policyYaml("  plugin: plugin.js\n", "MigrationPolicy", "hot"), "plugin.js": "export function restoreLocation(f) { return f.gpuId }" });
     symlinkSync(join(dir, "missing", "gone.yaml"), join(dir, "dangling.yaml"));
     const r = await runCli(["policy", "check", dir]);
-    expect(r.err).not.toMatch(/internal error/);
-    expect(r.code).not.toBe(70);
+    expect(r.code).toBe(3);
+    expect(r.err).toBe("");
+    expect(r.out).toContain(`FAIL ${join(dir, "dangling.yaml")}\n     ${join(dir, "dangling.yaml")}:1:1: an existing file (no such file)\n`);
+    expect(r.out).toContain("1 of 2 policies ok\n");
   });
 });
 

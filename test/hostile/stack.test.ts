@@ -34,10 +34,9 @@ describe("hostile: deep native recursion with default limits", () => {
 
   test("JSON.stringify of a 200,000-deep structure stops within the deadline", async () => {
     using sb = await load("let a = []; for (let i = 0; i < 200000; i++) a = [a];\nexport function hook() { return JSON.stringify(a).length }");
-    const t0 = performance.now();
     const r = await sb.call("hook", null);
-    expect(performance.now() - t0).toBeLessThan(1000);
-    expect(r.ok).toBe(false);
+    // Stopped by the stack limit, not run on until the deadline (no clock in the check).
+    expect(r).toMatchObject({ ok: false, reason: "stack" });
   });
 });
 

@@ -4,7 +4,7 @@
  * and passes any string an adapter returns straight through as a wire answer; the host
  * then trusts the reason text after "E" and the JSON after "R". Host-side exceptions
  * (JSON.parse of a forged answer, a double dispose) are then counted as Wasm crashes.
- * Every test here , except where noted.
+ * Every test here asserts unconditionally (no expect that a branch may skip).
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -31,8 +31,13 @@ describe("hostile: the batch wire answer cannot be forged", () => {
   test("a forged 'E' answer cannot invent a failure reason", async () => {
     using p = await migrationPolicy(forgeBuffer("Enot-a-reason\nforged"));
     const d = await p.invoke("restoreLocation", FAULT, { ...SAMPLE_MIGRATION_CTX });
-    if (d.failure) expect(POLICY_FAILURE_REASONS).toContain(d.failure.reason);
-    for (const r of reasonsSeen(p)) expect(POLICY_FAILURE_REASONS as readonly string[]).toContain(r);
+    // Every reason the host recorded (the decision's and the sandbox's counts) is a real one;
+    // the expects run whether or not the forged answer was taken for a failure.
+    const reasons = [...(d.failure ? [d.failure.reason as string] : []), ...reasonsSeen(p)];
+    expect(reasons.filter((r) => !(POLICY_FAILURE_REASONS as readonly string[]).includes(r))).toEqual([]);
+    expect(reasons).not.toContain("not-a-reason");
+    // A decision was made, by the plugin or by the fallback (the kernel's rule: the faulting GPU).
+    expect(d.value).toBe(GPU);
   });
 
   test("a forged 'E' answer cannot claim the policy is quarantined", async () => {
@@ -46,7 +51,8 @@ describe("hostile: the batch wire answer cannot be forged", () => {
     // The plugin answers its GPU; the forged wire makes the host read an untouched buffer (0).
     using p = await migrationPolicy(forgeBuffer("Rnull"));
     const d = await p.invoke("restoreLocation", FAULT, { ...SAMPLE_MIGRATION_CTX });
-    if (d.by === "plugin") expect(d.value).toBe(GPU);
+    // Whoever decided (plugin or fallback), the answer is the plugin's rule, never the 0 of an unwritten buffer.
+    expect(d.value).toBe(GPU);
   });
 
   test("a forged unparseable 'R' answer is not a Wasm crash", async () => {

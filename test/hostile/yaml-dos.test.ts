@@ -7,20 +7,29 @@
  */
 import { describe, expect, test } from "bun:test";
 import { ConfigErrors } from "../../runtime/errors.ts";
-import { parseYaml } from "../../runtime/config.ts";
+import { CONFIG_FILE_BYTES_MAX, parseYaml } from "../../runtime/config.ts";
 
 describe("hostile YAML: parse time stays linear in the file size", () => {
-  test("a 90 KiB file of 10,000 distinct keys parses (or is refused) in well under a second", () => {
-    const text = Array.from({ length: 10_000 }, (_, i) => `k${i}: 0`).join("\n");
-    expect(text.length).toBeLessThan(256 * 1024);
-    const t0 = performance.now();
+  // No clock in the assertion (bench/yaml.ts measures the time): the worst file under the
+  // size cap, whose quadratic check took ~35 s, must end well inside the test's timeout.
+  test("a 256 KiB file of one flow map of ~22,000 distinct keys parses or is refused at a position, within the test timeout", () => {
+    // One line: the line cap (CONFIG_LINES_MAX) does not stop it, only the duplicate check's cost matters.
+    const keys: string[] = [];
+    for (let i = 0, size = 2; size + 16 < CONFIG_FILE_BYTES_MAX; i++) {
+      keys.push(`k${i}: 0`);
+      size += keys.at(-1)!.length + 2;
+    }
+    const text = `{${keys.join(", ")}}`;
+    expect(keys.length).toBeGreaterThan(20_000);
+    expect(text.length).toBeLessThanOrEqual(CONFIG_FILE_BYTES_MAX);
+    let outcome: string;
     try {
       parseYaml("many-keys.yaml", text);
+      outcome = "parsed";
     } catch (e) {
       expect(e).toBeInstanceOf(ConfigErrors);
-      expect((e as ConfigErrors).message).toMatch(/^many-keys\.yaml:\d+:\d+: /);
+      outcome = (e as ConfigErrors).message;
     }
-    // Linear parsing of this file takes ~100 ms; the quadratic duplicate check ~1.3 s.
-    expect(performance.now() - t0).toBeLessThan(600);
-  });
+    expect(outcome).toBe("parsed");
+  }, 15_000);
 });
