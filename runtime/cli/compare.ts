@@ -3,10 +3,12 @@
  * process per cell on all cores, and print a table (or one JSON object); optionally write a
  * self-contained HTML report.
  */
+import { mkdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { join } from "node:path";
 import { builtinPath } from "../assets.ts";
 import { positionOf } from "../config.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import { ConfigError, IoError, UsageError } from "../errors.ts";
 import { failureText } from "../policy/decision-log.ts";
 import { findPolicyFiles } from "../policy/files.ts";
 import { readPolicySpec } from "../policy/loader.ts";
@@ -14,6 +16,7 @@ import { BUILTINS, builtinWorkload } from "../sim/builtins.ts";
 import { COMPARE_CELLS_MAX, type CompareCell, runCompareMatrix } from "../sim/compare.ts";
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { fmtBytes, fmtNs, renderReport } from "../sim/report.ts";
+import { compareFingerprint, type MergedCompare, shardCellIndices, shardFileName, shardFilesRead, shardFileText, shardParse, shardsMerge } from "../sim/shard.ts";
 import { loadWorkloadFile, workloadAccesses } from "../sim/workload.ts";
 import { type CliIO, type Command, flagInt, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
@@ -43,6 +46,22 @@ Options:
   --range ADDR       the page (hex 0x... or decimal) whose range the report follows
                      (default: the first migration of each workload, in policy order)
   --plugin-root DIR  another folder policy plugins may live in (repeatable)
+
+Sweeps over several machines (a Slurm job array, a Kubernetes Indexed Job: deploy/):
+  --shard K/N        run only shard K of N (cells K-1, K-1+N, ... in (workload, policy)
+                     order) and write them to --out DIR/shard-K-of-N.json; same inputs on
+                     every machine
+  --out DIR          the folder the shard file goes to (created if missing)
+  --merge DIR|FILE   read the N shard files (of one or more folders; repeatable, more paths
+                     may follow) and print the table, --json and --report of the whole
+                     matrix: the same bytes as one run on one machine
+
+Examples:
+  svmrt compare --workloads stream,pingpong --policies builtin:policies/migration/
+  svmrt compare --profile mi300x-8 --workloads oversub-150,pingpong \
+      --policies builtin:policies/migration/ --report report.html
+  svmrt compare ... --shard 2/8 --out sweep/        # on each of 8 machines, K = 1..8
+  svmrt compare --merge sweep/ --json --report report.html
 
 Results are ordered by (workload, policy) and are byte-identical for the same inputs.
 A cell that fails is reported with its stderr; the others complete, and the exit code is 1.
@@ -120,12 +139,24 @@ export const compareCommand: Command = {
       jobs: { type: "string" },
       range: { type: "string" },
       "plugin-root": { type: "string", multiple: true },
+      shard: { type: "string" },
+      out: { type: "string" },
+      merge: { type: "string", multiple: true },
     });
     if (p.help) {
       io.out(HELP);
       return EXIT.ok;
     }
+    const merge = p.values.merge as string[] | undefined;
+    if (merge !== undefined) return mergeRun(p, [...merge, ...p.positionals], io);
     if (p.positionals.length > 0) throw new UsageError(`unexpected argument '${p.positionals[0]}'`);
+    const shardArg = flagString(p, "shard");
+    const shard = shardArg === undefined ? undefined : shardParse(shardArg);
+    const outDir = flagString(p, "out");
+    if ((shard === undefined) !== (outDir === undefined)) throw new UsageError("--shard K/N and --out DIR go together");
+    if (shard !== undefined && (p.values.json === true || flagString(p, "report") !== undefined)) {
+      throw new UsageError("--json and --report need every cell: give them to svmrt compare --merge DIR once the shards are done");
+    }
     const seed = flagInt(p, "seed", SEED_DEFAULT, 0, 2 ** 32 - 1);
     const jobs = flagInt(p, "jobs", Math.min(COMPARE_JOBS_MAX, availableParallelism()), 1, COMPARE_JOBS_MAX);
     const range = parseRange(flagString(p, "range"));
@@ -136,14 +167,18 @@ export const compareCommand: Command = {
     // Check every input here, once, so a bad file is a config error (exit 3) and not N failing cells.
     const profile = loadProfile(profileArg);
     const weights: number[] = [];
+    /** What the results depend on (a shard's fingerprint): each workload's text. */
+    const workloadTexts: { arg: string; text: string }[] = [];
     for (const w of workloads) {
       const builtin = builtinWorkload(w, profile);
       if (builtin === undefined && !/[/\\]|\.ya?ml$/.test(w)) throw new UsageError(`--workloads ${w}: no such built-in (svmrt sim --list-workloads) and not a .yaml path`);
       weights.push(workloadAccesses(builtin ?? loadWorkloadFile(w, profile)));
+      if (shard !== undefined) workloadTexts.push({ arg: w, text: builtin !== undefined ? BUILTINS[w]!.yaml(profile) : readFileSync(w, "utf8") });
     }
     if (new Set(workloads).size !== workloads.length) throw new UsageError("--workloads: a workload is named twice");
     const explicit = new Set(policyArgs.filter((a) => /\.ya?ml$/.test(a)).map(builtinPath));
     const policies: { file: string; name: string }[] = [];
+    const revisions: { name: string; revision: string }[] = [];
     for (const file of findPolicyFiles(policyArgs)) {
       if (policies.some((q) => q.file === file)) continue;
       const spec = await readPolicySpec(file, { pluginRoots });
@@ -152,6 +187,7 @@ export const compareCommand: Command = {
         continue;
       }
       policies.push({ file, name: spec.name });
+      revisions.push({ name: spec.name, revision: spec.revision });
     }
     if (policies.length === 0) throw new UsageError(`--policies ${policyArgs.join(",")}: no MigrationPolicy file found`);
     if (workloads.length * policies.length > COMPARE_CELLS_MAX) {
@@ -160,7 +196,19 @@ export const compareCommand: Command = {
     const reportFile = flagString(p, "report");
     // Before the first cell: a report that cannot be written is known now, not after every cell ran.
     if (reportFile !== undefined) outputCheck(reportFile, "--report");
-    const total = workloads.length * policies.length;
+    const matrixCells = workloads.length * policies.length;
+    const only = shard === undefined ? undefined : shardCellIndices(matrixCells, shard);
+    let shardFile: string | undefined;
+    if (shard !== undefined) {
+      try {
+        mkdirSync(outDir!, { recursive: true });
+      } catch (e) {
+        throw new IoError(outDir!, "create folder", (e as NodeJS.ErrnoException).code ?? "", "--out");
+      }
+      shardFile = join(outDir!, shardFileName(shard));
+      outputCheck(shardFile, "--out");
+    }
+    const total = only?.length ?? matrixCells;
     const started = performance.now();
     let lastLine = started;
     const progress = (done: number): void => {
@@ -186,27 +234,53 @@ export const compareCommand: Command = {
       range,
       pluginRoots,
       weights,
+      only,
       onCellDone: (done) => progress(done),
     });
-    const failed = cells.filter((c) => c.result === undefined);
-    for (const c of failed) io.err(`svmrt compare: ${c.workload} × ${c.policyFile} failed (exit ${c.exitCode}):\n${c.error}\n`);
-    // Results first: a report that fails to be written loses none of them.
-    if (p.values.json === true) {
-      const out = {
-        profile: profile.name,
-        seed,
-        cells: cells.map((c) =>
-          c.result ? { workload: c.workload, policy: c.policy, result: c.result } : { workload: c.workload, policy: c.policy, policyFile: c.policyFile, exitCode: c.exitCode, error: c.error },
-        ),
-      };
-      io.out(`${JSON.stringify(out)}\n`);
-    } else {
-      io.out(`${profile.name}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}${failuresText(cells)}`);
+    if (shard !== undefined) {
+      const mine = only!.map((index) => ({ index, cell: cells[index]! }));
+      const fingerprint = compareFingerprint({ profile: { ...profile, file: undefined }, seed, range, workloads: workloadTexts, policies: revisions });
+      for (const { cell: c } of mine) if (c.result === undefined) io.err(`svmrt compare: ${c.workload} × ${c.policyFile} failed (exit ${c.exitCode}):\n${c.error}\n`);
+      outputWriteAtomic(shardFile!, "--out", shardFileText({ shard, fingerprint, total: matrixCells, profile: profile.name, seed, cells: mine }));
+      io.out(`shard ${shard.index}/${shard.count}: ${mine.length} of ${matrixCells} cells -> ${shardFile}\n`);
+      return mine.some((m) => m.cell.result === undefined) ? EXIT.failed : EXIT.ok;
     }
-    if (reportFile !== undefined) {
-      outputWriteAtomic(reportFile, "--report", renderReport({ profile: profile.name, seed, cells }));
-      if (p.values.json !== true) io.out(`report: ${reportFile}\n`);
-    }
-    return failed.length > 0 ? EXIT.failed : EXIT.ok;
+    return compareOutput(p, { profile: profile.name, seed, cells }, reportFile, io);
   },
 };
+
+/** `--merge`: the shard files of one sweep put back together, printed as one run would. */
+function mergeRun(p: ReturnType<typeof parseFlags>, paths: string[], io: CliIO): number {
+  for (const f of ["workloads", "policies", "profile", "seed", "jobs", "range", "shard", "out", "plugin-root"]) {
+    if (p.values[f] !== undefined) throw new UsageError(`--merge takes the inputs from the shard files: --${f} does not go with it`);
+  }
+  const reportFile = flagString(p, "report");
+  if (reportFile !== undefined) outputCheck(reportFile, "--report");
+  return compareOutput(p, shardsMerge(shardFilesRead(paths)), reportFile, io);
+}
+
+/** The table (or JSON) and the report of a whole matrix; the exit code. */
+function compareOutput(p: ReturnType<typeof parseFlags>, m: MergedCompare, reportFile: string | undefined, io: CliIO): number {
+  const { cells, seed } = m;
+  const profile = { name: m.profile };
+  const failed = cells.filter((c) => c.result === undefined);
+  for (const c of failed) io.err(`svmrt compare: ${c.workload} × ${c.policyFile} failed (exit ${c.exitCode}):\n${c.error}\n`);
+  // Results first: a report that fails to be written loses none of them.
+  if (p.values.json === true) {
+    const out = {
+      profile: profile.name,
+      seed,
+      cells: cells.map((c) =>
+        c.result ? { workload: c.workload, policy: c.policy, result: c.result } : { workload: c.workload, policy: c.policy, policyFile: c.policyFile, exitCode: c.exitCode, error: c.error },
+      ),
+    };
+    io.out(`${JSON.stringify(out)}\n`);
+  } else {
+    io.out(`${profile.name}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}${failuresText(cells)}`);
+  }
+  if (reportFile !== undefined) {
+    outputWriteAtomic(reportFile, "--report", renderReport({ profile: profile.name, seed, cells }));
+    if (p.values.json !== true) io.out(`report: ${reportFile}\n`);
+  }
+  return failed.length > 0 ? EXIT.failed : EXIT.ok;
+}

@@ -99,6 +99,11 @@ export interface CompareOptions {
   onCellDone?: (done: number, total: number, cell: CompareCell) => void;
   /** A script Bun runs in each cell instead of svmrt's own CLI (tests point it elsewhere). */
   cliPath?: string;
+  /**
+   * Run only these cells (matrix indices, (workload, policy) order), e.g. one shard's; the
+   * others come back without result or error. Default: every cell.
+   */
+  only?: readonly number[];
 }
 
 async function readCapped(stream: ReadableStream<Uint8Array>, max: number): Promise<string> {
@@ -225,21 +230,25 @@ export async function runCompareMatrix(opts: CompareOptions): Promise<CompareCel
     // migrates at all, found first by cheap runs that stop there (svmrt sim --find-range),
     // workloads in parallel; then every cell runs with it.
     const perWorkload = opts.policies.length;
-    const ranges =
+    const run = opts.only === undefined ? cells.map((_, i) => i) : [...new Set(opts.only)].sort((a, b) => a - b);
+    assert(run.every((i) => Number.isInteger(i) && i >= 0 && i < total), "cells to run lie in the matrix");
+    // Ranges of the workloads that have a cell to run (a shard seeks only its own).
+    const needed = new Set(run.map((i) => Math.floor(i / perWorkload)));
+    const ranges: (RangeOfInterest | null | undefined)[] =
       opts.range === undefined
-        ? await pool(opts.workloads.length, opts.jobs, (w) => seekRange(opts, opts.workloads[w]!, live))
+        ? await pool(opts.workloads.length, opts.jobs, (w) => (needed.has(w) ? seekRange(opts, opts.workloads[w]!, live) : Promise.resolve(undefined)))
         : opts.workloads.map(() => ({ startPage: opts.range!, sizePages: 1 }));
     let done = 0;
     // Start order: larger workloads first (stable); the results stay in matrix order.
-    const start = cells.map((_, i) => i);
+    const start = run;
     const weights = opts.weights;
     if (weights !== undefined) start.sort((a, b) => (weights[Math.floor(b / perWorkload)] ?? 0) - (weights[Math.floor(a / perWorkload)] ?? 0) || a - b);
-    await pool(cells.length, opts.jobs, async (k) => {
+    await pool(start.length, opts.jobs, async (k) => {
       const i = start[k]!;
       const cell = cells[i]!;
       await runCell(opts, cell, summaryArg(ranges[Math.floor(i / perWorkload)]!), live);
       done++;
-      opts.onCellDone?.(done, total, cell);
+      opts.onCellDone?.(done, start.length, cell);
     });
     return cells;
   } finally {

@@ -107,6 +107,7 @@ describe("deploy/: every file parses", () => {
     const data = files.filter((f) => /\.(ya?ml|json)$/.test(f));
     expect(data.map((f) => relative(DEPLOY, f)).sort()).toEqual([
       "grafana/svmrt-dashboard.json",
+      "kubernetes/compare-indexed-job.yaml",
       "kubernetes/daemonset.yaml",
       "prometheus/prometheus.yml",
       "prometheus/svmrt-rules.yml",
@@ -384,5 +385,50 @@ describe("deploy/systemd/svmrt-agent.service", () => {
     copyFileSync(unitPath, join(root, "etc/systemd/system/svmrt-agent.service"));
     const r = spawnSync(analyze!, ["verify", `--root=${root}`, "svmrt-agent.service"], { encoding: "utf8", timeout: 30_000 });
     expect({ code: r.status, output: `${r.stdout}${r.stderr}`.trim() }).toEqual({ code: 0, output: "" });
+  });
+});
+
+describe("deploy/: comparison sweeps", () => {
+  test("the Slurm array script runs its shard with svmrt; the shards merge into the single-machine result", () => {
+    const script = join(DEPLOY, "slurm", "compare-sweep.sbatch");
+    expect(spawnSync("bash", ["-n", script]).status).toBe(0);
+    const sweep = join(tmpDir(), "sweep");
+    const cli = join(import.meta.dir, "..", "..", "runtime", "cli.ts");
+    const inputs = { PROFILE: "dev-2gpu", WORKLOADS: "pingpong", POLICIES: "builtin:policies/migration/kernel-default.yaml,builtin:policies/migration/thrash-guard.yaml", SEED: "5" };
+    for (const k of ["1", "2"]) {
+      const r = spawnSync("bash", [script], {
+        env: { PATH: process.env.PATH, SVMRT: `${process.execPath} ${cli}`, SWEEP_DIR: sweep, SLURM_ARRAY_TASK_ID: k, SLURM_ARRAY_TASK_COUNT: "2", SLURM_CPUS_PER_TASK: "1", ...inputs },
+        encoding: "utf8",
+      });
+      expect(r.stdout).toBe(`shard ${k}/2: 1 of 2 cells -> ${join(sweep, `shard-${k}-of-2.json`)}\n`);
+      expect(r.status).toBe(0);
+    }
+    const merged = spawnSync(process.execPath, [cli, "compare", "--merge", sweep, "--json"], { encoding: "utf8" });
+    const single = spawnSync(process.execPath, [cli, "compare", "--profile", "dev-2gpu", "--workloads", "pingpong", "--policies", inputs.POLICIES, "--seed", "5", "--json"], { encoding: "utf8" });
+    expect(merged.status).toBe(0);
+    expect(merged.stdout).toBe(single.stdout);
+    // Outside a job array it says how to run it.
+    const bare = spawnSync("bash", [script], { env: { PATH: process.env.PATH }, encoding: "utf8" });
+    expect(bare.status).not.toBe(0);
+    expect(bare.stderr).toContain("run this script as a job array");
+  }, 120_000);
+
+  test("the Indexed Job gives pod i shard i+1 of completions, on a shared volume", () => {
+    const docs = parseAllDocuments(readFileSync(join(DEPLOY, "kubernetes", "compare-indexed-job.yaml"), "utf8")).map((d) => d.toJS());
+    const job = docs.find((d) => d?.kind === "Job");
+    const pvc = docs.find((d) => d?.kind === "PersistentVolumeClaim");
+    expect(job.spec.completionMode).toBe("Indexed");
+    expect(job.spec.parallelism).toBeLessThanOrEqual(job.spec.completions);
+    expect(job.spec.template.spec.restartPolicy).toBe("Never");
+    const c = job.spec.template.spec.containers[0];
+    expect(c.env).toContainEqual({ name: "SHARDS", value: String(job.spec.completions) });
+    const cmd: string = c.args.join(" ");
+    expect(cmd).toContain("--shard $((JOB_COMPLETION_INDEX + 1))/$SHARDS --out /sweep");
+    // The shell arithmetic gives 1..N for the indices 0..N-1 Kubernetes hands out.
+    const shards = [0, job.spec.completions - 1].map((i) => spawnSync("sh", ["-c", "echo $((JOB_COMPLETION_INDEX + 1))/$SHARDS"], { env: { JOB_COMPLETION_INDEX: String(i), SHARDS: String(job.spec.completions) }, encoding: "utf8" }).stdout.trim());
+    expect(shards).toEqual([`1/${job.spec.completions}`, `${job.spec.completions}/${job.spec.completions}`]);
+    expect(pvc.spec.accessModes).toEqual(["ReadWriteMany"]);
+    expect(c.volumeMounts).toContainEqual({ name: "sweep", mountPath: "/sweep" });
+    expect(job.spec.template.spec.volumes).toContainEqual({ name: "sweep", persistentVolumeClaim: { claimName: pvc.metadata.name } });
   });
 });
