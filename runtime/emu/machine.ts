@@ -324,7 +324,11 @@ export class EmuMachine {
         for (const c of blocked) c.stalled = true;
         done();
       }, this.readerWaitMax_ms);
+      // Called by the timer or by a read (wake), possibly both: counts the wait once.
+      let waited = false;
       const done = (): void => {
+        if (waited) return;
+        waited = true;
         clearTimeout(timer);
         this.dutySliceStart += performance.now() - waitStart;
         resolve();
