@@ -94,7 +94,7 @@ function table(cells: CompareCell[]): string {
       return [
         c.policy,
         fmtNs(r.simTimeNs),
-        `${(r.simTimeNs / fastest).toFixed(2)}x`,
+        fastest > 0 ? `${(r.simTimeNs / fastest).toFixed(2)}x` : "n/a",
         String(r.gpuFaults),
         String(r.gpuFaultsDropped),
         fmtBytes(r.bytesMigrated.h2d),

@@ -81,7 +81,8 @@ describe("sandboxed kernel-default agrees with the native kernel rules", () => {
 
 function decisionPolicy(src: string, spec = ""): Promise<Policy> {
   const dir = tempFolder({ "p.yaml": policyYaml(`  plugin: plugin.js\n${spec}`), "plugin.js": src });
-  return Policy.load(join(dir, "p.yaml"));
+  // Deterministic budgets (as the simulator runs): a loaded machine cannot make a call late.
+  return Policy.load(join(dir, "p.yaml"), { sandbox: { deterministic: true } });
 }
 
 describe("sandboxed deciders: a bad answer never reaches the model", () => {
