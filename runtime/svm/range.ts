@@ -52,6 +52,13 @@ export class SvmRange {
   /** TTM LRU links of the range's VRAM buffer on GPU actualLoc (model-maintained). */
   lruPrev: SvmRange | null = null;
   lruNext: SvmRange | null = null;
+  /**
+   * prange->mapped_to_gpu: set by every mapping (svm_range_validate_and_map, whole range or
+   * a fault's window), cleared only by an unmap of the whole range
+   * (svm_range_unmap_from_gpus); a split copies it (svm_range_split_adjust). It gates the
+   * unmaps and queue evictions of the MMU notifier, not the per-page runs in `mapped`.
+   */
+  mappedToGpu = false;
   /** Deferred work pending (munmap in progress): faults on it are dropped (§2). */
   pendingRemove = false;
   migrations = 0;
@@ -112,6 +119,7 @@ export class SvmRange {
     this.flags = o.flags;
     this.accessMask = o.accessMask;
     this.aipMask = o.aipMask;
+    this.mappedToGpu = o.mappedToGpu;
     this.migrations = o.migrations;
     // The records are shared (never mutated); the list is the piece's own.
     this.recentMoves = o.recentMoves === null ? null : o.recentMoves.slice();

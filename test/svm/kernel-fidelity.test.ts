@@ -203,6 +203,9 @@ test("a dropped duplicate still increments the faults counter", () => {
  * bitmap_aip plus, "If prefetch range to GPU, or GPU retry fault migrate range to GPU, which
  * has ACCESS attribute to the range, create mapping on that GPU" (actual_loc's GPU when it is
  * in bitmap_access). kfd-svm.md is silent for XNACK on; the model maps nothing then.
+ * But set_attr calls it only when something migrated or update_mapping is set, and
+ * svm_range_apply_attrs sets update_mapping for an access attribute only
+ * `if (!p->xnack_enabled)` (test/svm/xnack-mapping.test.ts has the exact counts).
  */
 
 describe("XNACK on: SET_ATTR maps like svm_range_validate_and_map", () => {
@@ -216,13 +219,17 @@ describe("XNACK on: SET_ATTR maps like svm_range_validate_and_map", () => {
     expect(f.m.probe(p, 0, BASE + 511)).toBe(g0);
   });
 
-  test("ACCESS_IN_PLACE GPU gets the range mapped at SET_ATTR time", () => {
+  test("ACCESS_IN_PLACE alone maps nothing; with a flag attribute the aip GPU is mapped", () => {
     const f = fixture(gpus(2, { hiveId: 7 }));
     const g1 = f.m.gpus[1]!.id;
     f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.ACCESS_IN_PLACE, g1]], 0);
     const p = f.m.proc(PID);
-    // Kernel: XNACK on -> bitmap_copy(ctx->bitmap, prange->bitmap_aip) -> map on GPU 1.
+    // Nothing migrated, update_mapping false (XNACK on): validate_and_map is skipped.
+    expect(f.m.probe(p, 1, BASE)).toBe(-1);
+    // SET_FLAGS sets update_mapping: XNACK on -> bitmap_copy(ctx->bitmap, prange->bitmap_aip).
+    f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.SET_FLAGS, SVM_FLAG.GPU_EXEC]], 1000);
     expect(f.m.probe(p, 1, BASE)).toBe(0);
+    expect(f.m.probe(p, 0, BASE)).toBe(-1);
   });
 });
 

@@ -590,8 +590,10 @@ describe("§7 XNACK off and on", () => {
     const work = f.m.takeWork();
     expect(work.length).toBe(1);
     expect(work[0]!.kind).toBe("restore");
-    expect(work[0]!.dueNs).toBe(MS + 10_000 + 512 + 1_000 + MS);
-    expect(f.events.filter((e) => e.startsWith("9 "))).toEqual([`9 ${MS + 10_512} -4242 3fe1 0`, `9 ${MS + 10_512} -4242 3fe2 0`]);
+    // The queues are evicted by the notifier that migrate_vma_setup fires, before the 512-page
+    // copy (kfd_migrate.c svm_migrate_vma_to_ram): at MS + 10 µs fault service, not after it.
+    expect(work[0]!.dueNs).toBe(MS + 10_000 + 1_000 + MS);
+    expect(f.events.filter((e) => e.startsWith("9 "))).toEqual([`9 ${MS + 10_000} -4242 3fe1 0`, `9 ${MS + 10_000} -4242 3fe2 0`]);
     const done = f.m.restoreWork(PID, work[0]!.dueNs);
     expect(p.queuesEvicted).toBe(false);
     expect(f.m.probe(p, 0, BASE)).toBe(0);
@@ -606,7 +608,10 @@ describe("§7 XNACK off and on", () => {
     f.m.cpuAccess(PID, BASE + 1, false, MS);
     expect(f.m.stats.queueEvictions).toBe(0);
     expect(f.m.stats.unmaps).toBe(1);
-    expect(f.events.at(-1)).toBe(`b ${MS + 10_512} -4242 @100000(200) 3fe1 1`);
+    // Inside the migration: START, the notifier's UNMAP_FROM_GPU (at the migration's start),
+    // then END after the 512-page copy (kfd_migrate.c svm_migrate_vma_to_ram).
+    expect(f.events.slice(-3).map((e) => e.split(" ").slice(0, 2).join(" "))).toEqual([`5 ${MS + 10_000}`, `b ${MS + 10_000}`, `6 ${MS + 10_512}`]);
+    expect(f.events.at(-2)).toBe(`b ${MS + 10_000} -4242 @100000(200) 3fe1 1`);
     expect(f.m.probe(f.m.proc(PID), 0, BASE)).toBe(-1);
   });
 
