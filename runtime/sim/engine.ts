@@ -22,7 +22,7 @@ import {
 import { CostModel } from "./cost.ts";
 import type { MachineProfile } from "./profile.ts";
 import { Prng } from "./prng.ts";
-import { AGENT_CPU, type OpSpec, type Workload } from "./workload.ts";
+import { AGENT_CPU, type HintSpec, type OpSpec, type Workload } from "./workload.ts";
 
 /** First page of the first allocation (4 GiB), and the alignment of allocations (1 GiB), pages. */
 export const VA_BASE_PAGES = 0x100000;
@@ -43,6 +43,63 @@ export const SIM_TIME_MAX_ns = Number.MAX_SAFE_INTEGER;
 export const SIM_FAULT_BATCHES_WITHOUT_PROGRESS_MAX = 50_000;
 /** Most accesses an agent makes before yielding to the event queue. */
 export const AGENT_SLICE_ACCESSES = 65_536;
+/** Most GET_ATTR answers a result lists (the first ones, in call order); `calls.getAttr` counts them all. */
+export const GET_ATTR_ANSWERS_MAX = 256;
+
+/** Names of the answers of access queries (the type GET_ATTR writes back). */
+const ACCESS_NAMES: Record<number, string> = {
+  [SVM_ATTR.ACCESS]: "ACCESS",
+  [SVM_ATTR.ACCESS_IN_PLACE]: "ACCESS_IN_PLACE",
+  [SVM_ATTR.NO_ACCESS]: "NO_ACCESS",
+};
+const VALUE_NAMES: Record<number, string> = {
+  [SVM_ATTR.PREFERRED_LOC]: "PREFERRED_LOC",
+  [SVM_ATTR.PREFETCH_LOC]: "PREFETCH_LOC",
+  [SVM_ATTR.SET_FLAGS]: "SET_FLAGS",
+  [SVM_ATTR.CLR_FLAGS]: "CLR_FLAGS",
+  [SVM_ATTR.GRANULARITY]: "GRANULARITY",
+};
+
+/** One GET_ATTR call and the kernel's aggregated answer (svm_range_get_attr). */
+export interface GetAttrAnswer {
+  atNs: number;
+  pid: number;
+  /** First page and pages asked about. */
+  start: number;
+  pages: number;
+  /** errno name when the call failed (then no values). */
+  error?: string;
+  /** Values by attribute name (locations are gpu_ids, 0 system memory, 4294967295 undefined). */
+  values?: Record<string, number>;
+  /** Access answers by GPU index name (gpuN): ACCESS, ACCESS_IN_PLACE or NO_ACCESS. */
+  access?: Record<string, string>;
+}
+
+/** GPU faults one GPU's fault worker handled, by how they ended (PAGE_FAULT_END M or U). */
+export interface GpuFaultCounts {
+  gpu: string;
+  gpuId: number;
+  handled: number;
+  migrated: number;
+  mappedOnly: number;
+}
+
+/** Calls of the KFD API a workload made (failed ones included). */
+export interface CallCounts {
+  setAttr: number;
+  getAttr: number;
+  setXnack: number;
+  free: number;
+  exit: number;
+}
+
+/** What the processes' exits left behind (kfd-svm.md §9): all zero, asserted. */
+export interface ExitLeftovers {
+  processes: number;
+  ranges: number;
+  vramPages: number;
+  pendingWork: number;
+}
 
 const EV_AGENT = 0;
 const EV_WORKER = 1;
@@ -153,6 +210,8 @@ interface Agent {
   addr: number;
   write: boolean;
   have: boolean;
+  /** A GPU stream holds a user-mode queue of its process until it ends. */
+  queue: boolean;
 }
 
 export interface SimOptions {
@@ -200,6 +259,18 @@ export interface SimResult extends Omit<SvmStats, "migrations" | "migrationsByTr
   policyFallbacks: number;
   /** sysfs counters per process and GPU, at each process's exit. */
   counters: ProcessGpuCounters[];
+  /** Handled GPU faults per GPU, by end type. */
+  gpuFaultsByGpu: GpuFaultCounts[];
+  /** Handled GPU faults by end type: M (the migrate branch ran) or U (mapping update only). */
+  gpuFaultsByEnd: { migrated: number; mappedOnly: number };
+  /** CPU accesses to memory no CPU mapping covers any more (after a free): SIGSEGV, the stream ends. */
+  cpuAccessesFatal: number;
+  calls: CallCounts;
+  /** Failed calls by ioctl (SET_ATTR, GET_ATTR, SET_XNACK_MODE) and errno name. */
+  ioctlErrors: Record<string, Record<string, number>>;
+  /** GET_ATTR answers, the first GET_ATTR_ANSWERS_MAX. */
+  getAttr: GetAttrAnswer[];
+  exits: ExitLeftovers;
 }
 
 /**
@@ -254,6 +325,19 @@ export class Simulation {
   private readonly t0: number;
   /** Workload processes created (not adopted) by this run: destroyed at its end. */
   private readonly created = new Set<number>();
+  /** Handled GPU faults per GPU index: all, migrated (M), mapping update only (U). */
+  private readonly faultsHandled: Float64Array;
+  private readonly faultsMigrated: Float64Array;
+  private readonly faultsMapped: Float64Array;
+  private readonly calls: CallCounts = { setAttr: 0, getAttr: 0, setXnack: 0, free: 0, exit: 0 };
+  private readonly ioctlErrors = new Map<string, Map<string, number>>();
+  private readonly getAttrAnswers: GetAttrAnswer[] = [];
+  private readonly exits: ExitLeftovers = { processes: 0, ranges: 0, vramPages: 0, pendingWork: 0 };
+  private cpuAccessesFatal = 0;
+  /** Allocations (non-SVM buffers) freed: accesses to them are fatal. */
+  private readonly allocFreed: boolean[];
+  /** The workload frees memory: CPU accesses check their mapping. */
+  private readonly frees: boolean;
   /** On a shared model: its counters before this run (results count this run only). */
   private readonly statsBefore: SvmStats | null;
   private readonly exitCountersBefore: number;
@@ -281,6 +365,12 @@ export class Simulation {
     this.workerBusyNs = new Float64Array(p.gpus.length);
     this.retryNs = p.cost.fault_retry_ns;
     this.cpuAccessNs = p.cost.cpu_access_ns;
+    this.faultsHandled = new Float64Array(p.gpus.length);
+    this.faultsMigrated = new Float64Array(p.gpus.length);
+    this.faultsMapped = new Float64Array(p.gpus.length);
+    const w = opts.workload;
+    this.allocFreed = w.allocs.map(() => false);
+    this.frees = w.streams.some((s) => s.ops.some((o) => o.op === "free")) || w.hints.some((h) => h.call === "free");
   }
 
   run(): SimResult {
@@ -331,31 +421,76 @@ export class Simulation {
     for (const pid of adopted) {
       for (const v of this.model.proc(pid).vmas) cursor = Math.max(cursor, Math.ceil((v.last + 1) / ALLOC_ALIGN_PAGES) * ALLOC_ALIGN_PAGES);
     }
-    for (const a of w.allocs) {
-      if (a.start < 0) {
-        a.start = cursor;
-        cursor = Math.ceil((cursor + a.pages + 1) / ALLOC_ALIGN_PAGES) * ALLOC_ALIGN_PAGES;
-      }
-      this.model.vmaAdd(a.pid, a.start, a.pages, a.kind);
-      if (!a.register) continue;
-      const proc = this.model.proc(a.pid);
-      let attrs: AttrPair[] = a.attrs;
-      const hasAccess = attrs.some(([t]) => t === SVM_ATTR.ACCESS || t === SVM_ATTR.ACCESS_IN_PLACE || t === SVM_ATTR.NO_ACCESS);
-      if (!proc.xnack && !hasAccess) {
-        // Like ROCr with XNACK off: the GPUs that use the memory get ACCESS, so it is mapped ahead.
-        const used = new Set(w.streams.filter((s) => s.pid === a.pid && s.agent !== AGENT_CPU).map((s) => s.agent));
-        attrs = [...attrs, ...[...used].sort((x, y) => x - y).map((g): AttrPair => [SVM_ATTR.ACCESS, profile.gpus[g]!.id])];
-      }
-      this.setAttr(a.pid, a.start, a.pages, attrs, this.t0);
+    interface VmaSeg {
+      pid: number;
+      start: number;
+      pages: number;
+      kind: "anon" | "heap" | "stack";
+      writable: boolean;
     }
+    const vmaSegs: VmaSeg[] = [];
+    const registrations: (() => void)[] = [];
+    w.allocs.forEach((a, i) => {
+      if (a.start < 0) {
+        if (a.adjacent === true) {
+          // Right after the previous allocation: their mappings (and ranges) touch.
+          const prev = w.allocs[i - 1]!;
+          a.start = prev.start + prev.pages;
+          cursor = Math.max(cursor, Math.ceil((a.start + a.pages + 1) / ALLOC_ALIGN_PAGES) * ALLOC_ALIGN_PAGES);
+        } else {
+          a.start = cursor;
+          cursor = Math.ceil((cursor + a.pages + 1) / ALLOC_ALIGN_PAGES) * ALLOC_ALIGN_PAGES;
+        }
+      }
+      // Its CPU mappings: `vmas` of them side by side (never merged), read-only unless
+      // writable. A userptr buffer (system memory) lives in the anonymous memory of the
+      // allocation it is adjacent to (or that is adjacent to it): one vma holds both.
+      const nv = a.vmas ?? 1;
+      for (let k = 0; k < nv; k++) {
+        const s = Math.floor((a.pages * k) / nv);
+        const seg: VmaSeg = { pid: a.pid, start: a.start + s, pages: Math.floor((a.pages * (k + 1)) / nv) - s, kind: a.kind, writable: a.writable ?? true };
+        const prevSeg = vmaSegs.at(-1);
+        const prev = w.allocs[i - 1];
+        const sharesVma =
+          k === 0 && a.adjacent === true && prev !== undefined && (a.buffer === 0 || prev.buffer === 0) && prevSeg !== undefined &&
+          prevSeg.pid === seg.pid && prevSeg.kind === seg.kind && prevSeg.writable === seg.writable && prevSeg.start + prevSeg.pages === seg.start;
+        if (sharesVma) prevSeg.pages += seg.pages;
+        else vmaSegs.push(seg);
+      }
+      if (a.buffer !== undefined) {
+        // ALLOC_MEMORY_OF_GPU (VRAM of a GPU, or system memory) + MAP_MEMORY_TO_GPU on every GPU.
+        const g = this.model.gpuOf(a.buffer);
+        if (g !== undefined) this.model.vramNonSvmReserve(g.index, a.pages);
+        this.model.boMappingAdd(a.pid, a.start, a.pages);
+        return;
+      }
+      if (a.register) registrations.push(() => this.register(a.pid, a.start, a.pages, a.attrs, a.name));
+    });
+    // The mappings first (mmap), then the registrations (SET_ATTR), in allocation order.
+    for (const v of vmaSegs) this.model.vmaAdd(v.pid, v.start, v.pages, v.kind, v.writable);
+    for (const reg of registrations) reg();
     this.drainWork();
     w.streams.forEach((s, i) => {
       const proc = this.model.proc(s.pid);
       if (s.agent !== AGENT_CPU) proc.userQueues++;
-      this.agents.push({ idx: i, gi: s.agent, pid: s.pid, proc, ops: s.ops, opIdx: 0, iter: 0, t: this.t0, state: ST_RUN, rng: rng.fork(i), addr: 0, write: false, have: false });
+      this.agents.push({ idx: i, gi: s.agent, pid: s.pid, proc, ops: s.ops, opIdx: 0, iter: 0, t: this.t0, state: ST_RUN, rng: rng.fork(i), addr: 0, write: false, have: false, queue: s.agent !== AGENT_CPU });
       this.q.push(this.t0, EV_AGENT, i);
     });
     for (let i = 0; i < w.hints.length; i++) this.q.push(this.t0 + w.hints[i]!.atNs, EV_HINT, i);
+  }
+
+  /** Register an allocation at time zero: SET_ATTR with its attributes (hipMallocManaged + hipMemAdvise). */
+  private register(pid: number, start: number, pages: number, given: AttrPair[], name: string): void {
+    const { workload: w, profile } = this.opts;
+    const proc = this.model.proc(pid);
+    let attrs = given;
+    const hasAccess = attrs.some(([t]) => t === SVM_ATTR.ACCESS || t === SVM_ATTR.ACCESS_IN_PLACE || t === SVM_ATTR.NO_ACCESS);
+    if (!proc.xnack && !hasAccess) {
+      // Like ROCr with XNACK off: the GPUs that use the memory get ACCESS, so it is mapped ahead.
+      const used = new Set(w.streams.filter((s) => s.pid === pid && s.agent !== AGENT_CPU).map((s) => s.agent));
+      attrs = [...attrs, ...[...used].sort((x, y) => x - y).map((g): AttrPair => [SVM_ATTR.ACCESS, profile.gpus[g]!.id])];
+    }
+    this.setAttr(pid, start, pages, attrs, this.t0, `allocation ${name}`);
   }
 
   /** The event loop, until the queue is empty (then the result) or the decider blocks. */
@@ -415,12 +550,9 @@ export class Simulation {
         case EV_DEFERRED:
           this.model.deferredWork(a, t);
           break;
-        case EV_HINT: {
-          const h = w.hints[a]!;
-          const al = w.allocs[h.alloc]!;
-          this.note(this.setAttr(h.pid, al.start + h.offset, h.pages, h.attrs.map((x): AttrPair => [x[0], x[1]]), t));
+        case EV_HINT:
+          this.note(this.hintRun(w.hints[a]!, t, `hints[${a}]`));
           break;
-        }
       }
       this.drainWork();
     }
@@ -429,10 +561,10 @@ export class Simulation {
         throw new InvariantError(`agent on ${ag.gi < 0 ? "cpu" : `gpu${ag.gi}`} stuck in state ${ag.state} with no event left (seed ${this.opts.seed})`);
       }
     }
-    // The streams' queues go; then process exit, §9 order (the model asserts nothing is left
-    // behind). Adopted processes live on.
-    for (const ag of this.agents) if (ag.gi !== AGENT_CPU) ag.proc.userQueues--;
-    for (const ps of w.processes) if (this.created.has(ps.pid)) this.model.processDestroy(ps.pid, this.endNs);
+    // The streams' queues went as each ended; then process exit, §9 order (the model asserts
+    // nothing is left behind). Adopted processes live on.
+    for (const ag of this.agents) this.queueRelease(ag);
+    for (const ps of w.processes) if (this.created.has(ps.pid)) this.processExit(ps.pid, this.endNs);
     // Events a decider still holds reach its policy (they can change no decision now, but a
     // policy failing on them is counted like any other).
     this.opts.decider.flush?.();
@@ -440,17 +572,163 @@ export class Simulation {
   }
 
   /**
-   * SET_ATTR as a program that ignores its result: a PREFETCH_LOC that finds no VRAM fails
-   * with ENOMEM (the kernel returns it) and the workload carries on at the time it ended.
+   * SET_ATTR as a program that records its result: a failed call is counted by errno in
+   * `ioctlErrors` and the workload carries on (a PREFETCH_LOC that finds no VRAM fails with
+   * ENOMEM after its other ranges were updated: at the time it ended); with
+   * `on_ioctl_error: stop` the run fails instead. `where` names the call in messages.
    */
-  private setAttr(pid: number, start: number, pages: number, attrs: AttrPair[], t: number): number {
+  private setAttr(pid: number, start: number, pages: number, attrs: AttrPair[], t: number, where: string): number {
+    this.calls.setAttr++;
     try {
       return this.model.setAttr(pid, start, pages, attrs, t);
     } catch (e) {
-      if (e instanceof KfdError && e.errnoName === "ENOMEM") {
-        return this.model.failedOpEndNs;
+      this.ioctlFailed(e, where, t);
+      return (e as KfdError).errnoName === "ENOMEM" ? this.model.failedOpEndNs : t;
+    }
+  }
+
+  /**
+   * Count a failed ioctl by name and errno, or, with `on_ioctl_error: stop`, fail the run.
+   * @throws KfdError naming the call when the workload says stop; any error that is no KfdError.
+   */
+  private ioctlFailed(e: unknown, where: string, t: number): void {
+    if (!(e instanceof KfdError)) throw e;
+    const name = e.op.replace(/^SVM /, "");
+    if (this.opts.workload.onIoctlError === "stop") {
+      throw new KfdError(
+        e.op,
+        e.errnoName,
+        e.errno,
+        `${e.hint} (${where} at ${Math.round(t - this.t0)} ns; ${this.runName()}; on_ioctl_error: record counts it in the results and goes on)`,
+      );
+    }
+    let byErrno = this.ioctlErrors.get(name);
+    if (byErrno === undefined) {
+      byErrno = new Map();
+      this.ioctlErrors.set(name, byErrno);
+    }
+    byErrno.set(e.errnoName, (byErrno.get(e.errnoName) ?? 0) + 1);
+  }
+
+  /** GET_ATTR over [start, start+pages) with `queries`; its answer (or errno) is recorded. */
+  private getAttr(pid: number, start: number, pages: number, queries: AttrPair[], t: number, where: string): void {
+    this.calls.getAttr++;
+    const answer: GetAttrAnswer = { atNs: Math.round(t - this.t0), pid, start, pages };
+    try {
+      const got = this.model.getAttr(pid, start, pages, queries.map((q): AttrPair => [q[0], q[1]]));
+      const values: Record<string, number> = {};
+      const access: Record<string, string> = {};
+      for (const [type, value] of got) {
+        const an = ACCESS_NAMES[type];
+        if (an !== undefined) access[`gpu${this.model.gpuOf(value)!.index}`] = an;
+        else values[VALUE_NAMES[type]!] = value;
       }
-      throw e;
+      answer.values = values;
+      if (Object.keys(access).length > 0) answer.access = access;
+    } catch (e) {
+      this.ioctlFailed(e, where, t);
+      answer.error = (e as KfdError).errnoName;
+    }
+    if (this.getAttrAnswers.length < GET_ATTR_ANSWERS_MAX) this.getAttrAnswers.push(answer);
+  }
+
+  /** SET_XNACK_MODE; EBUSY while the process has user-mode queues (a GPU stream still runs). */
+  private setXnack(pid: number, on: boolean, t: number, where: string): void {
+    this.calls.setXnack++;
+    try {
+      this.model.setXnack(pid, on ? 1 : 0);
+    } catch (e) {
+      this.ioctlFailed(e, where, t);
+    }
+  }
+
+  /**
+   * munmap of [start, start+pages) (svm_range_unmap_from_cpu: UNMAP_FROM_CPU, the deferred
+   * list); for a non-SVM buffer, FREE_MEMORY_OF_GPU: its GPU mapping and VRAM go too.
+   */
+  private free(pid: number, alloc: number, start: number, pages: number, t: number): void {
+    this.calls.free++;
+    const al = this.opts.workload.allocs[alloc]!;
+    if (al.buffer !== undefined) {
+      if (this.allocFreed[alloc]) return;
+      this.allocFreed[alloc] = true;
+      this.model.boMappingRemove(pid, al.start, al.pages);
+      const g = this.model.gpuOf(al.buffer);
+      if (g !== undefined) this.model.vramNonSvmRelease(g.index, al.pages);
+    }
+    this.model.vmaRemove(pid, start, pages, t);
+    this.drainWork();
+  }
+
+  /** A stream's user-mode queue goes (the stream ended, or its process exits). */
+  private queueRelease(a: Agent): void {
+    if (!a.queue) return;
+    a.queue = false;
+    a.proc.userQueues--;
+  }
+
+  /**
+   * Process `pid` exits at `t`: its streams end (their queues and pending faults go), then
+   * the model's §9 teardown; its buffers are freed. What the exit left behind is added to
+   * `exits` and must be nothing.
+   * @throws InvariantError when a range, VRAM page or pending work is left.
+   */
+  private processExit(pid: number, t: number): void {
+    const p = this.model.proc(pid);
+    for (const ag of this.agents) {
+      if (ag.pid !== pid) continue;
+      this.queueRelease(ag);
+      if (ag.state !== ST_DONE && ag.state !== ST_DEAD) {
+        ag.state = ST_DONE;
+        ag.t = Math.max(ag.t, t);
+      }
+    }
+    for (const pend of this.pending) {
+      for (let i = pend.length - 1; i >= 0; i--) if (this.agents[pend[i]!]!.pid === pid) pend.splice(i, 1);
+    }
+    this.model.processDestroy(pid, t);
+    this.created.delete(pid);
+    this.opts.workload.allocs.forEach((al, i) => {
+      if (al.pid !== pid || al.buffer === undefined || this.allocFreed[i]) return;
+      this.allocFreed[i] = true;
+      const g = this.model.gpuOf(al.buffer);
+      if (g !== undefined) this.model.vramNonSvmRelease(g.index, al.pages);
+    });
+    let vramPages = 0;
+    for (let r = p.ranges.head; r !== null; r = r.next) vramPages += r.vramPages;
+    const pendingWork =
+      p.deferred.length + (p.restoreScheduled ? 1 : 0) + (p.deferredScheduled ? 1 : 0) + this.model.work.filter((wk) => wk.pid === pid).length;
+    this.exits.processes++;
+    this.exits.ranges += p.ranges.count;
+    this.exits.vramPages += vramPages;
+    this.exits.pendingWork += pendingWork;
+    if (p.ranges.count !== 0 || vramPages !== 0 || pendingWork !== 0) {
+      throw new InvariantError(`pid ${pid} exit left ${p.ranges.count} ranges, ${vramPages} VRAM pages, ${pendingWork} pending work (seed ${this.opts.seed})`);
+    }
+    this.barrierCheck();
+  }
+
+  /** A timed call of the workload (a hint: SET_ATTR by default; traces give every kind). Returns when it ended. */
+  private hintRun(h: HintSpec, t: number, where: string): number {
+    // Calls of a process that exited find no process: the program is gone.
+    if (!this.model.processes.has(h.pid)) return t;
+    const al = this.opts.workload.allocs[h.alloc]!;
+    switch (h.call ?? "set_attr") {
+      case "set_attr":
+        return this.setAttr(h.pid, al.start + h.offset, h.pages, h.attrs.map((x): AttrPair => [x[0], x[1]]), t, where);
+      case "get_attr":
+        this.getAttr(h.pid, al.start + h.offset, h.pages, h.attrs, t, where);
+        return t;
+      case "set_xnack":
+        this.setXnack(h.pid, h.xnack === true, t, where);
+        return t;
+      case "free":
+        this.free(h.pid, h.alloc, al.start + h.offset, h.pages, t);
+        return t;
+      case "exit":
+        this.calls.exit++;
+        this.processExit(h.pid, t);
+        return t;
     }
   }
 
@@ -474,6 +752,7 @@ export class Simulation {
       if (op === undefined) {
         a.state = ST_DONE;
         a.t = t;
+        this.queueRelease(a);
         this.note(t);
         this.barrierCheck();
         return;
@@ -492,10 +771,31 @@ export class Simulation {
             return;
           case "set_attr": {
             const al = this.opts.workload.allocs[op.alloc]!;
-            t = this.setAttr(a.pid, al.start + op.offset, op.pages, op.attrs.map((x): AttrPair => [x[0], x[1]]), t);
+            t = this.setAttr(a.pid, al.start + op.offset, op.pages, op.attrs.map((x): AttrPair => [x[0], x[1]]), t, this.opName(a));
             this.drainWork();
             a.opIdx++;
             this.note(t);
+            this.q.push(t, EV_AGENT, idx);
+            return;
+          }
+          case "get_attr":
+          case "set_xnack":
+          case "free":
+          case "exit": {
+            const where = this.opName(a);
+            a.opIdx++;
+            this.note(t);
+            if (op.op === "exit") {
+              this.calls.exit++;
+              this.processExit(a.pid, t);
+              return;
+            }
+            if (op.op === "set_xnack") this.setXnack(a.pid, op.xnack, t, where);
+            else {
+              const al = this.opts.workload.allocs[op.alloc]!;
+              if (op.op === "free") this.free(a.pid, op.alloc, al.start + op.offset, op.pages, t);
+              else this.getAttr(a.pid, al.start + op.offset, op.pages, op.attrs, t, where);
+            }
             this.q.push(t, EV_AGENT, idx);
             return;
           }
@@ -542,8 +842,21 @@ export class Simulation {
           }
         }
       }
-      // One access (or a run of sequential ones) at a.addr.
-      if (a.gi === AGENT_CPU) {
+      // A non-SVM buffer is mapped on every GPU and the CPU: no fault, until it is freed.
+      // A freed one has no mapping left: the access takes the paths below (a fatal fault).
+      const buffer = op.op === "access" && !this.allocFreed[op.alloc] ? this.opts.workload.allocs[op.alloc]!.buffer : undefined;
+      if (buffer !== undefined) {
+        t += a.gi === AGENT_CPU ? this.cpuAccessNs : costs.accessNs(a.gi, buffer);
+        this.accesses++;
+        a.iter++;
+        a.have = false;
+      } else if (a.gi === AGENT_CPU) {
+        if (this.frees && !model.cpuMapped(a.proc, a.addr)) {
+          // The page was freed: SIGSEGV ends the stream.
+          this.cpuAccessesFatal++;
+          this.agentDie(a, t);
+          return;
+        }
         t = model.cpuAccess(a.pid, a.addr, a.write, t) + this.cpuAccessNs;
         this.drainWork();
         this.accesses++;
@@ -579,6 +892,20 @@ export class Simulation {
         return;
       }
     }
+  }
+
+  /** A stream that ends on a fatal fault (GPU VM fault, CPU SIGSEGV). */
+  private agentDie(a: Agent, t: number): void {
+    a.state = ST_DEAD;
+    a.t = t;
+    this.queueRelease(a);
+    this.note(t);
+    this.barrierCheck();
+  }
+
+  /** The operation agent `a` is at, as messages name it. */
+  private opName(a: Agent): string {
+    return `stream ${a.idx} (${a.gi === AGENT_CPU ? "cpu" : `gpu${a.gi}`}, pid ${a.pid}) op ${a.opIdx} (${a.ops[a.opIdx]?.op ?? "end"})`;
   }
 
   /** The run as messages name it: workload, policy, seed. */
@@ -651,11 +978,13 @@ export class Simulation {
         const ag = this.agents[ai]!;
         const r = this.results[i]!;
         if (r === FAULT_RESULT.FATAL) {
-          ag.state = ST_DEAD;
-          ag.t = this.doneNs[i]!;
-          this.note(ag.t);
-          this.barrierCheck();
+          this.agentDie(ag, this.doneNs[i]!);
           continue;
+        }
+        if (r !== FAULT_RESULT.DROPPED) {
+          this.faultsHandled[gi]!++;
+          if (r === FAULT_RESULT.MIGRATED) this.faultsMigrated[gi]!++;
+          else this.faultsMapped[gi]!++;
         }
         ag.state = ST_RUN;
         if (r !== FAULT_RESULT.DROPPED) {
@@ -707,6 +1036,9 @@ export class Simulation {
 
   private result(): SimResult {
     const s = this.statsBefore === null ? this.model.stats : statsSince(this.model.stats, this.statsBefore);
+    if (sum(this.faultsHandled) !== s.gpuFaults || sum(this.faultsMigrated) + sum(this.faultsMapped) !== s.gpuFaults) {
+      throw new InvariantError(`${this.runName()}: ${sum(this.faultsHandled)} faults handled per GPU, the model counted ${s.gpuFaults}`);
+    }
     return {
       seed: this.opts.seed,
       profile: this.opts.profile.name,
@@ -728,8 +1060,27 @@ export class Simulation {
       vramFallbacks: s.vramFallbacks,
       policyFallbacks: this.opts.decider.fallbacks,
       counters: this.model.exitCounters.slice(this.exitCountersBefore),
+      gpuFaultsByGpu: this.opts.profile.gpus.map((g, i) => ({
+        gpu: `gpu${i}`,
+        gpuId: g.id,
+        handled: this.faultsHandled[i]!,
+        migrated: this.faultsMigrated[i]!,
+        mappedOnly: this.faultsMapped[i]!,
+      })),
+      gpuFaultsByEnd: { migrated: sum(this.faultsMigrated), mappedOnly: sum(this.faultsMapped) },
+      cpuAccessesFatal: this.cpuAccessesFatal,
+      calls: { ...this.calls },
+      ioctlErrors: Object.fromEntries([...this.ioctlErrors].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, Object.fromEntries([...v].sort(([a], [b]) => (a < b ? -1 : 1)))])),
+      getAttr: this.getAttrAnswers,
+      exits: { ...this.exits },
     };
   }
+}
+
+function sum(a: Float64Array): number {
+  let n = 0;
+  for (const x of a) n += x;
+  return n;
 }
 
 /** Counters of `now` minus those of `before`, field by field (nested counts too). */

@@ -13,7 +13,8 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { ConfigError } from "../errors.ts";
-import { LARGEST_RANGE_MAX_PAGES, SMI_EVENT, SVM_ATTR, UNREGISTERED_ALIGN_PAGES } from "../svm/constants.ts";
+import { LARGEST_RANGE_MAX_PAGES, SMI_EVENT, SVM_ATTR, type SvmAttrName, UNREGISTERED_ALIGN_PAGES } from "../svm/constants.ts";
+import type { AttrPair } from "../svm/model.ts";
 import type { MachineProfile } from "./profile.ts";
 import { AGENT_CPU, type HintSpec, type OpSpec, PID_DEFAULT, PID_MAX, type Workload } from "./workload.ts";
 
@@ -176,6 +177,61 @@ const RE_QUEUE = /^(\d+) -(\d+) ([0-9a-f]+) ([0-9a-fR])$/;
 const RE_UNMAP = /^(\d+) -(\d+) @([0-9a-f]+)\(([0-9a-f]+)\) ([0-9a-f]+) (\d+)$/;
 const RE_PROC = /^[0-9a-f]+[ :].*$/;
 
+/** Where a trace process that touches no page (it only exits or sets XNACK) has its mapping: 4 GiB. */
+export const TRACE_CALLS_ONLY_MAPPING_page = 0x100000;
+
+/** JSONL calls (a record with `op`): munmap, GET_ATTR, SET_XNACK_MODE, process exit. */
+export type TraceCall = "free" | "get_attr" | "set_xnack" | "exit";
+const TRACE_CALLS: readonly TraceCall[] = ["free", "get_attr", "set_xnack", "exit"];
+/** Keys each JSONL call takes besides t_ns, pid and op. */
+const TRACE_CALL_KEYS: Record<TraceCall, readonly string[]> = {
+  free: ["page", "pages"],
+  get_attr: ["page", "pages", "attrs"],
+  set_xnack: ["xnack"],
+  exit: [],
+};
+
+/**
+ * A JSONL call record, checked: its time, pid, call and pages (an exit or set_xnack has none:
+ * page 0, 1 page), or why it is bad.
+ */
+function jsonlCall(
+  r: Record<string, unknown>,
+  profile: MachineProfile,
+): string | { t: number; pid: number; start: number; npages: number; call: TraceCall; xnack?: boolean; attrs?: AttrPair[] } {
+  const call = r.op as TraceCall;
+  if (typeof r.op !== "string" || !TRACE_CALLS.includes(call)) return `op: one of ${TRACE_CALLS.join(", ")}`;
+  const unknown = Object.keys(r).find((k) => !["t_ns", "pid", "op", ...TRACE_CALL_KEYS[call]].includes(k));
+  if (unknown !== undefined) return `only the keys t_ns, pid, op${TRACE_CALL_KEYS[call].map((k) => `, ${k}`).join("")} for op ${call} (got ${unknown})`;
+  const t = r.t_ns;
+  const pid = r.pid ?? PID_DEFAULT;
+  if (typeof t !== "number" || !Number.isSafeInteger(t) || t < 0) return `t_ns: an integer number of ns from 0 to ${TRACE_TIME_MAX_ns}`;
+  if (typeof pid !== "number" || !Number.isSafeInteger(pid)) return `pid: an integer from 1 to ${PID_MAX}`;
+  if (call === "exit") return { t, pid, start: 0, npages: 1, call };
+  if (call === "set_xnack") {
+    if (typeof r.xnack !== "boolean") return "xnack: true or false";
+    return { t, pid, start: 0, npages: 1, call, xnack: r.xnack };
+  }
+  const page = typeof r.page === "string" && /^0x[0-9a-f]{1,13}$/i.test(r.page) ? Number.parseInt(r.page, 16) : r.page;
+  const npages = r.pages ?? 1;
+  if (typeof page !== "number" || !Number.isSafeInteger(page) || page < 0) return "page: an integer page number or a 0x hex string";
+  if (typeof npages !== "number" || !Number.isSafeInteger(npages) || npages < 1 || npages > TRACE_EVENT_MAX_pages) {
+    return `pages: an integer from 1 to ${TRACE_EVENT_MAX_pages} (TRACE_EVENT_MAX_pages)`;
+  }
+  if (call === "free") return { t, pid, start: page, npages, call };
+  const attrs: AttrPair[] = [];
+  const names = r.attrs ?? ["PREFERRED_LOC", "PREFETCH_LOC", "ACCESS", "SET_FLAGS", "CLR_FLAGS", "GRANULARITY"];
+  if (!Array.isArray(names) || names.some((n) => typeof n !== "string" || !(n in SVM_ATTR))) {
+    return `attrs: a list of attribute names (${Object.keys(SVM_ATTR).join(", ")})`;
+  }
+  for (const n of names as SvmAttrName[]) {
+    const type = SVM_ATTR[n];
+    if (type === SVM_ATTR.ACCESS || type === SVM_ATTR.ACCESS_IN_PLACE || type === SVM_ATTR.NO_ACCESS) for (const g of profile.gpus) attrs.push([type, g.id]);
+    else attrs.push([type, 0]);
+  }
+  return { t, pid, start: page, npages, call, attrs };
+}
+
 /**
  * Parse a trace's text into a workload for `profile`. Every number is checked against its
  * bound (times, pids, pages, sizes, gpu_ids) and a bad one is a bad line at its file:line.
@@ -184,7 +240,7 @@ const RE_PROC = /^[0-9a-f]+[ :].*$/;
  */
 export function parseTrace(file: string, text: string, profile: MachineProfile, opts: TraceOptions): TraceWorkload {
   const streams = new Map<string, AccessColumns>();
-  const hints: { t: number; pid: number; start: number; npages: number; loc: number }[] = [];
+  const hints: { t: number; pid: number; start: number; npages: number; loc: number; call?: TraceCall; xnack?: boolean; attrs?: AttrPair[] }[] = [];
   const gpuOf = new Map<number, number>();
   const span = new Map<number, { lo: number; hi: number }>();
   let bad = 0;
@@ -280,8 +336,24 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
       let agentIdx = -2;
       if (agent === "cpu") agentIdx = AGENT_CPU;
       else if (typeof agent === "string" && /^gpu\d+$/.test(agent) && Number(agent.slice(3)) < profile.gpus.length) agentIdx = Number(agent.slice(3));
+      if (r.op !== undefined) {
+        const why = jsonlCall(r, profile);
+        if (typeof why === "string") badLine(ln, 1, why);
+        else {
+          const bounds = outOfBounds(why.t, why.pid, why.start, why.npages);
+          if (bounds !== "") badLine(ln, 1, bounds);
+          else {
+            count(ln, 1);
+            if (!(why.t >= t0)) t0 = why.t; // the earliest time (NaN: none yet) is time zero
+            hints.push({ ...why, loc: 0 });
+            // An exit or set_xnack names no pages: it touches none.
+            if (why.call !== "exit" && why.call !== "set_xnack") touch(why.pid, why.start, why.npages);
+          }
+        }
+        continue;
+      }
       const unknown = Object.keys(r).find((k) => !["t_ns", "pid", "agent", "page", "write", "pages"].includes(k));
-      if (unknown !== undefined) badLine(ln, 1, `only the keys t_ns, pid, agent, page, write, pages (got ${unknown})`);
+      if (unknown !== undefined) badLine(ln, 1, `only the keys t_ns, pid, agent, page, write, pages, or op (got ${unknown})`);
       else if (typeof tNs !== "number" || !Number.isSafeInteger(tNs) || tNs < 0) badLine(ln, 1, `t_ns: an integer number of ns from 0 to ${TRACE_TIME_MAX_ns}`);
       else if (typeof pid !== "number" || !Number.isSafeInteger(pid) || pid < 1 || pid > PID_MAX) badLine(ln, 1, `pid: an integer from 1 to ${PID_MAX}`);
       else if (agentIdx === -2) badLine(ln, 1, `agent: cpu or gpu0..gpu${profile.gpus.length - 1}`);
@@ -401,6 +473,8 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
   const w: TraceWorkload = { name: `trace:${file}`, description: `accesses from ${file}`, processes: [], allocs: [], streams: [], hints: [], badLines: bad, lines: lines.length };
   if (bad > TRACE_BOUNDS.bad_lines_reported_max) opts.warn(`${file}: ${bad - TRACE_BOUNDS.bad_lines_reported_max} more bad lines skipped (${bad} in all)`);
   const base = Number.isNaN(t0) ? 0 : t0;
+  // A process that only makes calls without pages (exit, set_xnack) gets one 2 MiB mapping.
+  for (const h of hints) if (!span.has(h.pid)) span.set(h.pid, { lo: TRACE_CALLS_ONLY_MAPPING_page, hi: TRACE_CALLS_ONLY_MAPPING_page });
   const pids = [...span.keys()].sort((a, b) => a - b);
   for (const pid of pids) {
     const s = span.get(pid)!;
@@ -431,6 +505,15 @@ export function parseTrace(file: string, text: string, profile: MachineProfile, 
     const alloc = w.allocs.findIndex((a) => a.pid === h.pid);
     const a = w.allocs[alloc]!;
     const hint: HintSpec = { atNs: h.t - base, pid: h.pid, alloc, offset: h.start - a.start, pages: h.npages, attrs: [[SVM_ATTR.PREFETCH_LOC, h.loc]] };
+    if (h.call !== undefined) {
+      hint.call = h.call;
+      hint.attrs = h.attrs ?? [];
+      if (h.call === "set_xnack") hint.xnack = h.xnack;
+      if (h.call === "exit" || h.call === "set_xnack") {
+        hint.offset = 0;
+        hint.pages = a.pages;
+      }
+    }
     w.hints.push(hint);
   }
   return w;

@@ -25,6 +25,17 @@ export interface AllocSpec {
   attrs: AttrPair[];
   /** First page; assigned by the engine unless fixed (traces). */
   start: number;
+  /** The CPU mappings may be written (PROT_WRITE); false: read-only, a GPU write fault is EPERM (absent: true). */
+  writable?: boolean;
+  /** Made of this many CPU mappings (vmas) side by side, never merged (absent: 1). */
+  vmas?: number;
+  /**
+   * A non-SVM buffer (ALLOC_MEMORY_OF_GPU + MAP_MEMORY_TO_GPU on every GPU): its domain, 0
+   * for system memory (GTT/userptr) or the gpu_id whose VRAM holds it; absent: SVM memory.
+   */
+  buffer?: number;
+  /** Placed right after the previous allocation (no 1 GiB alignment); absent: false. */
+  adjacent?: boolean;
 }
 
 export type OpSpec =
@@ -42,6 +53,14 @@ export type OpSpec =
   | { op: "set_attr"; alloc: number; offset: number; pages: number; attrs: AttrPair[] }
   | { op: "barrier" }
   | { op: "sleep"; ns: number }
+  /** munmap of a part (or all) of an allocation; FREE_MEMORY_OF_GPU for a buffer. */
+  | { op: "free"; alloc: number; offset: number; pages: number }
+  /** GET_ATTR over a part of an allocation; `attrs` are the queries (values of access queries are gpu_ids). */
+  | { op: "get_attr"; alloc: number; offset: number; pages: number; attrs: AttrPair[] }
+  /** SET_XNACK_MODE. */
+  | { op: "set_xnack"; xnack: boolean }
+  /** The stream's process exits (kfd-svm.md §9): every stream of the process ends. */
+  | { op: "exit" }
   /** Accesses at absolute times and pages (traces). */
   | { op: "timed"; times: Float64Array; pages: Float64Array; writes: Uint8Array; n: number };
 
@@ -60,7 +79,15 @@ export interface HintSpec {
   offset: number;
   pages: number;
   attrs: AttrPair[];
+  /** The call made at `atNs` (absent: set_attr); traces give every kind (trace.ts). */
+  call?: "set_attr" | "free" | "get_attr" | "set_xnack" | "exit";
+  /** set_xnack's mode. */
+  xnack?: boolean;
 }
+
+/** What a failed SET_ATTR, GET_ATTR or SET_XNACK_MODE does to the run (`on_ioctl_error`). */
+export type OnIoctlError = "record" | "stop";
+export const ON_IOCTL_ERROR: readonly OnIoctlError[] = ["record", "stop"];
 
 export interface ProcessSpec {
   pid: number;
@@ -76,6 +103,8 @@ export interface Workload {
   allocs: AllocSpec[];
   streams: StreamSpec[];
   hints: HintSpec[];
+  /** record (default): a failed ioctl is counted in the results and the program goes on; stop: the run fails. */
+  onIoctlError?: OnIoctlError;
 }
 
 /**
@@ -116,12 +145,19 @@ export const WORKLOAD_BOUNDS = {
   repeat_depth_max: 4,
   /** Most concurrent waves one GPU stream may be split into. */
   waves_max: 256,
+  /** Most CPU mappings (vmas) one allocation may be made of. */
+  vmas_max: 64,
 } as const;
 export const PID_DEFAULT = 4242;
 /** Largest pid (the kernel's PID_MAX_LIMIT on 64-bit), as in SMI event records. */
 export { PID_MAX };
 
-const TOP = ["kind", "name", "description", "processes", "allocations", "streams", "hints"] as const;
+const TOP = ["kind", "name", "description", "processes", "allocations", "streams", "hints", "on_ioctl_error"] as const;
+/** GET_ATTR query names; ACCESS (or ACCESS_IN_PLACE, NO_ACCESS) alone asks about every GPU. */
+const GET_ATTR_DEFAULT = ["PREFERRED_LOC", "PREFETCH_LOC", "ACCESS", "SET_FLAGS", "CLR_FLAGS", "GRANULARITY"] as const;
+
+/** The keys of a stream operation. */
+const OP_KEYS = ["access", "set_attr", "barrier", "sleep_ns", "repeat", "free", "get_attr", "set_xnack", "exit"] as const;
 
 /** Parse a workload YAML against a machine profile. @throws ConfigError. */
 export function parseWorkload(file: string, text: string, profile: MachineProfile): Workload {
@@ -137,6 +173,12 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
     streams: [],
     hints: [],
   };
+  const onErrNode = y.get(top, "on_ioctl_error");
+  if (onErrNode !== undefined) {
+    const v = y.str(onErrNode, "on_ioctl_error") as OnIoctlError;
+    if (!ON_IOCTL_ERROR.includes(v)) throw y.error(onErrNode, "on_ioctl_error", ON_IOCTL_ERROR.join(" or "), `got ${v}`);
+    w.onIoctlError = v;
+  }
   const procNode = y.get(top, "processes");
   if (procNode === undefined) w.processes.push({ pid: PID_DEFAULT, name: w.name.slice(0, 15), xnack: null });
   else {
@@ -214,7 +256,7 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
   if (allocNode !== undefined) {
     y.seq(allocNode, "allocations").items.forEach((n, i) => {
       const f = `allocations[${i}]`;
-      const m = y.map(n, f, ["name", "size", "register", "kind", "pid", "attrs"]);
+      const m = y.map(n, f, ["name", "size", "register", "kind", "pid", "attrs", "writable", "vmas", "buffer", "adjacent"]);
       const name = y.str(y.need(m, "name", `${f}.name`), `${f}.name`);
       if (w.allocs.some((a) => a.name === name)) throw y.error(n, `${f}.name`, "a name not used before");
       const pages = sizeOf(y.need(m, "size", `${f}.size`), `${f}.size`);
@@ -222,7 +264,7 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
       const kindNode = y.get(m, "kind");
       const kindV = y.str(kindNode, `${f}.kind`, "anon");
       if (kindV !== "anon" && kindV !== "heap" && kindV !== "stack") throw y.error(kindNode, `${f}.kind`, "anon, heap or stack");
-      w.allocs.push({
+      const spec: AllocSpec = {
         name,
         pid: pidOf(y.get(m, "pid"), `${f}.pid`),
         pages,
@@ -230,7 +272,30 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
         kind: kindV,
         attrs: attrsOf(y.get(m, "attrs"), `${f}.attrs`),
         start: -1,
-      });
+      };
+      // The optional keys are set only when given, so existing workloads keep their shape.
+      const wn = y.get(m, "writable");
+      if (wn !== undefined) spec.writable = y.bool(wn, `${f}.writable`, true);
+      const vn = y.get(m, "vmas");
+      if (vn !== undefined) {
+        spec.vmas = y.num(vn, `${f}.vmas`, 1, WORKLOAD_BOUNDS.vmas_max, 1, true);
+        if (spec.vmas > pages) throw y.error(vn, `${f}.vmas`, `at most one vma per page (${pages} pages)`);
+      }
+      const bn = y.get(m, "buffer");
+      if (bn !== undefined) {
+        spec.buffer = locOf(bn, `${f}.buffer`);
+        if (spec.buffer === LOC_UNDEFINED) throw y.error(bn, `${f}.buffer`, "sysmem or a GPU (the buffer's domain)");
+        const rn = y.get(m, "register");
+        if (rn !== undefined && spec.register) throw y.error(rn, `${f}.register`, "false for a buffer (SET_ATTR over it fails with EADDRINUSE: use a set_attr op to see it)");
+        spec.register = false;
+        if (spec.attrs.length > 0) throw y.error(y.get(m, "attrs"), `${f}.attrs`, "no attrs on a buffer (it is no SVM memory)");
+      }
+      const adj = y.get(m, "adjacent");
+      if (adj !== undefined) {
+        spec.adjacent = y.bool(adj, `${f}.adjacent`, false);
+        if (spec.adjacent && w.allocs.length === 0) throw y.error(adj, `${f}.adjacent`, "false for the first allocation (it follows the previous one)");
+      }
+      w.allocs.push(spec);
     });
   }
   const allocOf = (node: Node | undefined, f: string): number => {
@@ -252,12 +317,51 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
     if (offset + pages > a.pages || pages === 0) throw y.error(node, f, `a non-empty part of allocation ${a.name} (${a.pages} pages)`);
     return { alloc, offset, pages, attrs: attrsOf(y.need(m, "attrs", `${f}.attrs`), `${f}.attrs`) };
   };
+  /** The part of an allocation an op names: offset (default 0) and size (default the rest). */
+  const partOf = (m: ReturnType<YamlReader["map"]>, node: Node, f: string) => {
+    const alloc = allocOf(y.need(m, "alloc", `${f}.alloc`), `${f}.alloc`);
+    const a = w.allocs[alloc]!;
+    const offset = sizeOf(y.get(m, "offset"), `${f}.offset`, 0);
+    const pages = sizeOf(y.get(m, "size"), `${f}.size`, (a.pages - offset) * PAGE_BYTES);
+    if (offset + pages > a.pages || pages === 0) throw y.error(node, f, `a non-empty part of allocation ${a.name} (${a.pages} pages)`);
+    return { alloc, offset, pages };
+  };
+  /** GET_ATTR queries: names, or {type, value: gpu} for one GPU's access; a bare access name asks every GPU. */
+  const queriesOf = (node: Node | undefined, f: string): AttrPair[] => {
+    const out: AttrPair[] = [];
+    const add = (name: string, n: Node | undefined, af: string, gpu?: number): void => {
+      if (!(name in SVM_ATTR)) throw y.error(n, af, `one of ${Object.keys(SVM_ATTR).join(", ")}`, `got ${name}`);
+      const type = SVM_ATTR[name as SvmAttrName];
+      const isAccess = type === SVM_ATTR.ACCESS || type === SVM_ATTR.ACCESS_IN_PLACE || type === SVM_ATTR.NO_ACCESS;
+      if (!isAccess) out.push([type, 0]);
+      else if (gpu !== undefined) out.push([type, gpu]);
+      else for (const g of profile.gpus) out.push([type, g.id]);
+    };
+    if (node === undefined) {
+      for (const name of GET_ATTR_DEFAULT) add(name, node, f);
+      return out;
+    }
+    y.seq(node, f).items.forEach((n, i) => {
+      const af = `${f}[${i}]`;
+      if (isScalar(n)) {
+        add(y.str(n, af), n, af);
+        return;
+      }
+      const m = y.map(n, af, ["type", "value"]);
+      const tn = y.need(m, "type", `${af}.type`);
+      const vn = y.need(m, "value", `${af}.value`);
+      const gpu = locOf(vn, `${af}.value`);
+      if (!profile.gpus.some((g) => g.id === gpu)) throw y.error(vn, `${af}.value`, "a GPU (an access query names one)");
+      add(y.str(tn, `${af}.type`), tn, `${af}.type`, gpu);
+    });
+    return out;
+  };
   const opsOf = (node: Node, f: string, depth: number): OpSpec[] => {
     const out: OpSpec[] = [];
     y.seq(node, f).items.forEach((n, i) => {
       const of = `${f}[${i}]`;
-      const m = y.map(n, of, ["access", "set_attr", "barrier", "sleep_ns", "repeat"]);
-      if (m.items.length !== 1) throw y.error(n, of, "exactly one of access, set_attr, barrier, sleep_ns, repeat");
+      const m = y.map(n, of, OP_KEYS);
+      if (m.items.length !== 1) throw y.error(n, of, `exactly one of ${OP_KEYS.join(", ")}`);
       const key = String((m.items[0]!.key as { value: unknown }).value);
       const v = m.items[0]!.value as Node;
       if (++opCount > WORKLOAD_OPS_MAX) throw y.error(n, of, opsBound);
@@ -298,6 +402,23 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
           break;
         case "sleep_ns":
           out.push({ op: "sleep", ns: y.num(v, `${of}.sleep_ns`, 0, 1e15) });
+          break;
+        case "free": {
+          const fm = y.map(v, `${of}.free`, ["alloc", "offset", "size"]);
+          out.push({ op: "free", ...partOf(fm, v, `${of}.free`) });
+          break;
+        }
+        case "get_attr": {
+          const gm = y.map(v, `${of}.get_attr`, ["alloc", "offset", "size", "attrs"]);
+          out.push({ op: "get_attr", ...partOf(gm, v, `${of}.get_attr`), attrs: queriesOf(y.get(gm, "attrs"), `${of}.get_attr.attrs`) });
+          break;
+        }
+        case "set_xnack":
+          out.push({ op: "set_xnack", xnack: y.bool(v, `${of}.set_xnack`, true) });
+          break;
+        case "exit":
+          if (!isScalar(v) || v.value !== true) throw y.error(v, `${of}.exit`, "true (the stream's process exits here)", `got ${isScalar(v) ? String(v.value) : "a collection"}`);
+          out.push({ op: "exit" });
           break;
         case "repeat": {
           if (depth >= WORKLOAD_BOUNDS.repeat_depth_max) throw y.error(v, `${of}.repeat`, `at most ${WORKLOAD_BOUNDS.repeat_depth_max} nested repeats`);
@@ -354,14 +475,14 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
 
 /**
  * The share of `ops` that wave `k` of `waves` runs: every wave keeps the barriers and
- * sleeps; wave 0 alone makes the set_attr calls; seq and strided accesses are split into
+ * sleeps; wave 0 alone makes the calls (set_attr, free, get_attr, set_xnack, exit); seq and strided accesses are split into
  * contiguous chunks of the region, random and zipf accesses split their count. Waves fault
  * independently, so a GPU's fault worker sees batches of up to `waves` faults.
  */
 export function opsOfWave(ops: OpSpec[], k: number, waves: number): OpSpec[] {
   const out: OpSpec[] = [];
   for (const op of ops) {
-    if (op.op === "set_attr") {
+    if (op.op === "set_attr" || op.op === "free" || op.op === "get_attr" || op.op === "set_xnack" || op.op === "exit") {
       if (k === 0) out.push(op);
     } else if (op.op !== "access") out.push(op);
     else if (op.pattern === "seq" || op.pattern === "strided") {

@@ -43,7 +43,7 @@ import { repeatDrops, restorePages } from "./fault.ts";
 import { cpuAccess, THRASH_WINDOW_NS_DEFAULT } from "./migrate.ts";
 import { processCreate, processDestroy, type SvmProcess, setXnack } from "./process.ts";
 import type { SvmRange } from "./range.ts";
-import { boMappingAdd, boMappingRemove, DEFERRED_DELAY_NS_DEFAULT, deferredWork, vmaAdd, vmaRemove } from "./range-list.ts";
+import { boMappingAdd, boMappingRemove, DEFERRED_DELAY_NS_DEFAULT, deferredWork, vmaAdd, vmaFind, vmaRemove } from "./range-list.ts";
 import { runsTotal, runsWellFormed } from "./runs.ts";
 import type {
   AttrPair,
@@ -278,6 +278,11 @@ export class SvmModel {
   /** The deferred_list worker (range-list.ts). */
   deferredWork(pid: number, now: number, inDestroy = false): void {
     deferredWork(this, pid, now, inDestroy);
+  }
+
+  /** Does a CPU mapping of process `p` cover page `addr` (a CPU access there would not SIGSEGV)? */
+  cpuMapped(p: SvmProcess, addr: number): boolean {
+    return vmaFind(p, addr) !== null;
   }
 
   /** VRAM of GPU index `gi` SVM or a non-SVM allocation can still get, bytes (vram.ts). */

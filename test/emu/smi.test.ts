@@ -64,9 +64,12 @@ describe("SMI events of an emulated workload", () => {
     expect(machine.smiDropped).toBe(0);
     expect(r0.parser.malformedCount).toBe(0);
     // The run's results are the simulation's; the process lives on with its memory in VRAM.
-    const { counters: _c, ...rest } = result!;
-    const { counters: _s, ...simRest } = sim;
+    const { counters: _c, exits, ...rest } = result!;
+    const { counters: _s, exits: simExits, ...simRest } = sim;
     expect(rest).toEqual(simRest);
+    // The plain simulation ends its process (§9 teardown); the emulated KFD process lives on.
+    expect(simExits).toEqual({ processes: 1, ranges: 0, vramPages: 0, pendingWork: 0 });
+    expect(exits).toEqual({ processes: 0, ranges: 0, vramPages: 0, pendingWork: 0 });
     expect(machine.nowNs).toBeGreaterThanOrEqual(sim.simTimeNs);
     expect(dev.availableMemory(G0)).toBe(31 * 2 ** 30);
     // sysfs faults counts the 10 220 dropped duplicates too (svm_range_count_fault).

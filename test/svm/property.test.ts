@@ -2,7 +2,9 @@
  * Property tests: random operation sequences (set_attr with random intervals and
  * attributes, GPU fault batches, CPU accesses, munmap, restore and deferred work, XNACK
  * changes) on small machines with VRAM pressure, two processes, every invariant checked
- * after every operation, then process exit checked to leave nothing behind.
+ * after every operation, then process exit checked to leave nothing behind; and random
+ * workloads through the engine with the calls of the whole API (free, exit, get_attr,
+ * set_xnack, buffers, read-only memory, several vmas).
  */
 import { describe, expect, test } from "bun:test";
 import { KfdError } from "../../runtime/errors.ts";
@@ -12,6 +14,9 @@ import { SVM_ATTR } from "../../runtime/svm/constants.ts";
 import { type AttrPair, FAULT_RESULT, SvmModel } from "../../runtime/svm/model.ts";
 import { BASE, gpus, TEST_COSTS } from "./helpers.ts";
 import { nativeKernelDefault } from "../../runtime/policy/contracts/migration.ts";
+import { runSim } from "../../runtime/sim/engine.ts";
+import { parseProfile, type MachineProfile } from "../../runtime/sim/profile.ts";
+import { AGENT_CPU, type AllocSpec, type OpSpec, type Workload } from "../../runtime/sim/workload.ts";
 
 const SEEDS = 40;
 const OPS_PER_SEED = 400;
@@ -203,4 +208,82 @@ describe("random operation sequences keep every invariant", () => {
     m.vramUsedPages[0] = 5;
     expect(() => m.checkFull()).toThrow(/seed 3, step \d+: rerun with --seed 3/);
   });
+});
+
+/** Seeds of the workload-level sequences (free, exit, get_attr, set_xnack, buffers, read-only, vmas). */
+const WORKLOAD_SEEDS = 1000;
+
+/**
+ * A random small workload on a 2-GPU machine with the calls of issue 12: allocations plain or
+ * registered, read-only, of several vmas, userptr or VRAM buffers placed next to each other;
+ * GPU and CPU streams making accesses, set_attr, get_attr, frees (whole or part), set_xnack
+ * and an exit.
+ */
+function randomWorkload(seed: number, profile: MachineProfile): Workload {
+  const rng = new Prng(seed);
+  const allocs: AllocSpec[] = [];
+  const nAlloc = 1 + rng.nextInt(4);
+  for (let i = 0; i < nAlloc; i++) {
+    const pages = 64 * (1 + rng.nextInt(24));
+    const a: AllocSpec = { name: `a${i}`, pid: 4242, pages, register: rng.nextInt(2) === 0, kind: "anon", attrs: [], start: -1 };
+    const kind = rng.nextInt(6);
+    if (kind === 0) a.writable = false;
+    else if (kind === 1) a.vmas = 1 + rng.nextInt(4);
+    else if (kind === 2) {
+      a.buffer = rng.nextInt(2) === 0 ? 0 : profile.gpus[0]!.id;
+      a.register = false;
+    }
+    if (i > 0 && rng.nextInt(2) === 0) a.adjacent = true;
+    allocs.push(a);
+  }
+  const part = (): { alloc: number; offset: number; pages: number } => {
+    const alloc = rng.nextInt(nAlloc);
+    const offset = rng.nextInt(allocs[alloc]!.pages);
+    return { alloc, offset, pages: 1 + rng.nextInt(allocs[alloc]!.pages - offset) };
+  };
+  const streams = [0, 1, AGENT_CPU].map((agent) => {
+    const ops: OpSpec[] = [];
+    for (let k = 3 + rng.nextInt(6); k > 0; k--) {
+      const c = rng.nextInt(12);
+      const p = part();
+      if (c <= 5) ops.push({ op: "access", ...p, pattern: rng.nextInt(2) === 0 ? "seq" : "random", count: 1 + rng.nextInt(256), write: rng.nextInt(3) / 2, stride: 1, zipfS: 1.1 });
+      else if (c === 6) ops.push({ op: "set_attr", ...p, attrs: [[rng.nextInt(2) === 0 ? SVM_ATTR.PREFETCH_LOC : SVM_ATTR.PREFERRED_LOC, profile.gpus[rng.nextInt(2)]!.id]] });
+      else if (c === 7) ops.push({ op: "get_attr", ...p, attrs: [[SVM_ATTR.PREFERRED_LOC, 0], [SVM_ATTR.SET_FLAGS, 0], [SVM_ATTR.ACCESS, profile.gpus[0]!.id]] });
+      else if (c === 8 && !(allocs[p.alloc]!.buffer !== undefined && (p.offset !== 0 || p.pages !== allocs[p.alloc]!.pages))) ops.push({ op: "free", ...p });
+      else if (c === 9) ops.push({ op: "set_xnack", xnack: rng.nextInt(2) === 0 });
+      else if (c === 10) ops.push({ op: "sleep", ns: rng.nextInt(3_000_000) });
+      else if (c === 11 && rng.nextInt(4) === 0) ops.push({ op: "exit" });
+    }
+    return { agent, pid: 4242, ops };
+  });
+  return { name: `random-${seed}`, description: "", processes: [{ pid: 4242, name: "rnd", xnack: rng.nextInt(3) !== 0 }], allocs, streams, hints: [] };
+}
+
+describe("random workloads with the calls of the whole API keep every invariant", () => {
+  test(
+    `${WORKLOAD_SEEDS} seeds: no leftover after exit, faults per GPU add up, deterministic`,
+    () => {
+      const profile = parseProfile("two.yaml", "kind: MachineProfile\nname: two\ngpus:\n  - { id: 0x100, count: 2, vram: 1GiB, hbm_gbps: 1000, pcie_h2d_gbps: 25 }\n");
+      const seen = { free: 0, exit: 0, getAttr: 0, setXnack: 0, errors: 0, fatal: 0 };
+      for (let seed = 1; seed <= WORKLOAD_SEEDS; seed++) {
+        const r = runSim({ profile, workload: randomWorkload(seed, profile), decider: nativeKernelDefault(), seed, fullCheckEvery: 16 });
+        expect(r.exits).toEqual({ processes: 1, ranges: 0, vramPages: 0, pendingWork: 0 });
+        expect(r.gpuFaultsByGpu.reduce((n, g) => n + g.handled, 0)).toBe(r.gpuFaults);
+        expect(r.gpuFaultsByEnd.migrated + r.gpuFaultsByEnd.mappedOnly).toBe(r.gpuFaults);
+        seen.free += r.calls.free;
+        seen.exit += r.calls.exit;
+        seen.getAttr += r.calls.getAttr;
+        seen.setXnack += r.calls.setXnack;
+        seen.errors += Object.values(r.ioctlErrors).reduce((n, e) => n + Object.values(e).reduce((a, b) => a + b, 0), 0);
+        seen.fatal += r.gpuFaultsFatal + r.cpuAccessesFatal;
+        if (seed % 100 === 0) {
+          const again = runSim({ profile, workload: randomWorkload(seed, profile), decider: nativeKernelDefault(), seed, fullCheckEvery: 16 });
+          expect(JSON.stringify(again)).toBe(JSON.stringify(r));
+        }
+      }
+      // The sequences really make every call, fail some and fault fatally on freed or read-only memory.
+      expect(Math.min(seen.free, seen.exit, seen.getAttr, seen.setXnack, seen.errors, seen.fatal)).toBeGreaterThan(50);
+    },
+    120_000,
+  );
 });
