@@ -19,6 +19,11 @@
 // State: module-level counters, bounded by entries_max (the oldest forgotten).
 // It is lost when the host rebuilds the sandbox; counting then restarts, which only delays
 // a migration by at most `threshold` faults.
+//
+// Cost: written for QuickJS, whose interpreter has no inline caches (every property read
+// and call counts): the parameters are read into module variables once per ctx.params
+// object (paramsRead), the record field offsets once per layout object, the kernel's
+// functions once at load. These change no decision: the rules below are as written.
 
 /** Tunables: name, default, bounds, meaning. */
 export const params = {
@@ -53,6 +58,33 @@ const BLOCK_PAGES = 512;
 /** Slots per block in a counter key: gpu indexes are 0..51 (bits of accessMask). */
 const GPU_INDEX_SLOTS = 64;
 
+/** The kernel's rules, looked up once (`kernel` exists before this module runs). */
+const kernelRestoreLocation = kernel.restoreLocation;
+const kernelRestoreLocationBatch = kernel.restoreLocationBatch;
+const kernelSameHive = kernel.sameHive;
+
+// The parameters as numbers, read once per ctx.params object (the host's context object
+// lives while the GPU list and parameters stay the same).
+/** @type {unknown} */
+let paramsOf = null;
+let threshold = 2;
+let windowNs = 1000e6;
+let entriesMax = 8192;
+
+/** @param {import("../types").Params} p */
+function paramsRead(p) {
+  paramsOf = p;
+  threshold = /** @type {number} */ (p.threshold);
+  windowNs = /** @type {number} */ (p.window_ms) * 1e6;
+  entriesMax = /** @type {number} */ (p.entries_max);
+}
+
+// Field offsets of the fault records, read once per layout object (the host hands the same
+// frozen F every call).
+/** @type {unknown} */
+let layoutOf = null;
+let oGpu = 0, oIndex = 0, oAddr = 0, oActual = 0;
+
 /** @typedef {{ count: number, firstNs: number }} Counter */
 /**
  * block * 64 + gpuIndex -> faults since firstNs, oldest created first. A numeric key and no
@@ -67,29 +99,29 @@ const counters = new Map();
  * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} loc
  */
 function canMapInPlace(gpus, gpuId, loc) {
-  return loc === SYSMEM || kernel.sameHive(gpus, gpuId, loc);
+  return loc === SYSMEM || kernelSameHive(gpus, gpuId, loc);
 }
 
 /**
  * Count one fault of GPU `gpuIndex` on the block of `addr`; true when it reaches the
  * threshold (the counter is then dropped, as NVIDIA clears a serviced access counter).
- * @param {number} gpuIndex @param {number} addr @param {number} nowNs @param {import("../types").Params} p
+ * The parameters are paramsRead's.
+ * @param {number} gpuIndex @param {number} addr @param {number} nowNs
  */
-function counterHit(gpuIndex, addr, nowNs, p) {
-  const threshold = /** @type {number} */ (p.threshold);
+function counterHit(gpuIndex, addr, nowNs) {
   const key = Math.floor(addr / BLOCK_PAGES) * GPU_INDEX_SLOTS + gpuIndex;
   const c = counters.get(key);
   if (c === undefined) {
     if (threshold <= 1) return true;
     counters.set(key, { count: 1, firstNs: nowNs });
-    while (counters.size > /** @type {number} */ (p.entries_max)) {
+    while (counters.size > entriesMax) {
       const oldest = counters.keys().next();
       if (oldest.done) break;
       counters.delete(oldest.value);
     }
     return false;
   }
-  if (nowNs - c.firstNs > /** @type {number} */ (p.window_ms) * 1e6) {
+  if (nowNs - c.firstNs > windowNs) {
     // The window passed: this fault is the first of a new one.
     c.count = 1;
     c.firstNs = nowNs;
@@ -112,22 +144,32 @@ function counterRestoreLocation(ctx, gpuId, gpuIndex, addr, actualLoc, best) {
   if (best === DENY || best === actualLoc) return best;
   // Counted only where the choice exists: the data could stay where it is.
   if (!canMapInPlace(ctx.gpus, gpuId, actualLoc)) return best;
-  if (counterHit(gpuIndex, addr, ctx.nowNs, ctx.params)) return best;
+  if (counterHit(gpuIndex, addr, ctx.nowNs)) return best;
   return actualLoc;
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocation"]} */
 export function restoreLocation(f, ctx) {
-  return counterRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.actualLoc, kernel.restoreLocation(f, ctx));
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  return counterRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.actualLoc, kernelRestoreLocation(f, ctx));
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
 export function restoreLocationBatch(b, ctx) {
   // The kernel's answers first (they depend on nothing but the fault), then the counters,
   // fault by fault in order.
-  kernel.restoreLocationBatch(b, ctx);
-  const { faults, n, stride, F, decisions } = b;
-  for (let i = 0, o = 0; i < n; i++, o += stride) {
-    decisions[i * 3] = counterRestoreLocation(ctx, faults[o + F.gpuId], faults[o + F.gpuIndex], faults[o + F.addr], faults[o + F.actualLoc], decisions[i * 3]);
+  kernelRestoreLocationBatch(b, ctx);
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  const F = b.F;
+  if (F !== layoutOf) {
+    layoutOf = F;
+    oGpu = F.gpuId;
+    oIndex = F.gpuIndex;
+    oAddr = F.addr;
+    oActual = F.actualLoc;
+  }
+  const faults = b.faults, decisions = b.decisions;
+  for (let o = 0, d = 0, end = b.n * b.stride, stride = b.stride; o < end; o += stride, d += 3) {
+    decisions[d] = counterRestoreLocation(ctx, faults[o + oGpu], faults[o + oIndex], faults[o + oAddr], faults[o + oActual], decisions[d]);
   }
 }

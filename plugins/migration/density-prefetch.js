@@ -39,9 +39,15 @@
 // Lost when the host rebuilds the sandbox: the blocks then start empty, which only makes the
 // windows smaller until observe fills them again.
 //
-// Cost: written for QuickJS. The decision allocates nothing: integer keys and offsets
-// (`| 0` on numbers read from the Float64Array records: QuickJS converts a float Map key or
-// index to a string), one Map lookup, and a walk of 5 tree levels; only a block cut by the
+// Cost: written for QuickJS, whose interpreter has no inline caches: every call, property
+// read and loop iteration counts, so the hot paths (a fault on a block wholly inside its
+// range, an event within one block) are written out in the batch loops. The decision
+// allocates nothing: integer keys and offsets (`| 0` on numbers read from the Float64Array
+// records: QuickJS converts a float Map key or index to a string); the field offsets of
+// the records and events and the parameters are read once per layout / parameter object
+// (the host hands the same frozen objects every call), not per call; the block of the last
+// lookup is remembered (a stream faults on one block several times in a row), else one Map
+// lookup; the walk of 5 tree levels is unrolled against per-level limits computed with the parameters. Only a block cut by the
 // range's edge counts pages of its edge big pages one by one.
 
 /** Tunables, uvm_perf_prefetch style: name, default, bounds, meaning. */
@@ -115,9 +121,78 @@ let slotsFreeCount = 0;
 /** @type {Map<number, number>} block number (addr / 512, an int32) -> slot */
 const blocks = new Map();
 
-/** The window of the last windowOf call (module-level: no object per fault). */
-let windowStart = 0;
-let windowLast = 0;
+/**
+ * The block of the last lookup and its slot (blocks.get skipped when the next fault or event
+ * is on the same block). NO_BLOCK: none; slotRelease forgets it with its block.
+ */
+const NO_BLOCK = -1;
+let cachedBlock = NO_BLOCK;
+let cachedSlot = 0;
+
+// Field offsets of the fault records and events, and the kind codes, read once per layout
+// object (the host hands the same frozen F, E and K every call), not per call.
+/** @type {unknown} */
+let faultLayoutOf = null;
+let oGpu = 0, oIndex = 0, oPref = 0, oActual = 0, oAccess = 0, oAip = 0, oAddr = 0, oStart = 0, oLast = 0;
+/** @type {unknown} */
+let eventLayoutOf = null;
+/** @type {unknown} */
+let kindCodesOf = null;
+let eKind = 0, eStart = 0, ePages = 0, eTo = 0, eTrigger = 0;
+let kMigrate = -1, kEvict = -1, kUnmap = -1;
+
+/** @param {import("../types").FaultBatch["F"]} F */
+function faultLayout(F) {
+  faultLayoutOf = F;
+  oGpu = F.gpuId;
+  oIndex = F.gpuIndex;
+  oPref = F.preferredLoc;
+  oActual = F.actualLoc;
+  oAccess = F.accessMask;
+  oAip = F.aipMask;
+  oAddr = F.addr;
+  oStart = F.rangeStart;
+  oLast = F.rangeLast;
+}
+
+/** @param {import("../types").EventBatch["E"]} E @param {import("../types").EventBatch["K"]} K */
+function eventLayout(E, K) {
+  eventLayoutOf = E;
+  kindCodesOf = K;
+  eKind = E.kind;
+  eStart = E.start;
+  ePages = E.npages;
+  eTo = E.to;
+  eTrigger = E.trigger;
+  kMigrate = K.migrate;
+  kEvict = K.evict;
+  kUnmap = K.unmap;
+}
+
+// The parameters, read once per ctx.params object (the host's context object lives while
+// the GPU list and parameters stay the same).
+/** @type {unknown} */
+let paramsOf = null;
+let thresholdPct = 51;
+let blocksMax = 2048;
+/**
+ * A subtree of 32, 64, 128, 256, 512 pages of a block wholly in the range joins the window
+ * when its populated pages exceed this: pop * 100 > thresholdPct * size holds for an integer
+ * pop exactly when pop > floor(thresholdPct * size / 100).
+ */
+let over32 = 0, over64 = 0, over128 = 0, over256 = 0, over512 = 0;
+
+/** @param {import("../types").Params} params */
+function paramsRead(params) {
+  paramsOf = params;
+  thresholdPct = /** @type {number} */ (params.threshold_pct);
+  blocksMax = /** @type {number} */ (params.blocks_max);
+  over32 = Math.floor((thresholdPct * 32) / 100);
+  over64 = Math.floor((thresholdPct * 64) / 100);
+  over128 = Math.floor((thresholdPct * 128) / 100);
+  over256 = Math.floor((thresholdPct * 256) / 100);
+  over512 = Math.floor((thresholdPct * 512) / 100);
+}
 
 /** @param {number} cap */
 function slabGrow(cap) {
@@ -156,13 +231,14 @@ function lruLinkNewest(slot) {
 /** Forget the block of `slot` and zero its bitmap. @param {number} slot */
 function slotRelease(slot) {
   blocks.delete(blockOf[slot]);
+  if (blockOf[slot] === cachedBlock) cachedBlock = NO_BLOCK;
   lruUnlink(slot);
   pages.fill(0, slot * BLOCK_PAGES, (slot + 1) * BLOCK_PAGES);
   tree.fill(0, slot * TREE_NODES, (slot + 1) * TREE_NODES);
 }
 
 /** A zeroed slot for a new block: a freed one, a fresh one, or the least recently set one's. */
-function slotNew(/** @type {number} */ blocksMax) {
+function slotNew() {
   // blocks_max may have shrunk (a reload keeps no state, but be exact anyway).
   while (blocks.size >= blocksMax && lruNext[0] !== 0) {
     const oldest = lruNext[0];
@@ -237,17 +313,17 @@ function leafCount(p0, n) {
 /**
  * Pages [start, last] arrived on GPU `gpu`: resident; a block tracking another GPU restarts
  * on this one. At most SPAN_BLOCKS_MAX blocks (the first ones).
- * @param {number} start @param {number} last @param {number} gpu @param {number} blocksMax
+ * @param {number} start @param {number} last @param {number} gpu
  */
-function pagesArrived(start, last, gpu, blocksMax) {
+function pagesArrived(start, last, gpu) {
   const first = (start / BLOCK_PAGES) | 0;
   let end = (last / BLOCK_PAGES) | 0;
   if (end - first >= SPAN_BLOCKS_MAX) end = first + SPAN_BLOCKS_MAX - 1;
   for (let block = first; block <= end; block++) {
     const base = block * BLOCK_PAGES;
-    let slot = blocks.get(block);
+    let slot = block === cachedBlock ? cachedSlot : blocks.get(block);
     if (slot === undefined) {
-      slot = slotNew(blocksMax);
+      slot = slotNew();
       blocks.set(block, slot);
       blockOf[slot] = block;
       gpuOf[slot] = gpu;
@@ -263,6 +339,9 @@ function pagesArrived(start, last, gpu, blocksMax) {
         lruLinkNewest(slot);
       }
     }
+    // The next fault is most likely on this block.
+    cachedBlock = block;
+    cachedSlot = slot;
     blockFill(slot, start > base ? (start - base) | 0 : 0, last < base + BLOCK_PAGES - 1 ? (last - base) | 0 : BLOCK_PAGES - 1, 1);
   }
 }
@@ -291,7 +370,7 @@ function pagesLeft(start, last) {
   const end = (last / BLOCK_PAGES) | 0;
   if (end - first < blocks.size) {
     for (let block = first; block <= end; block++) {
-      const slot = blocks.get(block);
+      const slot = block === cachedBlock ? cachedSlot : blocks.get(block);
       if (slot !== undefined) blockClear(block, slot, start, last);
     }
     return;
@@ -368,63 +447,98 @@ function subtreeDensest(slot, off, lo, hi, thresholdPct) {
 }
 
 /**
- * The window of one fault into windowStart / windowLast: see the header. The numbers are as
- * read from a fault record (integers held in doubles).
- * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} gpuIndex
- * @param {number} preferredLoc @param {number} actualLoc @param {number} accessMask @param {number} aipMask
- * @param {number} addr @param {number} rangeStart @param {number} rangeLast @param {number} thresholdPct
+ * The destination and window of faults 0..n-1 of `faults` (fields at F, `stride` apart) into
+ * decisions[3i + 1], decisions[3i + 2]: see the header. The one implementation of the window,
+ * for the batch form and (through a one-record batch) the per-fault form. The destination
+ * is the kernel's rule (the host applies the same rule to the location).
+ * @param {Float64Array} faults @param {number} n @param {number} stride
+ * @param {import("../types").FaultBatch["F"]} F @param {Float64Array} decisions
+ * @param {import("../types").MigrationContext} ctx
  */
-function windowOf(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask, addr, rangeStart, rangeLast, thresholdPct) {
-  const dest = bestRestoreLocation(gpus, gpuId, gpuIndex, preferredLoc, actualLoc, accessMask, aipMask);
-  let s = addr - (addr % BIG_PAGE_PAGES);
-  let size = BIG_PAGE_PAGES;
-  if (dest > SYSMEM && addr < ADDR_PAGES_MAX) {
-    const block = (addr / BLOCK_PAGES) | 0;
-    const base = block * BLOCK_PAGES;
-    const off = (addr - base) | 0;
-    const lo = rangeStart > base ? (rangeStart - base) | 0 : 0;
-    const hi = rangeLast < base + BLOCK_PAGES - 1 ? (rangeLast - base) | 0 : BLOCK_PAGES - 1;
-    const tracked = blocks.get(block);
-    const slot = tracked !== undefined && gpuOf[tracked] === dest ? tracked : 0;
-    size = subtreeDensest(slot, off, lo, hi, thresholdPct);
-    s = base + (off & -size);
+function windowsDecide(faults, n, stride, F, decisions, ctx) {
+  if (F !== faultLayoutOf) faultLayout(F);
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  for (let o = 0, d = 0, end = n * stride; o < end; o += stride, d += 3) {
+    const addr = faults[o + oAddr];
+    const rangeStart = faults[o + oStart];
+    const rangeLast = faults[o + oLast];
+    const dest = bestRestoreLocation(ctx.gpus, faults[o + oGpu], faults[o + oIndex], faults[o + oPref], faults[o + oActual], faults[o + oAccess], faults[o + oAip]);
+    let s = addr - (addr % BIG_PAGE_PAGES);
+    let size = BIG_PAGE_PAGES;
+    if (dest > SYSMEM && addr < ADDR_PAGES_MAX) {
+      const block = (addr / BLOCK_PAGES) | 0;
+      const base = block * BLOCK_PAGES;
+      const off = (addr - base) | 0;
+      // The tracked slot (the cached one, else the Map's); a block tracking another GPU
+      // counts as empty (slot 0, whose gpuOf is 0, never a destination here).
+      let slot = 0;
+      if (block === cachedBlock) slot = cachedSlot;
+      else {
+        const tracked = blocks.get(block);
+        if (tracked !== undefined) {
+          cachedBlock = block;
+          cachedSlot = tracked;
+          slot = tracked;
+        }
+      }
+      if (gpuOf[slot] !== dest) slot = 0;
+      if (rangeStart <= base && rangeLast >= base + BLOCK_PAGES - 1) {
+        // The whole block is in the range (the common case): subtreeDensest's first branch
+        // with its 5 levels unrolled. Each level adds the sibling of the subtree holding the
+        // fault (the faulting big page counts 16 populated pages).
+        const t0 = slot * TREE_NODES;
+        let node = LEAF_BASE + (off >> BIG_PAGE_SHIFT);
+        let pop = BIG_PAGE_PAGES + tree[t0 + (node ^ 1)];
+        if (pop > over32) size = 32;
+        node >>= 1;
+        pop += tree[t0 + (node ^ 1)];
+        if (pop > over64) size = 64;
+        node >>= 1;
+        pop += tree[t0 + (node ^ 1)];
+        if (pop > over128) size = 128;
+        node >>= 1;
+        pop += tree[t0 + (node ^ 1)];
+        if (pop > over256) size = 256;
+        node >>= 1;
+        pop += tree[t0 + (node ^ 1)];
+        if (pop > over512) size = 512;
+      } else {
+        const lo = rangeStart > base ? (rangeStart - base) | 0 : 0;
+        const hi = rangeLast < base + BLOCK_PAGES - 1 ? (rangeLast - base) | 0 : BLOCK_PAGES - 1;
+        size = subtreeDensest(slot, off, lo, hi, thresholdPct);
+      }
+      s = base + (off & -size);
+    }
+    const l = s + size - 1;
+    decisions[d + 1] = s > rangeStart ? s : rangeStart;
+    decisions[d + 2] = l < rangeLast ? l : rangeLast;
   }
-  const l = s + size - 1;
-  windowStart = s > rangeStart ? s : rangeStart;
-  windowLast = l < rangeLast ? l : rangeLast;
 }
+
+// The per-fault form's one-record batch: its own layout, fields in the order listed.
+const ONE_F = Object.freeze({ gpuId: 0, gpuIndex: 1, preferredLoc: 2, actualLoc: 3, accessMask: 4, aipMask: 5, addr: 6, rangeStart: 7, rangeLast: 8 });
+const ONE_STRIDE = 9;
+const oneRecord = new Float64Array(ONE_STRIDE);
+const oneDecision = new Float64Array(3);
 
 /** @type {import("../types").MigrationHooks["migrationWindow"]} */
 export function migrationWindow(f, ctx) {
-  const thresholdPct = /** @type {number} */ (ctx.params.threshold_pct);
-  windowOf(ctx.gpus, f.gpuId, f.gpuIndex, f.preferredLoc, f.actualLoc, f.accessMask, f.aipMask, f.addr, f.rangeStart, f.rangeLast, thresholdPct);
-  return { start: windowStart, last: windowLast };
+  oneRecord[0] = f.gpuId;
+  oneRecord[1] = f.gpuIndex;
+  oneRecord[2] = f.preferredLoc;
+  oneRecord[3] = f.actualLoc;
+  oneRecord[4] = f.accessMask;
+  oneRecord[5] = f.aipMask;
+  oneRecord[6] = f.addr;
+  oneRecord[7] = f.rangeStart;
+  oneRecord[8] = f.rangeLast;
+  windowsDecide(oneRecord, 1, ONE_STRIDE, /** @type {import("../types").FaultBatch["F"]} */ (/** @type {unknown} */ (ONE_F)), oneDecision, ctx);
+  return { start: oneDecision[1], last: oneDecision[2] };
 }
 
 /** @type {import("../types").MigrationHooks["migrationWindowBatch"]} */
 export function migrationWindowBatch(b, ctx) {
-  const { faults, n, stride, F, decisions } = b;
-  const gpus = ctx.gpus;
-  const thresholdPct = /** @type {number} */ (ctx.params.threshold_pct);
-  const fGpu = F.gpuId, fIndex = F.gpuIndex, fPref = F.preferredLoc, fActual = F.actualLoc;
-  const fAccess = F.accessMask, fAip = F.aipMask, fAddr = F.addr, fStart = F.rangeStart, fLast = F.rangeLast;
-  for (let i = 0, o = 0; i < n; i++, o += stride) {
-    windowOf(
-      gpus,
-      faults[o + fGpu],
-      faults[o + fIndex],
-      faults[o + fPref],
-      faults[o + fActual],
-      faults[o + fAccess],
-      faults[o + fAip],
-      faults[o + fAddr],
-      faults[o + fStart],
-      faults[o + fLast],
-      thresholdPct,
-    );
-    decisions[i * 3 + 1] = windowStart;
-    decisions[i * 3 + 2] = windowLast;
-  }
+  windowsDecide(b.faults, b.n, b.stride, b.F, b.decisions, ctx);
 }
 
 /**
@@ -440,18 +554,17 @@ export const observeKinds = ["migrate", "evict", "unmap:unmap_from_cpu"];
  * @type {import("../types").MigrationHooks["observeBatch"]}
  */
 export function observeBatch(b, ctx) {
-  const { events, n, stride, E, K } = b;
-  const blocksMax = /** @type {number} */ (ctx.params.blocks_max);
-  const eKind = E.kind, eStart = E.start, ePages = E.npages, eTo = E.to, eTrigger = E.trigger;
-  const kMigrate = K.migrate, kEvict = K.evict, kUnmap = K.unmap;
-  for (let i = 0, o = 0; i < n; i++, o += stride) {
+  const events = b.events;
+  if (b.E !== eventLayoutOf || b.K !== kindCodesOf) eventLayout(b.E, b.K);
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  for (let o = 0, end = b.n * b.stride, stride = b.stride; o < end; o += stride) {
     const kind = events[o + eKind];
     const start = events[o + eStart];
     const last = start + events[o + ePages] - 1;
     if (!(start >= 0 && last >= start && last < ADDR_PAGES_MAX)) continue;
     if (kind === kMigrate) {
       const to = events[o + eTo];
-      if (to > SYSMEM) pagesArrived(start, last, to, blocksMax);
+      if (to > SYSMEM) pagesArrived(start, last, to);
       else pagesLeft(start, last);
     }
     // An unmap for a migration (MMU_NOTIFY_MIGRATE) or another CPU-side invalidation only

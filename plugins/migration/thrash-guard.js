@@ -21,13 +21,21 @@
 // window is not exported, so the host applies the kernel's window.
 //
 // Migrations are seen two ways: this plugin's own restoreLocation decisions (GPU faults)
-// and `observe` events of kind "migrate" with any other trigger (prefetch, CPU fault, TTM
-// eviction). Migrate events with trigger PAGEFAULT_GPU are the moves this plugin already
-// counted when it decided them, so they only update the known location (no double count).
+// and observed events (observeBatch) of kind "migrate" with any other trigger (prefetch,
+// CPU fault, TTM eviction). Migrate events with trigger PAGEFAULT_GPU are the moves this
+// plugin already counted when it decided them, so they only update the known location (no
+// double count).
 //
 // State: module-level, bounded by blocks_max (least recently touched block evicted). It is
 // lost when the host rebuilds the sandbox (after a crash or an OOM recycle): the blocks then
 // start over as never-migrated, which only delays detection. Acceptable for a heuristic.
+//
+// Cost: written for QuickJS, whose interpreter has no inline caches (every property read
+// and call counts). The parameters are read into module variables once per ctx.params
+// object (paramsRead), the record and event field offsets once per layout object, the
+// kernel's functions once at load; the events are read in place (observeBatch, no object
+// per event); a block touched again while it is already the most recently touched
+// one is not moved in the Map. These change no decision: the rules below are as written.
 
 /** Tunables, uvm_perf_thrashing style: name, default, bounds, meaning. */
 export const params = {
@@ -100,6 +108,49 @@ const EVENT_BLOCKS_MAX = 64;
 /** KFD_MIGRATE_TRIGGER_PAGEFAULT_GPU: moves this plugin decided itself. */
 const TRIGGER_PAGEFAULT_GPU = 1;
 
+/** The kernel's rules, looked up once (`kernel` exists before this module runs). */
+const kernelRestoreLocation = kernel.restoreLocation;
+const kernelRestoreLocationBatch = kernel.restoreLocationBatch;
+const kernelSameHive = kernel.sameHive;
+
+// The parameters as numbers, read once per ctx.params object (the host's context object
+// lives while the GPU list and parameters stay the same). Times in ns.
+/** @type {unknown} */
+let paramsOf = null;
+let threshold = 3;
+let pinThreshold = 10;
+let lapseNs = 500e3;
+let napNs = 500e3;
+let pinNs = 150e6;
+let epochNs = 1000e6;
+let maxResets = 4;
+let blocksMax = 4096;
+
+/** @param {import("../types").Params} p */
+function paramsRead(p) {
+  paramsOf = p;
+  threshold = /** @type {number} */ (p.threshold);
+  pinThreshold = /** @type {number} */ (p.pin_threshold);
+  lapseNs = /** @type {number} */ (p.lapse_us) * 1e3;
+  napNs = /** @type {number} */ (p.nap_us) * 1e3;
+  pinNs = /** @type {number} */ (p.pin_ms) * 1e6;
+  epochNs = /** @type {number} */ (p.epoch_ms) * 1e6;
+  maxResets = /** @type {number} */ (p.max_resets);
+  blocksMax = /** @type {number} */ (p.blocks_max);
+}
+
+// Field offsets of the fault records and events, and the kind codes, read once per layout
+// object (the host hands the same frozen F, E and K every call).
+/** @type {unknown} */
+let faultLayoutOf = null;
+let oGpu = 0, oAddr = 0, oActual = 0;
+/** @type {unknown} */
+let eventLayoutOf = null;
+/** @type {unknown} */
+let kindCodesOf = null;
+let eKind = 0, eNowNs = 0, eStart = 0, ePages = 0, eTo = 0, eTrigger = 0;
+let kMigrate = -1, kEvict = -1;
+
 /**
  * @typedef {object} BlockState
  * @property {number} lastTo        where the block was last moved (LOC_UNKNOWN at first)
@@ -115,17 +166,28 @@ const TRIGGER_PAGEFAULT_GPU = 1;
 
 /** @type {Map<number, BlockState>} block number (addr / 512) -> state, in least-recently-touched order */
 const blocks = new Map();
+/**
+ * The most recently touched block (the Map's last key) and its state: touching it again
+ * leaves the order as it is, so it is not moved (nor looked up). NO_BLOCK: none.
+ */
+const NO_BLOCK = -1;
+let newestBlock = NO_BLOCK;
+/** @type {BlockState | undefined} */
+let newestState;
 
 /**
  * The block's state, moved to the most recently touched end; created when `create`.
- * @param {number} block @param {number} blocksMax @param {boolean} create
+ * @param {number} block @param {boolean} create
  * @returns {BlockState | undefined}
  */
-function blockTouch(block, blocksMax, create) {
+function blockTouch(block, create) {
+  if (block === newestBlock) return newestState;
   let st = blocks.get(block);
   if (st !== undefined) {
     blocks.delete(block);
     blocks.set(block, st);
+    newestBlock = block;
+    newestState = st;
     return st;
   }
   if (!create) return undefined;
@@ -141,7 +203,10 @@ function blockTouch(block, blocksMax, create) {
     resets: 0,
   };
   blocks.set(block, st);
-  // Bounded: forget the least recently touched blocks (Map iterates in insertion order).
+  newestBlock = block;
+  newestState = st;
+  // Bounded: forget the least recently touched blocks (Map iterates in insertion order);
+  // never the newest, just set (blocks_max >= 1).
   while (blocks.size > blocksMax) {
     const oldest = blocks.keys().next();
     if (oldest.done) break;
@@ -161,15 +226,15 @@ function blockClearEpisode(st) {
 
 /**
  * Expire a pin whose time is up; reset a block quiet for an epoch (at most max_resets times).
- * @param {BlockState} st @param {number} nowNs @param {import("../types").Params} p
+ * @param {BlockState} st @param {number} nowNs
  */
-function blockExpire(st, nowNs, p) {
+function blockExpire(st, nowNs) {
   if (st.pinnedUntilNs > 0) {
     if (nowNs < st.pinnedUntilNs) return;
     blockClearEpisode(st);
     return;
   }
-  if (st.thrashing && nowNs - st.lastThrashNs > /** @type {number} */ (p.epoch_ms) * 1e6 && st.resets < /** @type {number} */ (p.max_resets)) {
+  if (st.thrashing && nowNs - st.lastThrashNs > epochNs && st.resets < maxResets) {
     blockClearEpisode(st);
     st.resets++;
   }
@@ -178,12 +243,10 @@ function blockExpire(st, nowNs, p) {
 /**
  * A migration of the block to `to` at `nowNs`: extend or restart the chain, detect thrashing.
  * A move to where the block already is was seen before (decision, then its event): ignored.
- * @param {BlockState} st @param {number} nowNs @param {number} to @param {import("../types").Params} p
+ * @param {BlockState} st @param {number} nowNs @param {number} to
  */
-function blockMigrated(st, nowNs, to, p) {
+function blockMigrated(st, nowNs, to) {
   if (to === st.lastTo) return;
-  const threshold = /** @type {number} */ (p.threshold);
-  const lapseNs = /** @type {number} */ (p.lapse_us) * 1e3;
   if (st.lastMigrationNs >= 0 && nowNs - st.lastMigrationNs <= lapseNs) st.chain = Math.min(st.chain + 1, threshold);
   else st.chain = 0;
   st.lastTo = to;
@@ -200,33 +263,32 @@ function blockMigrated(st, nowNs, to, p) {
  * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} actualLoc
  */
 function remoteLocation(gpus, gpuId, actualLoc) {
-  return actualLoc === SYSMEM || kernel.sameHive(gpus, gpuId, actualLoc) ? actualLoc : SYSMEM;
+  return actualLoc === SYSMEM || kernelSameHive(gpus, gpuId, actualLoc) ? actualLoc : SYSMEM;
 }
 
 /**
  * One fault: the kernel's answer `best` unless the block thrashes (throttled or pinned: map
- * remotely).
+ * remotely). The parameters are paramsRead's (the caller reads ctx.params first).
  * @param {import("../types").MigrationContext} ctx
  * @param {number} gpuId @param {number} addr @param {number} actualLoc @param {number} best
  */
 function thrashRestoreLocation(ctx, gpuId, addr, actualLoc, best) {
   // Nothing moves: a denied fault, or data already where the kernel wants it.
   if (best === DENY || best === actualLoc) return best;
-  const p = ctx.params;
   const nowNs = ctx.nowNs;
-  const st = /** @type {BlockState} */ (blockTouch(Math.floor(addr / BLOCK_PAGES), /** @type {number} */ (p.blocks_max), true));
-  blockExpire(st, nowNs, p);
+  const st = /** @type {BlockState} */ (blockTouch(Math.floor(addr / BLOCK_PAGES), true));
+  blockExpire(st, nowNs);
   if (st.pinnedUntilNs === 0 && st.thrashing) {
     st.lastThrashNs = nowNs;
     if (nowNs >= st.throttleEndNs) {
       // A new throttle period; enough of them pin the block.
       st.throttles++;
-      if (st.throttles >= /** @type {number} */ (p.pin_threshold)) {
-        st.pinnedUntilNs = nowNs + /** @type {number} */ (p.pin_ms) * 1e6;
+      if (st.throttles >= pinThreshold) {
+        st.pinnedUntilNs = nowNs + pinNs;
         st.throttles = 0;
         st.throttleEndNs = 0;
       } else {
-        st.throttleEndNs = nowNs + /** @type {number} */ (p.nap_us) * 1e3;
+        st.throttleEndNs = nowNs + napNs;
       }
     }
   }
@@ -236,48 +298,80 @@ function thrashRestoreLocation(ctx, gpuId, addr, actualLoc, best) {
     if (loc !== actualLoc) st.lastTo = loc;
     return loc;
   }
-  blockMigrated(st, nowNs, best, p);
+  blockMigrated(st, nowNs, best);
   return best;
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocation"]} */
 export function restoreLocation(f, ctx) {
-  return thrashRestoreLocation(ctx, f.gpuId, f.addr, f.actualLoc, kernel.restoreLocation(f, ctx));
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  return thrashRestoreLocation(ctx, f.gpuId, f.addr, f.actualLoc, kernelRestoreLocation(f, ctx));
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
 export function restoreLocationBatch(b, ctx) {
   // The kernel's answers first (they depend on nothing but the fault), then the thrashing
   // state, fault by fault in order.
-  kernel.restoreLocationBatch(b, ctx);
-  const { faults, n, stride, F, decisions } = b;
-  for (let i = 0, o = 0; i < n; i++, o += stride) {
-    decisions[i * 3] = thrashRestoreLocation(ctx, faults[o + F.gpuId], faults[o + F.addr], faults[o + F.actualLoc], decisions[i * 3]);
+  kernelRestoreLocationBatch(b, ctx);
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  const F = b.F;
+  if (F !== faultLayoutOf) {
+    faultLayoutOf = F;
+    oGpu = F.gpuId;
+    oAddr = F.addr;
+    oActual = F.actualLoc;
+  }
+  const faults = b.faults, decisions = b.decisions;
+  for (let o = 0, d = 0, end = b.n * b.stride, stride = b.stride; o < end; o += stride, d += 3) {
+    decisions[d] = thrashRestoreLocation(ctx, faults[o + oGpu], faults[o + oAddr], faults[o + oActual], decisions[d]);
   }
 }
 
 /** The only events observe reads: the host builds and sends no others. */
 export const observeKinds = ["migrate", "evict"];
 
-/** @type {import("../types").MigrationHooks["observe"]} */
-export function observe(input, ctx) {
-  const p = ctx.params;
-  const blocksMax = /** @type {number} */ (p.blocks_max);
-  const events = input.events;
-  for (let i = 0; i < events.length; i++) {
-    const ev = events[i];
-    if ((ev.kind !== "migrate" && ev.kind !== "evict") || ev.npages < 1) continue;
-    // Counted: moves this plugin did not decide. Others only tell where the data went.
-    const counted = ev.kind === "migrate" && ev.trigger !== TRIGGER_PAGEFAULT_GPU;
-    const first = Math.floor(ev.start / BLOCK_PAGES);
-    const last = Math.min(Math.floor((ev.start + ev.npages - 1) / BLOCK_PAGES), first + EVENT_BLOCKS_MAX - 1);
-    for (let block = first; block <= last; block++) {
-      const st = blockTouch(block, blocksMax, counted);
-      if (st === undefined) continue;
-      blockExpire(st, ev.nowNs, p);
-      if (counted) blockMigrated(st, ev.nowNs, ev.to, p);
-      else st.lastTo = ev.to;
-    }
+/**
+ * One observed migration or eviction of pages [start, start + npages) to `to` at `nowNs`.
+ * @param {boolean} counted the move was not decided here (a migration not triggered by a GPU
+ *   fault): it extends the chain; the others only tell where the data went
+ * @param {number} nowNs @param {number} start @param {number} npages @param {number} to
+ */
+function eventSeen(counted, nowNs, start, npages, to) {
+  const first = Math.floor(start / BLOCK_PAGES);
+  const last = Math.min(Math.floor((start + npages - 1) / BLOCK_PAGES), first + EVENT_BLOCKS_MAX - 1);
+  for (let block = first; block <= last; block++) {
+    const st = blockTouch(block, counted);
+    if (st === undefined) continue;
+    blockExpire(st, nowNs);
+    if (counted) blockMigrated(st, nowNs, to);
+    else st.lastTo = to;
   }
-  return null;
+}
+
+/**
+ * observe, on the events in place (no object per event): the migrations and evictions.
+ * @type {import("../types").MigrationHooks["observeBatch"]}
+ */
+export function observeBatch(b, ctx) {
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  const E = b.E, K = b.K;
+  if (E !== eventLayoutOf || K !== kindCodesOf) {
+    eventLayoutOf = E;
+    kindCodesOf = K;
+    eKind = E.kind;
+    eNowNs = E.nowNs;
+    eStart = E.start;
+    ePages = E.npages;
+    eTo = E.to;
+    eTrigger = E.trigger;
+    kMigrate = K.migrate;
+    kEvict = K.evict;
+  }
+  const events = b.events;
+  for (let o = 0, end = b.n * b.stride, stride = b.stride; o < end; o += stride) {
+    const kind = events[o + eKind];
+    const npages = events[o + ePages];
+    if ((kind !== kMigrate && kind !== kEvict) || npages < 1) continue;
+    eventSeen(kind === kMigrate && events[o + eTrigger] !== TRIGGER_PAGEFAULT_GPU, events[o + eNowNs], events[o + eStart], npages, events[o + eTo]);
+  }
 }

@@ -386,6 +386,36 @@ describe("density-prefetch", () => {
     expect(d.fallbacks).toBe(0);
   });
 
+  test("the per-fault and batch forms agree when calls alternate (one window rule, layouts and params cached per object)", async () => {
+    using p = await loadPolicy("migration", "density-prefetch");
+    const d = p.migrationDecider();
+    await d.prepare();
+    const ctx = { ...CTX, nowNs: T };
+    // Delivered now (the decider would hold events for its next batch, which invoke does not see).
+    await observe(p, [arrive(0, 256), arrive(512 + 64, 64), arrive(1024, 16, GPU_B)], T);
+    const faults: Partial<Fault>[] = [
+      faultA(300), // half-resident block 0: the block
+      faultA(512 + 100), // in the resident 64 pages of block 1: they are the window
+      faultA(1024 + 20), // block 2 tracks GPU B: the big page
+      faultB(1024 + 20), // for GPU B: 32 pages
+      faultA(300, { rangeStart: 290, rangeLast: 700 }), // cut by the range
+      faultA(100, { accessMask: 0, aipMask: 1 }), // to system memory
+    ];
+    const record = new Float64Array(FAULT_STRIDE);
+    const out = new Float64Array(DECISION_STRIDE);
+    for (let round = 0; round < 2; round++) {
+      for (const f of faults) {
+        const single = await windowOf(p, f);
+        writeFault(record, 0, { ...emptyFault(), ...f } as Fault);
+        d.decideFaults(record, 1, ctx, out);
+        expect({ start: out[1], last: out[2] }).toEqual(single);
+      }
+    }
+    // Pages 576..639 resident: [576, 639] is 64/64, [512, 639] 64/128 (not over 51%).
+    expect(await windowOf(p, faultA(512 + 100))).toEqual({ start: 576, last: 639 });
+    expect(d.fallbacks).toBe(0);
+  });
+
   /**
    * The rule written plainly, page by page, as an independent check: residency per block on
    * one GPU, a window from the largest over-threshold subtree.
