@@ -1,24 +1,36 @@
 // @ts-check
-// access-counter: migrate a 2 MiB block to a GPU only after that GPU touched it `threshold`
-// times within window_ms; below the threshold access it in place (NVIDIA UVM's access
-// counters, kfd-svm.md §10: counters at 2 MiB granularity, migration once a threshold is hit).
+// access-counter: migrate a 2 MiB block to a GPU only once that GPU has faulted on it
+// `threshold` times within window_ms; below the threshold the GPU maps the data where it is
+// (system memory, or a hive peer's VRAM). NVIDIA UVM migrates on its access counters
+// (kfd-svm.md §10: counters per 2 MiB region, migration once a threshold is hit).
 //
-// KFD has no access counters: a GPU faults only on pages it has not mapped, so what this
-// plugin counts are faults, per (GPU, block). They stand in for accesses: a block mapped in
-// place keeps being accessed without faults, and the next fault from the same GPU (another
-// window of the block, or after an invalidation unmapped it) is the next "access". With the
-// kernel's 2 MiB window that makes threshold 2 "migrate on the second fault within 1 s".
+// What it can see. KFD has no access counters: once a GPU has a page mapped it reads it
+// without any event, so repeated reads of mapped data are invisible, and "hot" cannot mean
+// "often read". The signal KFD does have is the fault on a page the GPU has not mapped. So
+// a mapping in place (below the threshold) covers only the faulting 64 KiB big page, not
+// the kernel's 2 MiB window: the GPU's first touch of another big page of the block faults
+// again, and that fault is the next count. "Hot" therefore means "densely touched": a block
+// whose big pages the GPU touches `threshold` times within window_ms migrates (with the
+// kernel's window); a block it touches once stays where it is. Each count costs a handled
+// fault, and a range takes one GPU fault per 2 ms (the duplicate window, kfd-svm.md §2): on
+// a block the kernel would migrate at once, counting to 2 costs one fault more.
 //
-// Access in place means returning the data's current location (actualLoc, 0 when no page is
-// in VRAM). It is only valid when the faulting GPU can map it: system memory, or VRAM of a
-// GPU in its XGMI hive (KFD does not map a non-peer GPU's VRAM: kernel.sameHive); otherwise,
-// and whenever the kernel would deny the fault or not move anything, the kernel's rule
-// decides (kernel.restoreLocation, from the global `kernel`). The window is not exported:
-// the host applies the kernel's window.
+// Where it acts:
+//   - the kernel would migrate (a GPU with ACCESS): mapped in place until the threshold;
+//   - the kernel would map in place (a GPU with ACCESS_IN_PLACE, no preferred location):
+//     migrated to the faulting GPU once the threshold is reached, as NVIDIA's counters
+//     migrate data a GPU reads through an accessed-by mapping. A preferred location (the
+//     user's hint) is never overridden.
+// Only when the faulting GPU can map the data in place: system memory, or VRAM of a GPU in
+// its XGMI hive (KFD does not map a non-peer GPU's VRAM: kernel.sameHive). Otherwise, and
+// whenever the kernel denies the fault, the data is already on the faulting GPU, or the GPU
+// is an app-APU, the kernel's rule decides (kernel.restoreLocation, from the global
+// `kernel`) with the kernel's window.
 //
-// State: module-level counters, bounded by entries_max (the oldest forgotten).
-// It is lost when the host rebuilds the sandbox; counting then restarts, which only delays
-// a migration by at most `threshold` faults.
+// State: module-level counters, bounded by entries_max (the oldest forgotten), and the
+// in-place flags of the current batch (bounded by the host's batch size). Counters are lost
+// when the host rebuilds the sandbox; counting then restarts, which only delays a migration
+// by at most `threshold` faults.
 //
 // Cost: written for QuickJS, whose interpreter has no inline caches (every property read
 // and call counts): the parameters are read into module variables once per ctx.params
@@ -52,8 +64,11 @@ export const params = {
 
 const SYSMEM = 0;
 const DENY = -1;
+const UNDEFINED = 0xffffffff;
 /** 2 MiB in 4 KiB pages: the counting granularity (NVIDIA's access counter region). */
 const BLOCK_PAGES = 512;
+/** 64 KiB in 4 KiB pages: what a mapping in place below the threshold covers (a big page). */
+const BIG_PAGE_PAGES = 16;
 
 /** Slots per block in a counter key: gpu indexes are 0..51 (bits of accessMask). */
 const GPU_INDEX_SLOTS = 64;
@@ -61,7 +76,11 @@ const GPU_INDEX_SLOTS = 64;
 /** The kernel's rules, looked up once (`kernel` exists before this module runs). */
 const kernelRestoreLocation = kernel.restoreLocation;
 const kernelRestoreLocationBatch = kernel.restoreLocationBatch;
+const kernelMigrationWindow = kernel.migrationWindow;
+const kernelMigrationWindowBatch = kernel.migrationWindowBatch;
 const kernelSameHive = kernel.sameHive;
+const kernelIsAppApu = kernel.isAppApu;
+const kernelHasBit = kernel.hasBit;
 
 // The parameters as numbers, read once per ctx.params object (the host's context object
 // lives while the GPU list and parameters stay the same).
@@ -83,7 +102,20 @@ function paramsRead(p) {
 // frozen F every call).
 /** @type {unknown} */
 let layoutOf = null;
-let oGpu = 0, oIndex = 0, oAddr = 0, oActual = 0;
+let oGpu = 0, oIndex = 0, oAddr = 0, oActual = 0, oPref = 0, oAip = 0, oStart = 0, oLast = 0;
+
+/**
+ * Per fault of the current batch: 1 when restoreLocationBatch mapped it in place below the
+ * threshold (its window is then the big page). Grown to the largest batch seen, which the
+ * host bounds (fault_batch_max).
+ */
+let inPlace = new Uint8Array(256);
+/** Faults of the batch inPlace describes; 0 once migrationWindowBatch has used it. */
+let inPlaceN = 0;
+/** The last fault restoreLocation (the per-fault form) mapped in place: gpu_id and page; -1 none. */
+let inPlaceGpu = -1;
+let inPlaceAddr = -1;
+
 
 /** @typedef {{ count: number, firstNs: number }} Counter */
 /**
@@ -133,25 +165,60 @@ function counterHit(gpuIndex, addr, nowNs) {
   return true;
 }
 
+/** counterRestoreLocation's answer for "map actualLoc in place, the big page only". */
+const IN_PLACE = -2;
+
 /**
- * One fault: migrate as the kernel would (its answer is `best`) once the block is hot for
- * this GPU, else in place.
+ * One fault: the kernel's answer `best`, or the data's location `actualLoc` (in place, below
+ * the threshold: the caller then maps the big page only; IN_PLACE is returned in the
+ * decision's stead to say so), or the faulting GPU (ACCESS_IN_PLACE data that got hot).
  * @param {import("../types").MigrationContext} ctx
  * @param {number} gpuId @param {number} gpuIndex @param {number} addr @param {number} actualLoc
- * @param {number} best
+ * @param {number} preferredLoc @param {number} aipMask @param {number} best
+ * @returns {number} a location, or IN_PLACE (-2): actualLoc, mapped in place
  */
-function counterRestoreLocation(ctx, gpuId, gpuIndex, addr, actualLoc, best) {
-  if (best === DENY || best === actualLoc) return best;
-  // Counted only where the choice exists: the data could stay where it is.
-  if (!canMapInPlace(ctx.gpus, gpuId, actualLoc)) return best;
-  if (counterHit(gpuIndex, addr, ctx.nowNs)) return best;
-  return actualLoc;
+function counterRestoreLocation(ctx, gpuId, gpuIndex, addr, actualLoc, preferredLoc, aipMask, best) {
+  if (best === DENY || actualLoc === gpuId) return best;
+  // The kernel migrates (best elsewhere), or maps ACCESS_IN_PLACE data in place with no
+  // preferred location: the only two cases where the counter decides.
+  const migrates = best !== actualLoc;
+  if (!migrates && (preferredLoc !== UNDEFINED || !kernelHasBit(aipMask, gpuIndex))) return best;
+  // Counted only where the choice exists: the GPU can map the data where it is.
+  if (!canMapInPlace(ctx.gpus, gpuId, actualLoc) || kernelIsAppApu(ctx.gpus, gpuId)) return best;
+  if (counterHit(gpuIndex, addr, ctx.nowNs)) return migrates ? best : gpuId;
+  return IN_PLACE;
+}
+
+/**
+ * The big page around `addr`, clipped to the range.
+ * @param {number} addr @param {number} rangeStart @param {number} rangeLast
+ * @returns {import("../types").PageWindow}
+ */
+function bigPageWindow(addr, rangeStart, rangeLast) {
+  const s = addr - (addr % BIG_PAGE_PAGES);
+  return { start: s > rangeStart ? s : rangeStart, last: s + BIG_PAGE_PAGES - 1 < rangeLast ? s + BIG_PAGE_PAGES - 1 : rangeLast };
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocation"]} */
 export function restoreLocation(f, ctx) {
   if (ctx.params !== paramsOf) paramsRead(ctx.params);
-  return counterRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.actualLoc, kernelRestoreLocation(f, ctx));
+  const loc = counterRestoreLocation(ctx, f.gpuId, f.gpuIndex, f.addr, f.actualLoc, f.preferredLoc, f.aipMask, kernelRestoreLocation(f, ctx));
+  if (loc !== IN_PLACE) {
+    inPlaceGpu = -1;
+    return loc;
+  }
+  inPlaceGpu = f.gpuId;
+  inPlaceAddr = f.addr;
+  return f.actualLoc;
+}
+
+/**
+ * The big page when restoreLocation just mapped this fault in place, else the kernel's window.
+ * @type {import("../types").MigrationHooks["migrationWindow"]}
+ */
+export function migrationWindow(f, ctx) {
+  if (f.gpuId === inPlaceGpu && f.addr === inPlaceAddr) return bigPageWindow(f.addr, f.rangeStart, f.rangeLast);
+  return kernelMigrationWindow(f, ctx);
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocationBatch"]} */
@@ -167,9 +234,39 @@ export function restoreLocationBatch(b, ctx) {
     oIndex = F.gpuIndex;
     oAddr = F.addr;
     oActual = F.actualLoc;
+    oPref = F.preferredLoc;
+    oAip = F.aipMask;
+    oStart = F.rangeStart;
+    oLast = F.rangeLast;
   }
+  const faults = b.faults, decisions = b.decisions, n = b.n;
+  if (inPlace.length < n) inPlace = new Uint8Array(n);
+  inPlaceN = n;
+  for (let i = 0, o = 0, d = 0, stride = b.stride; i < n; i++, o += stride, d += 3) {
+    const actualLoc = faults[o + oActual];
+    const loc = counterRestoreLocation(ctx, faults[o + oGpu], faults[o + oIndex], faults[o + oAddr], actualLoc, faults[o + oPref], faults[o + oAip], decisions[d]);
+    inPlace[i] = loc === IN_PLACE ? 1 : 0;
+    decisions[d] = loc === IN_PLACE ? actualLoc : loc;
+  }
+}
+
+/**
+ * The kernel's windows, then the big page for the faults restoreLocationBatch mapped in
+ * place (the host calls it right after restoreLocationBatch, on the same batch).
+ * @type {import("../types").MigrationHooks["migrationWindowBatch"]}
+ */
+export function migrationWindowBatch(b, ctx) {
+  kernelMigrationWindowBatch(b, ctx);
+  // Without the restoreLocationBatch of this batch just before (a window asked alone), the
+  // flags say nothing about it: the kernel's windows stand.
+  const n = inPlaceN === b.n ? b.n : 0;
+  inPlaceN = 0;
   const faults = b.faults, decisions = b.decisions;
-  for (let o = 0, d = 0, end = b.n * b.stride, stride = b.stride; o < end; o += stride, d += 3) {
-    decisions[d] = counterRestoreLocation(ctx, faults[o + oGpu], faults[o + oIndex], faults[o + oAddr], faults[o + oActual], decisions[d]);
+  for (let i = 0, o = 0, d = 0, stride = b.stride; i < n; i++, o += stride, d += 3) {
+    if (inPlace[i] !== 1) continue;
+    const addr = faults[o + oAddr], rangeStart = faults[o + oStart], rangeLast = faults[o + oLast];
+    const s = addr - (addr % BIG_PAGE_PAGES);
+    decisions[d + 1] = s > rangeStart ? s : rangeStart;
+    decisions[d + 2] = s + BIG_PAGE_PAGES - 1 < rangeLast ? s + BIG_PAGE_PAGES - 1 : rangeLast;
   }
 }

@@ -1,40 +1,52 @@
 // @ts-check
 // thrash-guard: NVIDIA UVM's thrashing mitigation (uvm_perf_thrashing.c, kfd-svm.md §10) on
-// top of the kernel's own decisions. Per 2 MiB block (512 pages) of the address space:
+// top of the kernel's own decisions, with the signal KFD has. Per 2 MiB block (512 pages):
 //
-//   detect   a migration that follows the previous one of the block within lapse_us extends
-//            a chain; when the chain holds `threshold` such migrations (default: 3, i.e. the
-//            4th move in a row, each within 500 µs of the one before) the block thrashes.
+//   detect   every migration of the block, whatever its trigger, is seen as it ends (observe,
+//            kind "migrate": KFD's MIGRATE_END). A return (the block goes back to where it
+//            was before its previous move, as the results' thrashEvents count it) within
+//            lapse_us of that move extends a chain; a move after more than lapse_us restarts
+//            it; the second leg of a VRAM->VRAM bounce (RAM -> the other GPU, right after the
+//            whole range went back to RAM) leaves it as it is. `threshold` returns in a row
+//            (default 3) make the block thrash;
 //   throttle while it thrashes, a fault that would migrate it again does not: the block is
-//            mapped where its data is for nap_us (one throttle period);
-//   pin      after pin_threshold throttle periods the block is pinned for pin_ms: every
-//            faulting GPU maps it remotely instead of migrating it;
+//            mapped in system memory, and throttle periods of nap_us are counted;
+//   pin      after pin_threshold throttle periods the block is pinned there for pin_ms;
 //   reset    a block that has not thrashed for epoch_ms goes back to normal, at most
 //            max_resets times (a block that keeps thrashing periodically keeps its state);
 //            an expired pin also ends the episode.
 //
-// "Map remotely" on KFD means: return the data's current location when it is system memory
-// or VRAM of a GPU in the faulting GPU's XGMI hive (kfd-svm.md §4: peers read each other's
-// VRAM over XGMI); anything else is pulled back to system memory, which every GPU can map.
+// Why system memory and not the data's current location ("map remotely" in UVM): on KFD a
+// GPU fault runs the migration branch whenever the range or the answer is in VRAM
+// (svm_range_restore_pages: actual_loc != 0 || best_loc != 0). Answering a hive peer's VRAM
+// migrates to that peer (nothing to move), and migrate_vma_setup's notifier still unmaps the
+// window from every GPU, so the other GPU faults again and the ping-pong of faults goes on.
+// Answering system memory for data in system memory is a mapping only: once the block's
+// pages are back in RAM, every GPU keeps its mapping and no fault comes again.
+//
+// Why lapse_us is 200 ms and not UVM's 500 µs: on KFD a range takes at most one GPU fault
+// per 2 ms (the duplicate window, kfd-svm.md §2) and a VRAM->VRAM move sends the whole range
+// through system memory, so the moves of a block that two GPUs take turns on are tens of
+// milliseconds apart (pingpong's 64 MiB: about 70 ms a turn). A block moved once (a stream,
+// the first pass of an oversubscribed buffer) never returns, so it never thrashes.
+//
+// What it cannot see: accesses (KFD has no access counters; a GPU reading a page it has
+// mapped raises no event), so a block read by two GPUs without moving never thrashes here.
 // Everything else is kernel-default: the kernel's answer (svm_range_best_restore_location)
-// comes from the global `kernel`, and the hive test of "map remotely" is kernel.sameHive. The
-// window is not exported, so the host applies the kernel's window.
+// comes from the global `kernel`; a fault the kernel denies, or whose data already is where
+// the kernel wants it, is the kernel's. The window is not exported, so the host applies the
+// kernel's window.
 //
-// Migrations are seen two ways: this plugin's own restoreLocation decisions (GPU faults)
-// and observed events (observeBatch) of kind "migrate" with any other trigger (prefetch,
-// CPU fault, TTM eviction). Migrate events with trigger PAGEFAULT_GPU are the moves this
-// plugin already counted when it decided them, so they only update the known location (no
-// double count).
-//
-// State: module-level, bounded by blocks_max (least recently touched block evicted). It is
-// lost when the host rebuilds the sandbox (after a crash or an OOM recycle): the blocks then
-// start over as never-migrated, which only delays detection. Acceptable for a heuristic.
+// State: module-level, bounded by blocks_max (least recently touched block evicted); one
+// event updates at most EVENT_BLOCKS_MAX blocks. It is lost when the host rebuilds the
+// sandbox (after a crash or an OOM recycle): the blocks then start over as never-migrated,
+// which only delays detection. Acceptable for a heuristic.
 //
 // Cost: written for QuickJS, whose interpreter has no inline caches (every property read
 // and call counts). The parameters are read into module variables once per ctx.params
 // object (paramsRead), the record and event field offsets once per layout object, the
-// kernel's functions once at load; the events are read in place (observeBatch, no object
-// per event); a block touched again while it is already the most recently touched
+// kernel's functions once at load; observe reads the events in place (observeBatch, no
+// object per event); a block touched again while it is already the most recently touched
 // one is not moved in the Map. These change no decision: the rules below are as written.
 
 /** Tunables, uvm_perf_thrashing style: name, default, bounds, meaning. */
@@ -44,35 +56,35 @@ export const params = {
     default: 3,
     min: 1,
     max: 7,
-    description: "consecutive migrations, each within lapse_us of the previous one, after which a block thrashes (uvm_perf_thrashing_threshold)",
+    description: "returns in a row (back to where the block was before its previous move), each within lapse_us of that move, after which a block thrashes (uvm_perf_thrashing_threshold)",
   },
   pin_threshold: {
     type: "integer",
     default: 10,
     min: 1,
     max: 255,
-    description: "throttle periods of a thrashing block before it is pinned and mapped remotely (uvm_perf_thrashing_pin_threshold)",
+    description: "throttle periods of a thrashing block before it is pinned in system memory (uvm_perf_thrashing_pin_threshold)",
   },
   lapse_us: {
     type: "integer",
-    default: 500,
+    default: 200000,
     min: 1,
     max: 1000000,
-    description: "two migrations of a block closer than this are thrashing events, µs (uvm_perf_thrashing_lapse_usec)",
+    description: "a return of a block closer than this to its previous move is a thrashing event, µs (uvm_perf_thrashing_lapse_usec; KFD's moves are ms apart, see the header)",
   },
   nap_us: {
     type: "integer",
     default: 500,
     min: 1,
     max: 1000000,
-    description: "length of one throttle period, µs: faults in it map the block where it is (uvm_perf_thrashing_nap x lapse)",
+    description: "length of one throttle period, µs: pin_threshold of them pin the block (uvm_perf_thrashing_nap x lapse)",
   },
   pin_ms: {
     type: "integer",
     default: 150,
     min: 1,
     max: 600000,
-    description: "how long a pinned block stays mapped remotely before it may migrate again, ms (uvm_perf_thrashing_pin x lapse)",
+    description: "how long a pinned block stays mapped in system memory before it may migrate again, ms (uvm_perf_thrashing_pin x lapse)",
   },
   epoch_ms: {
     type: "integer",
@@ -103,15 +115,15 @@ const DENY = -1;
 const LOC_UNKNOWN = -2;
 /** 2 MiB in 4 KiB pages: the unit of tracking (a uvm va_block, a KFD granularity-9 window). */
 const BLOCK_PAGES = 512;
-/** Most blocks one observed event updates (a prefetch of a 1 GiB range spans 512 blocks). */
-const EVENT_BLOCKS_MAX = 64;
-/** KFD_MIGRATE_TRIGGER_PAGEFAULT_GPU: moves this plugin decided itself. */
-const TRIGGER_PAGEFAULT_GPU = 1;
+/**
+ * Most blocks one observed event updates: 1 GiB. A VRAM->VRAM move first returns the whole
+ * range to system memory, so one event can span every block of a large range.
+ */
+const EVENT_BLOCKS_MAX = 512;
 
 /** The kernel's rules, looked up once (`kernel` exists before this module runs). */
 const kernelRestoreLocation = kernel.restoreLocation;
 const kernelRestoreLocationBatch = kernel.restoreLocationBatch;
-const kernelSameHive = kernel.sameHive;
 
 // The parameters as numbers, read once per ctx.params object (the host's context object
 // lives while the GPU list and parameters stay the same). Times in ns.
@@ -119,7 +131,7 @@ const kernelSameHive = kernel.sameHive;
 let paramsOf = null;
 let threshold = 3;
 let pinThreshold = 10;
-let lapseNs = 500e3;
+let lapseNs = 200e6;
 let napNs = 500e3;
 let pinNs = 150e6;
 let epochNs = 1000e6;
@@ -148,14 +160,14 @@ let oGpu = 0, oAddr = 0, oActual = 0;
 let eventLayoutOf = null;
 /** @type {unknown} */
 let kindCodesOf = null;
-let eKind = 0, eNowNs = 0, eStart = 0, ePages = 0, eTo = 0, eTrigger = 0;
-let kMigrate = -1, kEvict = -1;
+let eKind = 0, eNowNs = 0, eStart = 0, ePages = 0, eFrom = 0, eTo = 0;
+let kMigrate = -1;
 
 /**
  * @typedef {object} BlockState
- * @property {number} lastTo        where the block was last moved (LOC_UNKNOWN at first)
+ * @property {number} leftLoc       where the block was before its last move (the move's `from`)
  * @property {number} lastMigrationNs  time of that move; -1 = none seen
- * @property {number} chain         migrations in a row each within lapse of the previous (saturates at threshold)
+ * @property {number} chain         returns in a row, each within lapse of the move before it (saturates at threshold)
  * @property {boolean} thrashing
  * @property {number} lastThrashNs  last thrashing event (detection or throttled fault)
  * @property {number} throttleEndNs end of the current throttle period; 0 = none
@@ -192,7 +204,7 @@ function blockTouch(block, create) {
   }
   if (!create) return undefined;
   st = {
-    lastTo: LOC_UNKNOWN,
+    leftLoc: LOC_UNKNOWN,
     lastMigrationNs: -1,
     chain: 0,
     thrashing: false,
@@ -241,15 +253,18 @@ function blockExpire(st, nowNs) {
 }
 
 /**
- * A migration of the block to `to` at `nowNs`: extend or restart the chain, detect thrashing.
- * A move to where the block already is was seen before (decision, then its event): ignored.
- * @param {BlockState} st @param {number} nowNs @param {number} to
+ * A migration of (part of) the block from `from` to `to` at `nowNs`: a return (back to where
+ * the block was before its previous move) within lapse of that move extends the chain; a
+ * move after more than lapse restarts it; another move within lapse (the second leg of a
+ * VRAM->VRAM bounce through system memory) leaves it as it is. `threshold` returns in a
+ * row make the block thrash.
+ * @param {BlockState} st @param {number} nowNs @param {number} from @param {number} to
  */
-function blockMigrated(st, nowNs, to) {
-  if (to === st.lastTo) return;
-  if (st.lastMigrationNs >= 0 && nowNs - st.lastMigrationNs <= lapseNs) st.chain = Math.min(st.chain + 1, threshold);
-  else st.chain = 0;
-  st.lastTo = to;
+function blockMigrated(st, nowNs, from, to) {
+  const recent = st.lastMigrationNs >= 0 && nowNs - st.lastMigrationNs <= lapseNs;
+  if (!recent) st.chain = 0;
+  else if (to === st.leftLoc) st.chain = Math.min(st.chain + 1, threshold);
+  st.leftLoc = from;
   st.lastMigrationNs = nowNs;
   if (st.chain >= threshold) {
     st.thrashing = true;
@@ -258,21 +273,12 @@ function blockMigrated(st, nowNs, to) {
 }
 
 /**
- * Where a GPU maps a block without migrating it to itself: the data's current location when
- * the GPU can reach it (system memory, itself, a hive peer), else system memory.
- * @param {import("../types").PolicyGpu[]} gpus @param {number} gpuId @param {number} actualLoc
- */
-function remoteLocation(gpus, gpuId, actualLoc) {
-  return actualLoc === SYSMEM || kernelSameHive(gpus, gpuId, actualLoc) ? actualLoc : SYSMEM;
-}
-
-/**
  * One fault: the kernel's answer `best` unless the block thrashes (throttled or pinned: map
- * remotely). The parameters are paramsRead's (the caller reads ctx.params first).
+ * in system memory). The parameters are paramsRead's (the caller reads ctx.params first).
  * @param {import("../types").MigrationContext} ctx
- * @param {number} gpuId @param {number} addr @param {number} actualLoc @param {number} best
+ * @param {number} _gpuId (unused: every GPU is throttled alike) @param {number} addr @param {number} actualLoc @param {number} best
  */
-function thrashRestoreLocation(ctx, gpuId, addr, actualLoc, best) {
+function thrashRestoreLocation(ctx, _gpuId, addr, actualLoc, best) {
   // Nothing moves: a denied fault, or data already where the kernel wants it.
   if (best === DENY || best === actualLoc) return best;
   const nowNs = ctx.nowNs;
@@ -292,14 +298,8 @@ function thrashRestoreLocation(ctx, gpuId, addr, actualLoc, best) {
       }
     }
   }
-  if (st.pinnedUntilNs > 0 || st.thrashing) {
-    const loc = remoteLocation(ctx.gpus, gpuId, actualLoc);
-    // Pulling VRAM of a non-peer GPU back to system memory is a move, not a thrashing event.
-    if (loc !== actualLoc) st.lastTo = loc;
-    return loc;
-  }
-  blockMigrated(st, nowNs, best);
-  return best;
+  // System memory (header); the move there, if any, is counted when its migrate event arrives.
+  return st.pinnedUntilNs > 0 || st.thrashing ? SYSMEM : best;
 }
 
 /** @type {import("../types").MigrationHooks["restoreLocation"]} */
@@ -327,29 +327,42 @@ export function restoreLocationBatch(b, ctx) {
   }
 }
 
-/** The only events observe reads: the host builds and sends no others. */
-export const observeKinds = ["migrate", "evict"];
+/**
+ * The only events observe reads: the host builds and sends no others. A TTM eviction is
+ * also a migrate event (trigger TTM_EVICTION), so "evict" would count it twice.
+ */
+export const observeKinds = ["migrate"];
 
 /**
- * One observed migration or eviction of pages [start, start + npages) to `to` at `nowNs`.
- * @param {boolean} counted the move was not decided here (a migration not triggered by a GPU
- *   fault): it extends the chain; the others only tell where the data went
- * @param {number} nowNs @param {number} start @param {number} npages @param {number} to
+ * One observed migration of pages [start, start + npages) from `from` to `to` at `nowNs`
+ * (its MIGRATE_END), whatever its trigger.
+ * @param {number} nowNs @param {number} start @param {number} npages @param {number} from @param {number} to
  */
-function eventSeen(counted, nowNs, start, npages, to) {
+function eventSeen(nowNs, start, npages, from, to) {
   const first = Math.floor(start / BLOCK_PAGES);
   const last = Math.min(Math.floor((start + npages - 1) / BLOCK_PAGES), first + EVENT_BLOCKS_MAX - 1);
   for (let block = first; block <= last; block++) {
-    const st = blockTouch(block, counted);
-    if (st === undefined) continue;
+    const st = /** @type {BlockState} */ (blockTouch(block, true));
     blockExpire(st, nowNs);
-    if (counted) blockMigrated(st, nowNs, to);
-    else st.lastTo = to;
+    blockMigrated(st, nowNs, from, to);
   }
 }
 
+/** @type {import("../types").MigrationHooks["observe"]} */
+export function observe(input, ctx) {
+  if (ctx.params !== paramsOf) paramsRead(ctx.params);
+  const events = input.events;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i];
+    if (ev.kind !== "migrate" || ev.npages < 1) continue;
+    eventSeen(ev.nowNs, ev.start, ev.npages, ev.from, ev.to);
+  }
+  return null;
+}
+
 /**
- * observe, on the events in place (no object per event): the migrations and evictions.
+ * observe on the events in place (no object per event); the host calls it instead of
+ * observe whenever it is exported.
  * @type {import("../types").MigrationHooks["observeBatch"]}
  */
 export function observeBatch(b, ctx) {
@@ -362,16 +375,15 @@ export function observeBatch(b, ctx) {
     eNowNs = E.nowNs;
     eStart = E.start;
     ePages = E.npages;
+    eFrom = E.from;
     eTo = E.to;
-    eTrigger = E.trigger;
     kMigrate = K.migrate;
-    kEvict = K.evict;
   }
   const events = b.events;
   for (let o = 0, end = b.n * b.stride, stride = b.stride; o < end; o += stride) {
     const kind = events[o + eKind];
     const npages = events[o + ePages];
-    if ((kind !== kMigrate && kind !== kEvict) || npages < 1) continue;
-    eventSeen(kind === kMigrate && events[o + eTrigger] !== TRIGGER_PAGEFAULT_GPU, events[o + eNowNs], events[o + eStart], npages, events[o + eTo]);
+    if (kind !== kMigrate || npages < 1) continue;
+    eventSeen(events[o + eNowNs], events[o + eStart], npages, events[o + eFrom], events[o + eTo]);
   }
 }

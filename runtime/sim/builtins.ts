@@ -69,6 +69,20 @@ export const BUILTINS: Record<string, Builtin> = {
       "  - agent: gpu0\n    ops:\n      - repeat: { times: 8, ops: [ { access: { alloc: buf, write: 1 } }, { barrier: true }, { barrier: true } ] }\n" +
       "  - agent: gpu1\n    ops:\n      - repeat: { times: 8, ops: [ { barrier: true }, { access: { alloc: buf, write: 1 } }, { barrier: true } ] }\n",
   },
+  "stream-64k": {
+    summary: "gpu0 reads a 256 MiB managed buffer once, sequentially, at 64 KiB migration granularity (density-prefetch's showcase)",
+    yaml: () =>
+      header("stream-64k", "gpu0 reads a 256 MiB managed buffer once, sequentially, with GRANULARITY 4 (the kernel migrates 64 KiB per fault)") +
+      "allocations:\n  - { name: buf, size: 256MiB, attrs: [ { type: GRANULARITY, value: 4 } ] }\n" +
+      "streams:\n  - agent: gpu0\n    ops:\n      - access: { alloc: buf }\n",
+  },
+  "hotset-remote": {
+    summary: "gpu0 reads a 16 MiB hot set 256 times, with ACCESS_IN_PLACE on it, data in system memory (access-counter's showcase)",
+    yaml: () =>
+      header("hotset-remote", "gpu0 reads a 16 MiB hot set 256 times; it has ACCESS_IN_PLACE on it and the data starts in system memory") +
+      "allocations:\n  - { name: hot, size: 16MiB, attrs: [ { type: ACCESS_IN_PLACE, value: gpu0 } ] }\n" +
+      "streams:\n  - agent: gpu0\n    ops:\n      - repeat: { times: 256, ops: [ { access: { alloc: hot } } ] }\n",
+  },
   "oversub-125": {
     summary: "gpu0 streams twice over 125% of its VRAM",
     yaml: () =>

@@ -143,44 +143,58 @@ describe("migration policies within their budgets (deterministic fuel)", () => {
 
 describe("thrash-guard", () => {
   /**
-   * GPU A and the CPU ping-pong block 8 four times, each move 100 µs after the previous:
-   * the 4th move completes a chain of 3 within the lapse, so the block thrashes.
+   * Block 8 (pages 4096..4607) moves RAM -> A -> RAM -> A -> RAM, each move 100 µs after the
+   * previous, as KFD reports them (observed migrations; the plugin's own decisions do not
+   * count): moves 2, 3 and 4 each return the block to where it was before its previous move,
+   * all within lapse_us (200 ms): 3 returns in a row, the block thrashes.
    */
   async function pingPong(p: Policy, t0: number): Promise<void> {
-    expect(await decide(p, faultA(4096), t0)).toBe(GPU_A);
-    await observe(p, [migrateEvent(t0 + 100 * US, 4096, 512, GPU_A, 0, 2)], t0 + 100 * US);
-    expect(await decide(p, faultA(4100), t0 + 200 * US)).toBe(GPU_A);
-    await observe(p, [migrateEvent(t0 + 300 * US, 4096, 512, GPU_A, 0, 2)], t0 + 300 * US);
+    const legs: [number, number][] = [
+      [0, GPU_A],
+      [GPU_A, 0],
+      [0, GPU_A],
+      [GPU_A, 0],
+    ];
+    await observe(
+      p,
+      legs.map(([from, to], i) => migrateEvent(t0 + i * 100 * US, 4096, 512, from, to, 1)),
+      t0 + 300 * US,
+    );
   }
 
-  test("moves slower than the lapse never thrash", async () => {
+  test("moves further apart than the lapse never thrash", async () => {
     using p = await loadPolicy("migration", "thrash-guard");
     let t = 1000 * MS;
     for (let i = 0; i < 10; i++) {
-      expect(await decide(p, faultA(4096), t)).toBe(GPU_A);
-      await observe(p, [migrateEvent(t + 600 * US, 4096, 512, GPU_A, 0, 2)], t + 600 * US);
-      t += 1200 * US;
+      await observe(p, [migrateEvent(t, 4096, 512, i % 2 ? GPU_A : 0, i % 2 ? 0 : GPU_A, 1)], t);
+      expect(await decide(p, faultA(4096), t + 1 * MS)).toBe(GPU_A);
+      t += 250 * MS;
     }
   });
 
-  test("ping-pong: 10 throttle periods pin the block, the pin holds 150 ms, then it migrates again", async () => {
+  test("its own decisions are not moves: faults the kernel would migrate never thrash alone", async () => {
+    using p = await loadPolicy("migration", "thrash-guard");
+    for (let i = 0; i < 20; i++) expect(await decide(p, faultA(4096), 1000 * MS + i * 100 * US)).toBe(GPU_A);
+  });
+
+  test("ping-pong: 10 throttle periods pin the block in system memory, the pin holds 150 ms, then it migrates again", async () => {
     using p = await loadPolicy("migration", "thrash-guard");
     const t0 = 1000 * MS;
     await pingPong(p, t0);
     // Throttle periods 1..9, each 600 µs apart (the nap is 500 µs); a fault inside a period
-    // does not start another one.
+    // does not start another one. Throttled: mapped in system memory (0).
     let t = t0 + 400 * US;
     for (let i = 1; i <= 9; i++) {
       expect(await decide(p, faultA(4096), t)).toBe(0);
       expect(await decide(p, faultA(4200), t + 100 * US)).toBe(0);
       t += 600 * US;
     }
-    // The 10th period pins the block at t: remote mapping until t + 150 ms.
+    // The 10th period pins the block at t: system memory until t + 150 ms.
     const pinnedAt = t;
     expect(await decide(p, faultA(4096), pinnedAt)).toBe(0);
     expect(await decide(p, faultA(4096), pinnedAt + 100 * MS)).toBe(0);
     expect(await decide(p, faultA(4096), pinnedAt + 149 * MS)).toBe(0);
-    // The pin expired: the next fault migrates (and starts a new chain).
+    // The pin expired: the next fault migrates.
     expect(await decide(p, faultA(4096), pinnedAt + 151 * MS)).toBe(GPU_A);
   });
 
@@ -195,16 +209,18 @@ describe("thrash-guard", () => {
     expect(await decide(p, faultA(4096), t + 151 * MS)).toBe(0);
   });
 
-  test("a pinned block on a hive peer is mapped over XGMI, on system memory in place", async () => {
+  test("a pinned block is mapped in system memory, also when its data is on a hive peer", async () => {
     using p = await loadPolicy("migration", "thrash-guard", { pin_threshold: 1 });
     const t0 = 1000 * MS;
+    // RAM -> B -> RAM -> B -> RAM -> B: the 4th move is the 3rd return in a row.
     const events = [0, 1, 2, 3, 4].map((i) => migrateEvent(t0 + i * 100 * US, 8192, 512, i % 2 ? GPU_B : 0, i % 2 ? 0 : GPU_B, 0));
     await observe(p, events, t0 + 400 * US);
-    // Data on GPU B (the last move): GPU A maps it remotely for the whole pin.
-    expect(await decide(p, faultA(8192, { actualLoc: GPU_B }), t0 + 500 * US)).toBe(GPU_B);
-    expect(await decide(p, faultA(8192, { actualLoc: GPU_B }), t0 + 100 * MS)).toBe(GPU_B);
-    // GPU B faulting with the data in system memory maps system memory.
+    // Data on GPU B (the last move): GPU A's faults map system memory for the whole pin
+    // (answering B's VRAM would run the migration branch and unmap B: the ping-pong goes on).
+    expect(await decide(p, faultA(8192, { actualLoc: GPU_B }), t0 + 500 * US)).toBe(0);
+    expect(await decide(p, faultA(8192, { actualLoc: GPU_B }), t0 + 100 * MS)).toBe(0);
     expect(await decide(p, faultA(8192, { gpuId: GPU_B, gpuIndex: 1, accessMask: 2, actualLoc: 0 }), t0 + 120 * MS)).toBe(0);
+    // The pin expired: the kernel's answer again.
     expect(await decide(p, faultA(8192, { actualLoc: GPU_B }), t0 + 151 * MS)).toBe(GPU_A);
   });
 

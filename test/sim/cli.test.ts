@@ -71,7 +71,7 @@ describe("svmrt sim", () => {
     expect(s.err).toContain("a MigrationPolicy for the simulator (it is a SamplingPolicy)");
     expect((await run(["sim", "--workload", "stream", "--profile", "missing.yaml"])).code).toBe(EXIT.config);
     const l = await run(["sim", "--list-workloads"]);
-    expect(l.out.split("\n").filter(Boolean).length).toBe(9);
+    expect(l.out.split("\n").filter(Boolean).length).toBe(11);
   });
 });
 

@@ -74,7 +74,7 @@ describe("built-in workloads, exact counts", () => {
       }
     }
     expect(Object.keys(BUILTINS).sort()).toEqual(
-      ["oversub-125", "oversub-150", "pingpong", "producer-consumer", "random", "stencil", "stream", "strided", "zipf"].sort(),
+      ["hotset-remote", "oversub-125", "oversub-150", "pingpong", "producer-consumer", "random", "stencil", "stream", "stream-64k", "strided", "zipf"].sort(),
     );
   });
 
