@@ -176,13 +176,17 @@ describe("svmrt compare", () => {
 
   test("a first policy that migrates nothing still follows the workload's range", async () => {
     const f = join(dir, "first.html");
-    const pAc = join(ROOT, "policies", "migration", "access-counter.yaml");
-    const r = await run(["compare", "--profile", "mi300x-8", "--workloads", "pingpong", "--policies", `${pAc},${pKernel}`, "--json", "--report", f]);
+    // A policy that maps every fault where the data is: it never migrates.
+    const inPlaceDir = join(dir, "in-place");
+    mkdirSync(inPlaceDir, { recursive: true });
+    writeFileSync(join(inPlaceDir, "in-place.js"), "export function restoreLocation(f) { return f.actualLoc }\n");
+    const pInPlace = policy(inPlaceDir, "in-place", "./in-place.js");
+    const r = await run(["compare", "--profile", "mi300x-8", "--workloads", "pingpong", "--policies", `${pInPlace},${pKernel}`, "--json", "--report", f]);
     expect(r.code).toBe(EXIT.ok);
     expect(JSON.parse(r.out).cells[0].result.migrations.h2d).toBe(0);
     const html = readFileSync(f, "utf8");
-    expect(html.match(/<h4>[^<]*<\/h4>/g)).toEqual(["<h4>access-counter</h4>", "<h4>k-default</h4>"]);
-    const life = html.slice(html.indexOf("<h4>access-counter</h4>"), html.indexOf("<h4>k-default</h4>"));
+    expect(html.match(/<h4>[^<]*<\/h4>/g)).toEqual(["<h4>in-place</h4>", "<h4>k-default</h4>"]);
+    const life = html.slice(html.indexOf("<h4>in-place</h4>"), html.indexOf("<h4>k-default</h4>"));
     expect(life).toContain("fault done @0x100000 (mapping only)");
     expect(life).not.toContain("no event of this range");
   });
