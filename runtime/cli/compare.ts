@@ -240,10 +240,10 @@ export const compareCommand: Command = {
     if (shard !== undefined) {
       const mine = only!.map((index) => ({ index, cell: cells[index]! }));
       const fingerprint = compareFingerprint({ profile: { ...profile, file: undefined }, seed, range, workloads: workloadTexts, policies: revisions });
-      for (const { cell: c } of mine) if (c.result === undefined) io.err(`svmrt compare: ${c.workload} × ${c.policyFile} failed (exit ${c.exitCode}):\n${c.error}\n`);
+      const failed = cellFailuresReport(mine.map((m) => m.cell), io);
       outputWriteAtomic(shardFile!, "--out", shardFileText({ shard, fingerprint, total: matrixCells, profile: profile.name, seed, cells: mine }));
       io.out(`shard ${shard.index}/${shard.count}: ${mine.length} of ${matrixCells} cells -> ${shardFile}\n`);
-      return mine.some((m) => m.cell.result === undefined) ? EXIT.failed : EXIT.ok;
+      return failed > 0 ? EXIT.failed : EXIT.ok;
     }
     return compareOutput(p, { profile: profile.name, seed, cells }, reportFile, io);
   },
@@ -259,16 +259,21 @@ function mergeRun(p: ReturnType<typeof parseFlags>, paths: string[], io: CliIO):
   return compareOutput(p, shardsMerge(shardFilesRead(paths)), reportFile, io);
 }
 
-/** The table (or JSON) and the report of a whole matrix; the exit code. */
-function compareOutput(p: ReturnType<typeof parseFlags>, m: MergedCompare, reportFile: string | undefined, io: CliIO): number {
-  const { cells, seed } = m;
-  const profile = { name: m.profile };
+/** Each failed cell on stderr with its exit code and stderr; how many failed. */
+function cellFailuresReport(cells: readonly CompareCell[], io: CliIO): number {
   const failed = cells.filter((c) => c.result === undefined);
   for (const c of failed) io.err(`svmrt compare: ${c.workload} × ${c.policyFile} failed (exit ${c.exitCode}):\n${c.error}\n`);
+  return failed.length;
+}
+
+/** The table (or JSON) and the report of a whole matrix; the exit code. */
+function compareOutput(p: ReturnType<typeof parseFlags>, m: MergedCompare, reportFile: string | undefined, io: CliIO): number {
+  const { cells, seed, profile } = m;
+  const failed = cellFailuresReport(cells, io);
   // Results first: a report that fails to be written loses none of them.
   if (p.values.json === true) {
     const out = {
-      profile: profile.name,
+      profile,
       seed,
       cells: cells.map((c) =>
         c.result ? { workload: c.workload, policy: c.policy, result: c.result } : { workload: c.workload, policy: c.policy, policyFile: c.policyFile, exitCode: c.exitCode, error: c.error },
@@ -276,11 +281,11 @@ function compareOutput(p: ReturnType<typeof parseFlags>, m: MergedCompare, repor
     };
     io.out(`${JSON.stringify(out)}\n`);
   } else {
-    io.out(`${profile.name}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}${failuresText(cells)}`);
+    io.out(`${profile}, seed ${seed}, simulated time (lower is better)\n\n${table(cells)}${failuresText(cells)}`);
   }
   if (reportFile !== undefined) {
-    outputWriteAtomic(reportFile, "--report", renderReport({ profile: profile.name, seed, cells }));
+    outputWriteAtomic(reportFile, "--report", renderReport({ profile, seed, cells }));
     if (p.values.json !== true) io.out(`report: ${reportFile}\n`);
   }
-  return failed.length > 0 ? EXIT.failed : EXIT.ok;
+  return failed > 0 ? EXIT.failed : EXIT.ok;
 }

@@ -143,6 +143,15 @@ async function scrapeConnected(port: number): Promise<{ send(): void; outcome: P
 /** The lines of a text, without the empty last one. */
 const linesOf = (t: string) => t.split("\n").filter((l) => l !== "");
 
+/** After the child exited on `signal`: its log says so, ends with "stopped", and holds no stack trace. */
+async function expectStoppedBy(child: AgentChild, signal: "SIGTERM" | "SIGINT"): Promise<void> {
+  await child.kill();
+  const err = child.stderr();
+  expect(err).toContain(`svmrt agent: ${signal}: stopping\n`);
+  expect(err.trimEnd().endsWith("svmrt agent: stopped")).toBe(true);
+  expect(err).not.toMatch(STACK_FRAME);
+}
+
 describe("svmrt agent: signals", () => {
   test("emulated default: EMULATED banner, /healthz 200, SIGTERM with a scrape in flight exits 0 and 'stopped'", async () => {
     const child = agentSpawn(["--listen", "127.0.0.1:0"]);
@@ -161,11 +170,7 @@ describe("svmrt agent: signals", () => {
       const outcome = await scrape.outcome;
       expect(code).toBe(EXIT.ok);
       expect(["answered", "cut"]).toContain(outcome);
-      await child.kill();
-      const err = child.stderr();
-      expect(err).toContain("svmrt agent: SIGTERM: stopping\n");
-      expect(err.trimEnd().endsWith("svmrt agent: stopped")).toBe(true);
-      expect(err).not.toMatch(STACK_FRAME);
+      await expectStoppedBy(child, "SIGTERM");
     } finally {
       await child.kill();
     }
@@ -192,11 +197,7 @@ describe("svmrt agent: signals", () => {
 
       child.proc.kill("SIGINT");
       expect(await child.exit()).toBe(EXIT.ok);
-      await child.kill();
-      const err = child.stderr();
-      expect(err).toContain("svmrt agent: SIGINT: stopping\n");
-      expect(err.trimEnd().endsWith("svmrt agent: stopped")).toBe(true);
-      expect(err).not.toMatch(STACK_FRAME);
+      await expectStoppedBy(child, "SIGINT");
     } finally {
       await child.kill();
     }
@@ -214,12 +215,8 @@ describe("svmrt agent: signals", () => {
         const before = child.stderr();
         expect(before).not.toContain("serving on");
         expect(await child.exit()).toBe(EXIT.ok);
-        await child.kill();
-        const err = child.stderr();
-        expect(err).toContain("svmrt agent: SIGTERM: stopping\n");
-        expect(err.trimEnd().endsWith("svmrt agent: stopped")).toBe(true);
-        expect(err).not.toMatch(STACK_FRAME);
-        expect(err).not.toContain("internal error");
+        await expectStoppedBy(child, "SIGTERM");
+        expect(child.stderr()).not.toContain("internal error");
       } finally {
         await child.kill();
       }
