@@ -16,3 +16,6 @@ export async function runCli(argv: string[]): Promise<{ code: number; out: strin
   const code = await main(argv, io);
   return { code, out, err };
 }
+
+/** The timed progress lines `compare` prints without a terminal: wall time decides how many. */
+export const COMPARE_PROGRESS_LINES = /^svmrt compare: \d+\/\d+ cells done, \d+ s elapsed\n/gm;

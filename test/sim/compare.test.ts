@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { main } from "../../runtime/cli.ts";
 import type { CliIO } from "../../runtime/cli/command.ts";
 import { EXIT } from "../../runtime/cli/exit.ts";
+import { COMPARE_PROGRESS_LINES } from "../cli-helpers.ts";
 import { RANGE_EVENTS_MAX, runCompareMatrix, summarizeEvents, TIMELINE_BINS } from "../../runtime/sim/compare.ts";
 import { loadProfile } from "../../runtime/sim/profile.ts";
 import { loadWorkloadFile, workloadAccesses } from "../../runtime/sim/workload.ts";
@@ -17,7 +18,7 @@ async function run(argv: string[], interactive = false): Promise<{ code: number;
   const io: CliIO = { out: (t) => (out += t), err: (t) => (err += t), interactive };
   const code = await main(argv, io);
   // Without a terminal a long comparison prints a line every few seconds: wall time decides how many.
-  return { code, out, err: interactive ? err : err.replace(/^svmrt compare: \d+\/\d+ cells done, \d+ s elapsed\n/gm, "") };
+  return { code, out, err: interactive ? err : err.replace(COMPARE_PROGRESS_LINES, "") };
 }
 
 const ROOT = resolve(import.meta.dir, "..", "..");

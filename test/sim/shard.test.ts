@@ -3,9 +3,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { main } from "../../runtime/cli.ts";
-import type { CliIO } from "../../runtime/cli/command.ts";
 import { EXIT } from "../../runtime/cli/exit.ts";
+import { COMPARE_PROGRESS_LINES, runCli } from "../cli-helpers.ts";
 import { UsageError } from "../../runtime/errors.ts";
 import type { CompareCell } from "../../runtime/sim/compare.ts";
 import { compareFingerprint, SHARDS_MAX, shardCellIndices, shardFileName, shardFilesRead, shardFileText, shardParse, shardsMerge } from "../../runtime/sim/shard.ts";
@@ -125,11 +124,8 @@ describe("shardFilesRead", () => {
 
 /** The CLI in-process; timed progress lines (no terminal) dropped from stderr. */
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const io: CliIO = { out: (t) => (out += t), err: (t) => (err += t), interactive: false };
-  const code = await main(argv, io);
-  return { code, out, err: err.replace(/^svmrt compare: \d+\/\d+ cells done, \d+ s elapsed\n/gm, "") };
+  const r = await runCli(argv);
+  return { ...r, err: r.err.replace(COMPARE_PROGRESS_LINES, "") };
 }
 
 describe("svmrt compare --shard / --merge", () => {
