@@ -308,23 +308,22 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
   let accessCount = 0;
   const opsBound = `at most ${WORKLOAD_OPS_MAX} operations after repeat and waves (WORKLOAD_OPS_MAX)`;
   const accessesBound = `at most ${WORKLOAD_ACCESSES_MAX} accesses in all, after repeat (WORKLOAD_ACCESSES_MAX)`;
-  const setAttrOf = (node: Node, f: string) => {
-    const m = y.map(node, f, ["alloc", "offset", "size", "attrs"]);
-    const alloc = allocOf(y.need(m, "alloc", `${f}.alloc`), `${f}.alloc`);
-    const a = w.allocs[alloc]!;
-    const offset = sizeOf(y.get(m, "offset"), `${f}.offset`, 0);
-    const pages = sizeOf(y.get(m, "size"), `${f}.size`, (a.pages - offset) * PAGE_BYTES);
-    if (offset + pages > a.pages || pages === 0) throw y.error(node, f, `a non-empty part of allocation ${a.name} (${a.pages} pages)`);
-    return { alloc, offset, pages, attrs: attrsOf(y.need(m, "attrs", `${f}.attrs`), `${f}.attrs`) };
-  };
-  /** The part of an allocation an op names: offset (default 0) and size (default the rest). */
+  /**
+   * The part of an allocation an op names: offset (default 0) and size (default the rest).
+   * An offset at or past the end is refused (the default size would be negative).
+   */
   const partOf = (m: ReturnType<YamlReader["map"]>, node: Node, f: string) => {
     const alloc = allocOf(y.need(m, "alloc", `${f}.alloc`), `${f}.alloc`);
     const a = w.allocs[alloc]!;
     const offset = sizeOf(y.get(m, "offset"), `${f}.offset`, 0);
+    if (offset >= a.pages) throw y.error(node, f, `a non-empty part of allocation ${a.name} (${a.pages} pages)`, `offset ${offset} pages is past its end`);
     const pages = sizeOf(y.get(m, "size"), `${f}.size`, (a.pages - offset) * PAGE_BYTES);
     if (offset + pages > a.pages || pages === 0) throw y.error(node, f, `a non-empty part of allocation ${a.name} (${a.pages} pages)`);
     return { alloc, offset, pages };
+  };
+  const setAttrOf = (node: Node, f: string) => {
+    const m = y.map(node, f, ["alloc", "offset", "size", "attrs"]);
+    return { ...partOf(m, node, f), attrs: attrsOf(y.need(m, "attrs", `${f}.attrs`), `${f}.attrs`) };
   };
   /** GET_ATTR queries: names, or {type, value: gpu} for one GPU's access; a bare access name asks every GPU. */
   const queriesOf = (node: Node | undefined, f: string): AttrPair[] => {
@@ -368,11 +367,7 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
       switch (key) {
         case "access": {
           const am = y.map(v, `${of}.access`, ["alloc", "offset", "size", "pattern", "count", "write", "stride", "zipf_s"]);
-          const alloc = allocOf(y.need(am, "alloc", `${of}.access.alloc`), `${of}.access.alloc`);
-          const a = w.allocs[alloc]!;
-          const offset = sizeOf(y.get(am, "offset"), `${of}.access.offset`, 0);
-          const pages = sizeOf(y.get(am, "size"), `${of}.access.size`, (a.pages - offset) * PAGE_BYTES);
-          if (offset + pages > a.pages || pages === 0) throw y.error(v, `${of}.access`, `a non-empty part of allocation ${a.name} (${a.pages} pages)`);
+          const { alloc, offset, pages } = partOf(am, v, `${of}.access`);
           const pn = y.get(am, "pattern");
           const pattern = y.str(pn, `${of}.access.pattern`, "seq") as Pattern;
           if (!PATTERNS.includes(pattern)) throw y.error(pn, `${of}.access.pattern`, PATTERNS.join(", "));

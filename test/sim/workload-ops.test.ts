@@ -253,6 +253,10 @@ streams:
       expect(() => yaml(t)).toThrow(re);
     };
     bad("      - free: { alloc: a, offset: 2MiB }\n", /ops\.yaml:7:\d+/);
+    // Past the end: the default size (the rest) would be negative.
+    bad("      - free: { alloc: a, offset: 8MiB }\n", /ops\.yaml:7:\d+: .*free: a non-empty part of allocation a \(512 pages\) \(offset 2048 pages is past its end\)/);
+    bad("      - access: { alloc: a, offset: 4MiB }\n", /ops\.yaml:7:\d+: .*access: a non-empty part of allocation a .*past its end/);
+    bad("      - set_attr: { alloc: a, offset: 4MiB, attrs: [ { type: PREFERRED_LOC, value: gpu0 } ] }\n", /ops\.yaml:7:\d+: .*set_attr: a non-empty part of allocation a .*past its end/);
     bad("      - exit: false\n", /ops\.yaml:7:\d+.*exit/);
     bad("      - get_attr: { alloc: a, attrs: [BOGUS] }\n", /ops\.yaml:7:\d+.*get_attr\.attrs\[0\]/);
     bad("      - set_xnack: maybe\n", /ops\.yaml:7:\d+.*set_xnack/);
