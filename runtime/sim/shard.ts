@@ -122,12 +122,33 @@ function shardFileParse(path: string, text: string): ShardFile {
   const got = f.cells!.map((c) => (c as { index?: unknown })?.index);
   if (got.length !== want.length || got.some((g, i) => g !== want[i])) bad(`shard ${s!.index}/${s!.count} of ${f.total} cells must hold cells ${want.join(",") || "(none)"}`);
   for (const c of f.cells!) {
+    const index = (c as { index: number }).index;
     const cell = (c as { cell?: Partial<CompareCell> }).cell;
     if (typeof cell !== "object" || cell === null || typeof cell.workload !== "string" || typeof cell.policy !== "string" || typeof cell.policyFile !== "string") {
-      bad(`cell ${(c as { index: number }).index} lacks workload, policy or policyFile`);
+      bad(`cell ${index} lacks workload, policy or policyFile`);
     }
+    const problem = cellResultProblem(cell!);
+    if (problem !== undefined) bad(`cell ${index}: ${problem}`);
   }
   return f as ShardFile;
+}
+
+/** The result fields the table and the report read: each a finite number. */
+const RESULT_NUMBERS = ["simTimeNs", "gpuFaults", "gpuFaultsDropped", "evictions", "thrashEvents", "vramFallbacks", "policyFallbacks"] as const;
+const BYTES_DIRECTIONS = ["h2d", "d2h", "d2d"] as const;
+
+/** Why a cell is neither a result nor a failure (exitCode and error), or undefined. */
+function cellResultProblem(cell: Partial<CompareCell>): string | undefined {
+  const r = cell.result as unknown;
+  if (r === undefined) {
+    return Number.isInteger(cell.exitCode) && typeof cell.error === "string" ? undefined : "neither a result nor a failure (exitCode and error)";
+  }
+  if (typeof r !== "object" || r === null) return "result must be an object";
+  const res = r as Record<string, unknown>;
+  for (const k of RESULT_NUMBERS) if (!Number.isFinite(res[k])) return `result.${k} must be a finite number`;
+  const bytes = res.bytesMigrated as Record<string, unknown> | undefined;
+  for (const d of BYTES_DIRECTIONS) if (!Number.isFinite(bytes?.[d])) return `result.bytesMigrated.${d} must be a finite number`;
+  return undefined;
 }
 
 /**
@@ -189,6 +210,10 @@ export function shardsMerge(files: { path: string; text: string }[]): MergedComp
       throw new UsageError(`--merge: ${p.path} and ${first.path} are shards of different comparisons (other inputs: profile, seed, range, workloads or policies)`);
     }
     if (p.f.shard.count !== first.f.shard.count) throw new UsageError(`--merge: ${p.path} is one of ${p.f.shard.count} shards, ${first.path} one of ${first.f.shard.count}`);
+    // The fingerprint covers the inputs; the names printed from the header must agree too.
+    if (p.f.seed !== first.f.seed || p.f.profile !== first.f.profile) {
+      throw new UsageError(`--merge: ${p.path} says profile ${p.f.profile}, seed ${p.f.seed}; ${first.path} says profile ${first.f.profile}, seed ${first.f.seed}: a damaged shard file`);
+    }
   }
   const count = first.f.shard.count;
   const byIndex = new Map<number, string>();

@@ -12,7 +12,8 @@ import { compareFingerprint, SHARDS_MAX, shardCellIndices, shardFileName, shardF
 const dir = mkdtempSync(join(tmpdir(), "svmrt-shard-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const cell = (i: number): CompareCell => ({ workload: `w${Math.floor(i / 2)}`, policy: `p${i % 2}`, policyFile: `/p/p${i % 2}.yaml` });
+/** A failed cell (exit code and stderr): the smallest well-formed one. */
+const cell = (i: number): CompareCell => ({ workload: `w${Math.floor(i / 2)}`, policy: `p${i % 2}`, policyFile: `/p/p${i % 2}.yaml`, exitCode: 1, error: `cell ${i} failed` });
 /** The shard files of a 5-cell matrix cut in `n`, as {path, text}. */
 function shards(n: number, fingerprint = "f1", total = 5) {
   return Array.from({ length: n }, (_, k) => {
@@ -100,6 +101,22 @@ describe("shardsMerge", () => {
     expect(() => shardsMerge([bad((o) => (o.cells as unknown[]).pop())])).toThrow("x.json: damaged shard file: shard 1/2 of 5 cells must hold cells 0,2,4");
     expect(() => shardsMerge([bad((o) => ((o.cells as { cell: Record<string, unknown> }[])[0]!.cell.workload = 5))])).toThrow(/cell 0 lacks workload/);
     expect(() => shardsMerge([bad((o) => (o.seed = -1))])).toThrow(/damaged shard file: seed/);
+    type Cells = { cell: Record<string, unknown> }[];
+    // A cell must be a result the table can print or a failure: never "FAILED (exit undefined)" with exit 0.
+    expect(() => shardsMerge([bad((o) => ((o.cells as Cells)[0]!.cell.exitCode = undefined))])).toThrow("x.json: damaged shard file: cell 0: neither a result nor a failure (exitCode and error)");
+    expect(() => shardsMerge([bad((o) => ((o.cells as Cells)[0]!.cell.result = null))])).toThrow("x.json: damaged shard file: cell 0: result must be an object");
+    expect(() => shardsMerge([bad((o) => ((o.cells as Cells)[0]!.cell.result = "x"))])).toThrow("x.json: damaged shard file: cell 0: result must be an object");
+    const result = { simTimeNs: 1, gpuFaults: 0, gpuFaultsDropped: 0, evictions: 0, thrashEvents: 0, vramFallbacks: 0, policyFallbacks: 0, bytesMigrated: { h2d: 0, d2h: 0, d2d: 0 } };
+    expect(shardsMerge([bad((o) => ((o.cells as Cells)[0]!.cell.result = result)), shards(2)[1]!]).cells[0]!.result).toEqual(result as never);
+    expect(() => shardsMerge([bad((o) => ((o.cells as Cells)[0]!.cell.result = { ...result, simTimeNs: "fast" }))])).toThrow("x.json: damaged shard file: cell 0: result.simTimeNs must be a finite number");
+    expect(() => shardsMerge([bad((o) => ((o.cells as Cells)[0]!.cell.result = { ...result, bytesMigrated: {} }))])).toThrow("x.json: damaged shard file: cell 0: result.bytesMigrated.h2d must be a finite number");
+  });
+
+  test("shards whose headers disagree on the profile or the seed are refused", () => {
+    const [a, b] = shards(2);
+    const edited = (f: { path: string; text: string }, k: string, v: unknown) => ({ path: f.path, text: JSON.stringify({ ...JSON.parse(f.text), [k]: v }) });
+    expect(() => shardsMerge([a!, edited(b!, "seed", 9)])).toThrow("--merge: shard-2-of-2.json says profile dev-2gpu, seed 9; shard-1-of-2.json says profile dev-2gpu, seed 7: a damaged shard file");
+    expect(() => shardsMerge([a!, edited(b!, "profile", "mi300x-8")])).toThrow(/says profile mi300x-8, seed 7; .* a damaged shard file/);
   });
 });
 
