@@ -289,6 +289,10 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
         if (rn !== undefined && spec.register) throw y.error(rn, `${f}.register`, "false for a buffer (SET_ATTR over it fails with EADDRINUSE: use a set_attr op to see it)");
         spec.register = false;
         if (spec.attrs.length > 0) throw y.error(y.get(m, "attrs"), `${f}.attrs`, "no attrs on a buffer (it is no SVM memory)");
+        // A buffer is mapped whole to every GPU, writable, as one object: these keys would be ignored.
+        for (const k of ["writable", "vmas"] as const) {
+          if (y.get(m, k) !== undefined) throw y.error(y.get(m, k), `${f}.${k}`, `no ${k} on a buffer (it is one GPU memory object, mapped whole and writable)`);
+        }
       }
       const adj = y.get(m, "adjacent");
       if (adj !== undefined) {
@@ -332,15 +336,19 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
       if (!(name in SVM_ATTR)) throw y.error(n, af, `one of ${Object.keys(SVM_ATTR).join(", ")}`, `got ${name}`);
       const type = SVM_ATTR[name as SvmAttrName];
       const isAccess = type === SVM_ATTR.ACCESS || type === SVM_ATTR.ACCESS_IN_PLACE || type === SVM_ATTR.NO_ACCESS;
-      if (!isAccess) out.push([type, 0]);
-      else if (gpu !== undefined) out.push([type, gpu]);
+      if (!isAccess) {
+        if (gpu !== undefined) throw y.error(n, af, "an access attribute (ACCESS, ACCESS_IN_PLACE, NO_ACCESS) for the {type, value: gpu} form", `got ${name}: name it alone`);
+        out.push([type, 0]);
+      } else if (gpu !== undefined) out.push([type, gpu]);
       else for (const g of profile.gpus) out.push([type, g.id]);
     };
     if (node === undefined) {
       for (const name of GET_ATTR_DEFAULT) add(name, node, f);
       return out;
     }
-    y.seq(node, f).items.forEach((n, i) => {
+    const items = y.seq(node, f).items;
+    if (items.length === 0) throw y.error(node, f, "at least one attribute (leave attrs out for the default set)");
+    items.forEach((n, i) => {
       const af = `${f}[${i}]`;
       if (isScalar(n)) {
         add(y.str(n, af), n, af);
@@ -359,6 +367,8 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
     const out: OpSpec[] = [];
     y.seq(node, f).items.forEach((n, i) => {
       const of = `${f}[${i}]`;
+      // The process has ended: nothing after exit in its stream would run.
+      if (out.at(-1)?.op === "exit") throw y.error(n, of, "nothing after exit (the stream's process has ended there)");
       const m = y.map(n, of, OP_KEYS);
       if (m.items.length !== 1) throw y.error(n, of, `exactly one of ${OP_KEYS.join(", ")}`);
       const key = String((m.items[0]!.key as { value: unknown }).value);
@@ -400,7 +410,12 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
           break;
         case "free": {
           const fm = y.map(v, `${of}.free`, ["alloc", "offset", "size"]);
-          out.push({ op: "free", ...partOf(fm, v, `${of}.free`) });
+          const part = partOf(fm, v, `${of}.free`);
+          const a = w.allocs[part.alloc]!;
+          if (a.buffer !== undefined && (part.offset !== 0 || part.pages !== a.pages)) {
+            throw y.error(v, `${of}.free`, `the whole buffer ${a.name} (FREE_MEMORY_OF_GPU frees a buffer whole)`, `got ${part.pages} of its ${a.pages} pages at offset ${part.offset}`);
+          }
+          out.push({ op: "free", ...part });
           break;
         }
         case "get_attr": {
@@ -413,6 +428,7 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
           break;
         case "exit":
           if (!isScalar(v) || v.value !== true) throw y.error(v, `${of}.exit`, "true (the stream's process exits here)", `got ${isScalar(v) ? String(v.value) : "a collection"}`);
+          if (depth > 0) throw y.error(v, `${of}.exit`, "exit in a stream's own ops, not inside repeat (a process exits once)");
           out.push({ op: "exit" });
           break;
         case "repeat": {

@@ -83,7 +83,6 @@ streams:
       - access: { alloc: a, count: 512 }
       - free: { alloc: a, size: 2MiB }
       - exit: true
-      - access: { alloc: a }
 `),
     );
     // gpu0 faulted once (one window); the free queued the deferred work (4 us later) but the
@@ -258,10 +257,23 @@ streams:
     bad("      - access: { alloc: a, offset: 4MiB }\n", /ops\.yaml:7:\d+: .*access: a non-empty part of allocation a .*past its end/);
     bad("      - set_attr: { alloc: a, offset: 4MiB, attrs: [ { type: PREFERRED_LOC, value: gpu0 } ] }\n", /ops\.yaml:7:\d+: .*set_attr: a non-empty part of allocation a .*past its end/);
     bad("      - exit: false\n", /ops\.yaml:7:\d+.*exit/);
+    // Nothing runs after exit: ops after it, a second exit, an exit inside repeat are refused.
+    bad("      - exit: true\n      - access: { alloc: a }\n", /ops\.yaml:8:\d+: .*ops\[1\]: nothing after exit/);
+    bad("      - exit: true\n      - exit: true\n", /ops\.yaml:8:\d+: .*ops\[1\]: nothing after exit/);
+    bad("      - repeat: { times: 2, ops: [ { exit: true } ] }\n", /ops\.yaml:7:\d+: .*repeat\.ops\[0\]\.exit: exit in a stream's own ops, not inside repeat/);
+    // A buffer is freed whole.
+    bad("      - free: { alloc: buf, offset: 4KiB, size: 4KiB }\n", /ops\.yaml:7:\d+: .*free: the whole buffer buf \(FREE_MEMORY_OF_GPU frees a buffer whole\) \(got 1 of its 256 pages at offset 1\)/);
+    // get_attr: {type, value} only for access attributes; an empty list asks nothing.
+    bad("      - get_attr: { alloc: a, attrs: [ { type: PREFERRED_LOC, value: gpu0 } ] }\n", /ops\.yaml:7:\d+: .*get_attr\.attrs\[0\]\.type: an access attribute .* \(got PREFERRED_LOC: name it alone\)/);
+    bad("      - get_attr: { alloc: a, attrs: [] }\n", /ops\.yaml:7:\d+: .*get_attr\.attrs: at least one attribute/);
     bad("      - get_attr: { alloc: a, attrs: [BOGUS] }\n", /ops\.yaml:7:\d+.*get_attr\.attrs\[0\]/);
     bad("      - set_xnack: maybe\n", /ops\.yaml:7:\d+.*set_xnack/);
     expect(() => yaml("kind: Workload\nname: x\non_ioctl_error: ignore\nstreams: []\n")).toThrow(/ops\.yaml:3:\d+.*record or stop/);
     expect(() => yaml("kind: Workload\nname: x\nallocations: [ { name: b, size: 1MiB, buffer: gpu0, register: true } ]\nstreams: []\n")).toThrow(/register/);
+    // A buffer is one GPU memory object: writable and vmas would be ignored, so they are refused.
+    for (const k of ["writable: false", "vmas: 4"]) {
+      expect(() => yaml(`kind: Workload\nname: x\nallocations: [ { name: b, size: 1MiB, buffer: sysmem, ${k} } ]\nstreams: []\n`)).toThrow(/ops\.yaml:3:\d+: .*no (writable|vmas) on a buffer/);
+    }
   });
 });
 
