@@ -293,6 +293,14 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
         for (const k of ["writable", "vmas"] as const) {
           if (y.get(m, k) !== undefined) throw y.error(y.get(m, k), `${f}.${k}`, `no ${k} on a buffer (it is one GPU memory object, mapped whole and writable)`);
         }
+        // VRAM buffers are allocated before any SVM memory: together they must fit the GPU's
+        // VRAM outside its reserved part (else ALLOC_MEMORY_OF_GPU fails with ENOMEM).
+        const gpu = profile.gpus.find((g) => g.id === spec.buffer);
+        if (gpu !== undefined) {
+          const inUse = w.allocs.filter((a) => a.buffer === gpu.id).reduce((sum, a) => sum + a.pages, 0);
+          const freePages = Math.floor((gpu.vramBytes - gpu.vramReservedBytes) / PAGE_BYTES) - inUse;
+          if (pages > freePages) throw y.error(y.get(m, "size"), `${f}.size`, `a buffer that fits the VRAM of gpu 0x${gpu.id.toString(16)} (${freePages} pages left after its reserved VRAM and earlier buffers)`, `got ${pages} pages`);
+        }
       }
       const adj = y.get(m, "adjacent");
       if (adj !== undefined) {

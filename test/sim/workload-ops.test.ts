@@ -270,6 +270,12 @@ streams:
     bad("      - set_xnack: maybe\n", /ops\.yaml:7:\d+.*set_xnack/);
     expect(() => yaml("kind: Workload\nname: x\non_ioctl_error: ignore\nstreams: []\n")).toThrow(/ops\.yaml:3:\d+.*record or stop/);
     expect(() => yaml("kind: Workload\nname: x\nallocations: [ { name: b, size: 1MiB, buffer: gpu0, register: true } ]\nstreams: []\n")).toThrow(/register/);
+    // VRAM buffers must fit the GPU (ALLOC_MEMORY_OF_GPU would fail with ENOMEM, a device error without position).
+    expect(() => yaml("kind: Workload\nname: x\nallocations: [ { name: b, size: 16TiB, buffer: gpu0 } ]\nstreams: []\n")).toThrow(
+      /ops\.yaml:3:\d+: allocations\[0\]\.size: a buffer that fits the VRAM of gpu 0x[0-9a-f]+ \(\d+ pages left after its reserved VRAM and earlier buffers\) \(got 4294967296 pages\)/,
+    );
+    const vramPages = DEV.gpus[0]!.vramBytes / 4096;
+    expect(() => yaml(`kind: Workload\nname: x\nallocations:\n  - { name: b, size: ${(vramPages / 2) * 4096}, buffer: gpu0 }\n  - { name: c, size: ${(vramPages / 2 + 1) * 4096}, buffer: gpu0 }\nstreams: []\n`)).toThrow(/ops\.yaml:5:\d+: allocations\[1\]\.size: a buffer that fits/);
     // A buffer is one GPU memory object: writable and vmas would be ignored, so they are refused.
     for (const k of ["writable: false", "vmas: 4"]) {
       expect(() => yaml(`kind: Workload\nname: x\nallocations: [ { name: b, size: 1MiB, buffer: sysmem, ${k} } ]\nstreams: []\n`)).toThrow(/ops\.yaml:3:\d+: .*no (writable|vmas) on a buffer/);
