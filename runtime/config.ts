@@ -6,8 +6,8 @@
  * be unique, nesting depth is capped; parse errors and schema errors are all collected so
  * the user sees every problem at once.
  */
-import type { TSchema } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import type { TSchema } from "@sinclair/typebox/type";
+import { Errors } from "@sinclair/typebox/errors";
 import { type Document, LineCounter, isMap, isNode, isScalar, isSeq, parseDocument } from "yaml";
 import { readFileSync, statSync } from "node:fs";
 import { ConfigError, ConfigErrors } from "./errors.ts";
@@ -169,7 +169,7 @@ export function schemaErrors(
 ): ConfigError[] {
   const out: ConfigError[] = [];
   const seen = new Set<string>();
-  for (const e of Value.Errors(schema, value)) {
+  for (const e of Errors(schema, value)) {
     if (seen.has(e.path)) continue;
     seen.add(e.path);
     const path = [...basePath, ...pointerPath(e.path)];

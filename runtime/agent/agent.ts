@@ -16,7 +16,7 @@
  * event readers → open sessions (bounded) → the last shutdown → workers end.
  */
 import { hostname as osHostname } from "node:os";
-import { type OpenMetricsContentType, openMetricsContentType, Registry } from "prom-client";
+import { type OpenMetricsContentType, openMetricsContentType, Registry } from "./prom-lib.ts";
 import { workerUrl } from "../assets.ts";
 import { ConfigError, InvariantError, SmiError } from "../errors.ts";
 import { KfdDevice } from "../kfd/device.ts";
@@ -33,7 +33,6 @@ import type { SmiLibraryInfo } from "../smi/library.ts";
 import { SmiPool } from "../smi/pool.ts";
 import { SMI_GROUPS } from "../smi/readings.ts";
 import { sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../smi/session.ts";
-import { loadProfile } from "../sim/profile.ts";
 import { Advisor } from "./advisor.ts";
 import type { AgentConfig } from "./config.ts";
 import type { EmuSvmMessage, EmuSvmStart } from "./emu-svm-worker.ts";
@@ -519,7 +518,7 @@ export class Agent {
     if (this.spec.backend === "emulated") {
       const w = new Worker(workerUrl("agent/emu-svm-worker.ts"), { smol: true });
       this.emuWorker = w;
-      const firstGpu = loadProfile(this.spec.profile).gpus[0]?.id;
+      const firstGpu = this.spec.profile.gpus[0]?.id;
       w.onmessage = (ev: MessageEvent<EmuSvmMessage>) => {
         const m = ev.data;
         if (m.type === "events") this.svmFeed(m.events, m.dropped, firstGpu);

@@ -6,7 +6,7 @@
  * name (VRAM and GTT in MiB, as DME reports them; temperatures °C; power W; activity %);
  * families DME does not have use base units.
  */
-import type { Registry } from "prom-client";
+import type { Registry } from "./prom-lib.ts";
 import { MultiCounter, MultiGauge } from "./prom.ts";
 import type { GpuInventoryEntry } from "../smi/inventory.ts";
 import type { SmiGroup, Values } from "../smi/readings.ts";

@@ -4,7 +4,7 @@
  * registry (`x_total` becomes `x` after the first OpenMetrics scrape), so each registry gets
  * its own object and every update goes to all of them.
  */
-import { Counter, type CounterConfiguration, Gauge, type GaugeConfiguration, Histogram, type HistogramConfiguration, type LabelValues, type Registry } from "prom-client";
+import { Counter, type CounterConfiguration, Gauge, type GaugeConfiguration, Histogram, type HistogramConfiguration, type LabelValues, type Registry } from "./prom-lib.ts";
 
 type Labels = LabelValues<string>;
 

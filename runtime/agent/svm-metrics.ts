@@ -37,7 +37,7 @@
  * later process that reuses the pid continues its series; Prometheus' rate() and increase()
  * need monotonic series, and a removed series would lose its last increments).
  */
-import { Counter, type Registry, type RegistryContentType } from "prom-client";
+import { Counter, type Registry, type RegistryContentType } from "./prom-lib.ts";
 import { assert } from "../errors.ts";
 import type { SmiEvent } from "../kfd/smi-events.ts";
 

@@ -3,8 +3,8 @@
  * Inputs from users (`policy eval --input`, inline tests) are checked against them before a
  * plugin or a fallback sees them; the host's own callers build them by construction.
  */
-import { type TSchema, Type } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import { type TSchema, Type } from "@sinclair/typebox/type";
+import { Errors } from "@sinclair/typebox/errors";
 import { FAULT_FIELDS, MIGRATION_BOUNDS } from "./contracts/migration.ts";
 import { METRIC_GROUPS } from "./contracts/sampling.ts";
 import { SESSION_MODES } from "./contracts/session.ts";
@@ -146,7 +146,7 @@ export const SessionInputSchema = Type.Object(
 
 /** First mismatch of `value` against `schema`, as "path: expected ...", or null. */
 export function inputProblem(schema: TSchema, value: unknown, what: string): string | null {
-  const first = Value.Errors(schema, value).First();
+  const first = Errors(schema, value).First();
   if (!first) return null;
   if (first.message === "Unexpected property") {
     const known = Object.keys((first.schema as { properties?: Record<string, unknown> }).properties ?? {});

@@ -21,7 +21,7 @@ import {
 } from "./contracts/migration.ts";
 import { SAMPLE_SCHEDULE_INPUT, type ScheduleInput, checkSchedule, fixedSchedule } from "./contracts/sampling.ts";
 import { SAMPLE_SESSION_INPUT, SESSION_FALLBACK, checkSessionDecision } from "./contracts/session.ts";
-import type { TSchema } from "@sinclair/typebox";
+import type { TSchema } from "@sinclair/typebox/type";
 import {
   AdviseInput,
   ClockCtx,

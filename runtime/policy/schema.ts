@@ -3,7 +3,7 @@
  * the TypeScript type, the validator and the published JSON Schema
  * (docs/policy.schema.json, written by `svmrt policy schema`).
  */
-import { type Static, Type } from "@sinclair/typebox";
+import { type Static, Type } from "@sinclair/typebox/type";
 import { POLICY_FAILURE_REASONS } from "../errors.ts";
 import { LIMIT_NAMES, SANDBOX_MAXIMA, SANDBOX_MINIMA } from "../sandbox/limits.ts";
 
