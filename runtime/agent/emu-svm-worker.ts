@@ -11,14 +11,14 @@ import { emuSmiVramPublish } from "../emu/smi.ts";
 import { KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
 import { builtinWorkload } from "../sim/builtins.ts";
-import { loadProfile } from "../sim/profile.ts";
+import type { MachineProfile } from "../sim/profile.ts";
 import { PAGE_BYTES } from "../svm/constants.ts";
 
 declare const self: Worker;
 
 export interface EmuSvmStart {
   type: "start";
-  profile: string;
+  profile: MachineProfile;
   workloads: string[];
   /** Quiet time between two workload runs, ms. */
   pauseMs: number;
@@ -41,7 +41,7 @@ export const EMU_EVENTS_PER_MESSAGE_MAX = 4096;
 let stop: AbortController | undefined;
 
 async function run(m: EmuSvmStart): Promise<void> {
-  const profile = loadProfile(m.profile);
+  const profile = m.profile;
   stop = new AbortController();
   const signal = stop.signal;
   for (let round = 0; !signal.aborted; round++) {

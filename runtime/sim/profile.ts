@@ -26,8 +26,13 @@ import { builtinPath, shippedDir } from "../assets.ts";
 import { GPUS_PER_PROCESS_MAX } from "../svm/constants.ts";
 import type { SvmGpu } from "../svm/model.ts";
 import { COST_PARAMS, type CostParamName, type CostParams, defaultCostParams, type GpuLinks } from "./cost.ts";
-import { readConfigFile } from "../config.ts";
-import { YAML_BYTES_MAX, YamlReader } from "./yaml-read.ts";
+
+/**
+ * The YAML reading half, loaded on the first profile read: a thread handed a loaded profile
+ * (the library Workers, through SmiBackendSpec) never loads the YAML parser, which costs
+ * about 6 MB of resident memory per thread.
+ */
+const yamlSide = () => ({ ...(require("../config.ts") as typeof import("../config.ts")), ...(require("./yaml-read.ts") as typeof import("./yaml-read.ts")) });
 
 export interface ProfileGpu extends SvmGpu, GpuLinks {}
 
@@ -66,7 +71,7 @@ const GPU_KEYS = [
  * Parse a profile. @throws ConfigError (file:line:col, field, what was expected).
  */
 export function parseProfile(file: string, text: string): MachineProfile {
-  const y = new YamlReader(file, text);
+  const y = new (yamlSide().YamlReader)(file, text);
   const top = y.map(y.root, "", TOP_KEYS);
   const kind = y.str(y.need(top, "kind", "kind"), "kind");
   if (kind !== "MachineProfile") throw y.error(y.get(top, "kind"), "kind", "MachineProfile", `got ${kind}`);
@@ -132,6 +137,7 @@ export function parseProfile(file: string, text: string): MachineProfile {
  */
 export function loadProfile(nameOrPath: string): MachineProfile {
   const file = /[/\\]|\.ya?ml$/.test(nameOrPath) ? builtinPath(nameOrPath) : join(PROFILES_DIR, `${nameOrPath}.yaml`);
+  const { readConfigFile, YAML_BYTES_MAX } = yamlSide();
   const text = readConfigFile(file, YAML_BYTES_MAX, `a readable machine profile (shipped: ${shippedProfiles().join(", ")})`);
   return parseProfile(file, text);
 }

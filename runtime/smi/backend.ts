@@ -12,7 +12,7 @@ import { InvariantError, UsageError } from "../errors.ts";
 import { amdsmiOpen } from "../ffi/amdsmi.ts";
 import { rocmSmiOpen } from "../ffi/rocm-smi.ts";
 import { emuSmiOpen, emuSmiSharedCreate } from "../emu/smi.ts";
-import { loadProfile, PROFILE_DEFAULT } from "../sim/profile.ts";
+import { loadProfile, type MachineProfile, PROFILE_DEFAULT } from "../sim/profile.ts";
 import { SMI_BACKENDS, type SmiBackendName, type SmiLibrary, type SmiLibraryInfo } from "./library.ts";
 
 export type SmiBackendChoice = SmiBackendName | "auto";
@@ -21,7 +21,8 @@ export const SMI_BACKEND_CHOICES: readonly SmiBackendChoice[] = ["auto", ...SMI_
 export type SmiBackendSpec =
   | { backend: "amdsmi"; path?: string }
   | { backend: "rocm-smi"; path?: string }
-  | { backend: "emulated"; profile: string; shared: SharedArrayBuffer };
+  /** The profile is read once, where the spec is made: a Worker opening it parses no file. */
+  | { backend: "emulated"; profile: MachineProfile; shared: SharedArrayBuffer };
 
 /** Paths whose presence means a KFD (and so possibly a GPU) on this host. */
 export const KFD_PRESENCE_PATHS = ["/dev/kfd", "/sys/class/kfd"] as const;
@@ -73,8 +74,8 @@ export function backendResolve(o: BackendResolveOptions): SmiBackendSpec {
  */
 export function backendCandidates(o: BackendResolveOptions): SmiBackendSpec[] {
   const emulated = (): SmiBackendSpec => {
-    const profile = o.profile ?? PROFILE_DEFAULT;
-    return { backend: "emulated", profile, shared: emuSmiSharedCreate(loadProfile(profile).gpus.length) };
+    const profile = loadProfile(o.profile ?? PROFILE_DEFAULT);
+    return { backend: "emulated", profile, shared: emuSmiSharedCreate(profile.gpus.length) };
   };
   switch (o.choice) {
     case "emulated":

@@ -8,12 +8,13 @@
  * Orders are asserted, never durations.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { emuSmiInject, emuSmiSharedCreate } from "../../runtime/emu/smi.ts";
 import { ConfigError, ConfigErrors, InvariantError, KfdError, PolicyError, SmiError, UsageError } from "../../runtime/errors.ts";
-import type { SmiBackendSpec } from "../../runtime/smi/backend.ts";
+import { backendCandidates, type SmiBackendSpec } from "../../runtime/smi/backend.ts";
+import { loadProfile } from "../../runtime/sim/profile.ts";
 import type { GpuInventoryEntry } from "../../runtime/smi/inventory.ts";
 import { errorFromWire, errorToWire, POOL_HUNG_WORKERS_MAX, SmiPool } from "../../runtime/smi/pool.ts";
 import { sessionSharedCreate } from "../../runtime/smi/session.ts";
@@ -31,7 +32,6 @@ const TEST_TIMEOUT_ms = 60_000;
 /** How long the double's amdsmi_init sleeps holding its lock (a hung init), ms: far longer than a worker's start. */
 const INIT_HANG_ms = 5_000;
 
-const PROFILES_DIR = join(import.meta.dir, "..", "..", "profiles");
 const tmp = mkdtempSync(join(tmpdir(), "svmrt-pool-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -66,7 +66,7 @@ interface Rig {
 async function emulatedPool(size: number, profile = "dev-2gpu"): Promise<Rig> {
   const emu = emuSmiSharedCreate(2);
   const lines: string[] = [];
-  const pool = await SmiPool.start({ spec: { backend: "emulated", profile, shared: emu }, sessionShared: sessionSharedCreate("lazy"), size, log: (l) => lines.push(l) });
+  const pool = await SmiPool.start({ spec: { backend: "emulated", profile: loadProfile(profile), shared: emu }, sessionShared: sessionSharedCreate("lazy"), size, log: (l) => lines.push(l) });
   const gpus = await pool.call<GpuInventoryEntry[]>({ op: "inventory" }, TIMEOUT_LONG_ms);
   return { pool, emu, lines, gpus };
 }
@@ -90,39 +90,6 @@ function statusOf(e: Error): string | undefined {
 }
 
 describe("broken workers leave the rotation (finding 5)", () => {
-  test(
-    "a replacement whose start fails is ended and removed, never handed a call; it is retried with a back-off and then serves",
-    async () => {
-      const profile = join(tmp, "dev-2gpu.yaml");
-      copyFileSync(join(PROFILES_DIR, "dev-2gpu.yaml"), profile);
-      const r = await emulatedPool(1, profile);
-      try {
-        // From now on a new worker cannot load its profile.
-        rmSync(profile);
-        temperatureHang(r.emu);
-        expect(statusOf(await rejection(temperatureRead(r, TIMEOUT_SHORT_ms)))).toBe("TIMEOUT");
-        await until(() => r.lines.some((l) => l.includes("could not start")), "the replacement's start failing");
-        // Only the hung worker is left: the failed one is gone, and no call goes to it.
-        expect(statusOf(await rejection(r.pool.call({ op: "info" }, TIMEOUT_SHORT_ms)))).toBe("TIMEOUT");
-        expect(r.pool.workersAlive).toBe(1);
-        expect(r.pool.hungWorkers).toBe(1);
-        expect(r.pool.workersIdle).toBe(0);
-        const failed = r.lines.find((l) => l.includes("could not start"))!;
-        expect(failed).toContain(profile);
-        expect(failed).toMatch(/next start in \d+ ms/);
-        // The profile is back: the next start (after its back-off) succeeds and serves.
-        copyFileSync(join(PROFILES_DIR, "dev-2gpu.yaml"), profile);
-        await until(() => r.pool.workersIdle === 1, "a replacement started");
-        expect(await r.pool.call({ op: "info" }, TIMEOUT_LONG_ms)).toMatchObject({ backend: "emulated" });
-        expect(r.pool.workersAlive).toBe(2);
-        expect(r.lines.some((l) => l.includes("used before init"))).toBe(false);
-      } finally {
-        r.pool.terminate();
-      }
-    },
-    TEST_TIMEOUT_ms,
-  );
-
   test(
     "a worker killed by an uncaught error fails its call (onSettled runs), leaves the pool and is replaced",
     async () => {
@@ -299,17 +266,19 @@ describe("typed errors across the wire (finding 16)", () => {
     expect({ name: plain.name, message: plain.message }).toEqual({ name: "TypeError", message: "x is not a function" });
   });
 
-  test(
-    "a profile that does not load fails the pool's start with a ConfigError naming the file",
-    async () => {
-      const missing = join(tmp, "no-such-profile.yaml");
-      const spec: SmiBackendSpec = { backend: "emulated", profile: missing, shared: emuSmiSharedCreate(2) };
-      const e = await rejection(SmiPool.start({ spec, sessionShared: sessionSharedCreate("lazy"), size: 2 }));
-      expect(e).toBeInstanceOf(ConfigError);
-      expect((e as ConfigError).file).toBe(missing);
-    },
-    TEST_TIMEOUT_ms,
-  );
+  test("an emulated spec holds its profile read where the spec is made: one that does not load is a ConfigError naming the file, before any Worker", () => {
+    const missing = join(tmp, "no-such-profile.yaml");
+    let e: unknown;
+    try {
+      backendCandidates({ choice: "emulated", profile: missing });
+    } catch (x) {
+      e = x;
+    }
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).file).toBe(missing);
+    const [spec] = backendCandidates({ choice: "emulated", profile: "pcie-4" });
+    expect(spec).toMatchObject({ backend: "emulated", profile: { name: "pcie-4", gpus: { length: 4 } } });
+  });
 });
 
 describe("bounds at close and on hung workers (finding 17)", () => {
@@ -367,6 +336,47 @@ describe("bounds at close and on hung workers (finding 17)", () => {
           // not in the fixture's close (which waits for the double's lock).
           const inits = (): number[] => [fx.ctl.counter("init_calls"), fx.ctl.counter("init_ok") + fx.ctl.counter("init_failed")];
           await until(() => inits()[0] === inits()[1], "the hung init returning");
+        }
+      },
+      TEST_TIMEOUT_ms,
+    );
+
+    test(
+      "a replacement whose start fails (its library file gone) is ended and removed, never handed a call; it is retried with a back-off and then serves",
+      async () => {
+        // Temperature reads of GPU 0 hang until the init cycle ends (the double's reset below).
+        fx.configure({ delays: [{ fn: "amdsmi_get_temp_metric", gpu: 0, ms: HANG_LONG_ms }] });
+        // The pool reads its spec at each worker start. Pointing it at a missing file makes the
+        // next start fail as a library removed by an upgrade would (removing the loaded file
+        // itself would not: dlopen finds a library already loaded under its name).
+        const spec: SmiBackendSpec = { backend: "amdsmi", path: fx.path };
+        const gone = join(tmp, "libamdsmi-gone.so");
+        const lines: string[] = [];
+        const pool = await SmiPool.start({ spec, sessionShared: sessionSharedCreate("lazy"), size: 1, log: (l) => lines.push(l) });
+        try {
+          const gpus = await pool.call<GpuInventoryEntry[]>({ op: "inventory" }, TIMEOUT_LONG_ms);
+          spec.path = gone;
+          const read = pool.call({ op: "read", uuid: gpus[0]!.uuid, group: "temperature", skip: [] }, TIMEOUT_SHORT_ms);
+          expect(statusOf(await rejection(read))).toBe("TIMEOUT");
+          await until(() => lines.some((l) => l.includes("could not start")), "the replacement's start failing");
+          // Only the hung worker is left: the failed one is gone, and no call goes to it.
+          expect(statusOf(await rejection(pool.call({ op: "info" }, TIMEOUT_SHORT_ms)))).toBe("TIMEOUT");
+          expect(pool.workersAlive).toBe(1);
+          expect(pool.hungWorkers).toBe(1);
+          expect(pool.workersIdle).toBe(0);
+          const failed = lines.find((l) => l.includes("could not start"))!;
+          expect(failed).toContain(gone);
+          expect(failed).toMatch(/next start in \d+ ms/);
+          // The library is back: the next start (after its back-off) succeeds and serves.
+          spec.path = fx.path;
+          await until(() => pool.workersIdle === 1, "a replacement started");
+          expect(await pool.call({ op: "info" }, TIMEOUT_LONG_ms)).toMatchObject({ backend: "amdsmi" });
+          expect(pool.workersAlive).toBe(2);
+          expect(lines.some((l) => l.includes("used before init"))).toBe(false);
+        } finally {
+          pool.terminate();
+          // End the hung read in the double (its init cycle ends), so its thread ends too.
+          fx.configure();
         }
       },
       TEST_TIMEOUT_ms,
