@@ -64,7 +64,7 @@ describe("assets in a checkout", () => {
 
   test("children run bun runtime/cli.ts; Worker entry points are the files beside it", () => {
     expect(cliArgv()).toEqual([process.execPath, join(ROOT, "runtime", "cli.ts")]);
-    for (const entry of ["smi/worker.ts", "agent/emu-svm-worker.ts"]) {
+    for (const entry of ["smi/worker.ts"]) {
       const file = fileURLToPath(workerUrl(entry));
       expect(file).toBe(join(ROOT, "runtime", entry));
       expect(existsSync(file)).toBe(true);

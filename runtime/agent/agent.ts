@@ -10,14 +10,13 @@
  *
  * Threads (DESIGN.md): the main thread serves HTTP from the latest samples, runs the
  * policies' timers and owns configuration and reload; library calls run in the pool's
- * Workers; the emulated SVM workload runs in a Worker of its own.
+ * Workers; the emulated SVM workload runs paced on the main thread (emu-svm.ts says why).
  * Start order: backend → session count → workers → inventory → metrics → sampler → SVM
  * events → advisor → HTTP. Stop order (`stop()`, SIGTERM, SIGINT): HTTP accept → sampler and
  * event readers → open sessions (bounded) → the last shutdown → workers end.
  */
 import { hostname as osHostname } from "node:os";
 import { type OpenMetricsContentType, openMetricsContentType, Registry } from "./prom-lib.ts";
-import { workerUrl } from "../assets.ts";
 import { ConfigError, InvariantError, SmiError } from "../errors.ts";
 import { KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
@@ -35,7 +34,7 @@ import { SMI_GROUPS } from "../smi/readings.ts";
 import { sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../smi/session.ts";
 import { Advisor } from "./advisor.ts";
 import type { AgentConfig } from "./config.ts";
-import type { EmuSvmMessage, EmuSvmStart } from "./emu-svm-worker.ts";
+import { emuSvmRun } from "./emu-svm.ts";
 import { GpuMetrics } from "./gpu-metrics.ts";
 import { httpServe } from "./http.ts";
 import { MultiCounter, MultiGauge, MultiHistogram, TotalCounter } from "./prom.ts";
@@ -141,7 +140,8 @@ export class Agent {
   private sampler: Sampler | undefined;
   private folders: PolicyFolder[] = [];
   private timers: ReturnType<typeof setInterval>[] = [];
-  private emuWorker: Worker | undefined;
+  /** The emulated SVM source: its stop, and its run (settled once stopped). */
+  private emuSvm: { stop: AbortController; run: Promise<void> } | undefined;
   private kfdReaders: SmiEventReader[] = [];
   private kfdDevice: KfdDevice | undefined;
   private advisor: Advisor | undefined;
@@ -516,15 +516,19 @@ export class Agent {
     });
     for (const g of this.inventory) if (g.kfdGpuId !== undefined) this.svm.gpuAdd(g.kfdGpuId);
     if (this.spec.backend === "emulated") {
-      const w = new Worker(workerUrl("agent/emu-svm-worker.ts"), { smol: true });
-      this.emuWorker = w;
       const firstGpu = this.spec.profile.gpus[0]?.id;
-      w.onmessage = (ev: MessageEvent<EmuSvmMessage>) => {
-        const m = ev.data;
-        if (m.type === "events") this.svmFeed(m.events, m.dropped, firstGpu);
-        else if (m.type === "error") this.log(`emulated SVM workload failed: ${m.message}`);
-      };
-      w.postMessage({ type: "start", profile: this.spec.profile, workloads: [...EMU_SVM_WORKLOADS], pauseMs: EMU_SVM_PAUSE_ms, smiShared: this.spec.shared } satisfies EmuSvmStart);
+      const stop = new AbortController();
+      const run = emuSvmRun(
+        {
+          profile: this.spec.profile,
+          workloads: EMU_SVM_WORKLOADS,
+          pauseMs: EMU_SVM_PAUSE_ms,
+          smiShared: this.spec.shared,
+          onEvents: (events, dropped) => this.svmFeed(events, dropped, firstGpu),
+        },
+        stop.signal,
+      ).catch((e) => this.log(`emulated SVM workload failed: ${(e as Error).message}`));
+      this.emuSvm = { stop, run };
       this.log(`SVM events: EMULATED workloads (${EMU_SVM_WORKLOADS.join(", ")}) on the emulated KFD`);
       return;
     }
@@ -652,10 +656,10 @@ export class Agent {
     for (const r of this.kfdReaders) r.close();
     this.kfdReaders = [];
     this.kfdDevice?.close();
-    if (this.emuWorker) {
-      this.emuWorker.postMessage({ type: "stop" });
-      this.emuWorker.terminate();
-      this.emuWorker = undefined;
+    if (this.emuSvm) {
+      this.emuSvm.stop.abort();
+      await this.emuSvm.run;
+      this.emuSvm = undefined;
     }
     this.advisor?.[Symbol.dispose]?.();
     sessionClosingSet(this.sessionShared);
