@@ -10,6 +10,13 @@
  *   scraping every SCRAPE_INTERVAL_ms (a Prometheus scraper's loop, 50 of them at 10 Hz);
  *   p50/p99 of the client-side latency (target p99 <= 5 ms; ROCm's device-metrics-exporter
  *   times out at 15 s on 16-GPU nodes);
+ * - the client's own floor: the same scrapers, for the same time, against a plain Bun server
+ *   answering every request with the agent's own gzip body. The scrapers share the agent's
+ *   cores here (real scrapers run elsewhere), so their own cost sits in every latency; the
+ *   floor says how much. Each scraper is one keep-alive HTTP/1.1 connection that reads the
+ *   gzip body without decompressing it (decompressing is the scraping host's work). Bun's
+ *   fetch() was the client before: against the plain server alone it measured p99 7.6 and
+ *   16.0 ms in two runs, the raw connection 1.5 and 1.5 ms;
  * - the agent's RSS after --duration-s (target <= 100 MB with the default policies), read
  *   from /proc/PID/status, and its peak (VmHWM);
  * - CPU per sample: a second agent with the SVM source off (its emulated workload would
@@ -21,6 +28,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { METRICS_GZIP_LEVEL } from "../runtime/agent/agent.ts";
 
 /** How long the scrapers run, s. */
 const SCRAPE_PHASE_s = 20;
@@ -82,6 +90,137 @@ const procMem = (pid: number): { rssMB: number; hwmMB: number } => {
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
   return { rssMB: kb("VmRSS") / 1024, hwmMB: kb("VmHWM") / 1024 };
 };
+/** The request each scraper sends: Prometheus text, gzip, as a Prometheus server asks. */
+const SCRAPE_REQUEST = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: svmrt-bench\r\nAccept: text/plain;version=0.0.4\r\nAccept-Encoding: gzip\r\n\r\n";
+/** Longest one scrape may take before it counts as failed and its connection is replaced, ms. */
+const SCRAPE_TIMEOUT_ms = 15_000;
+/** Largest response head a scraper reads, bytes. */
+const RESPONSE_HEAD_BYTES_MAX = 16_384;
+
+/** One keep-alive HTTP/1.1 connection: `get()` sends SCRAPE_REQUEST and resolves with the status once the whole body is in. */
+async function scraperConnect(port: number): Promise<{ get(): Promise<number>; close(): void }> {
+  let buf = Buffer.alloc(0);
+  let need = -1;
+  let status = 0;
+  let waiter: { resolve(code: number): void; reject(e: Error): void } | undefined;
+  const fail = (e: Error) => {
+    waiter?.reject(e);
+    waiter = undefined;
+  };
+  const sock = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_s, chunk) {
+        buf = buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([buf, chunk]);
+        for (;;) {
+          if (need < 0) {
+            const end = buf.indexOf("\r\n\r\n");
+            if (end < 0) {
+              if (buf.length > RESPONSE_HEAD_BYTES_MAX) fail(new Error("response head too large"));
+              return;
+            }
+            const head = buf.subarray(0, end).toString("latin1");
+            const len = /\r\ncontent-length: *(\d+)/i.exec(head);
+            if (len === null) return fail(new Error(`response without Content-Length: ${head.split("\r\n")[0]}`));
+            status = Number(head.slice(9, 12));
+            need = end + 4 + Number(len[1]);
+          }
+          if (buf.length < need) return;
+          buf = buf.subarray(need);
+          need = -1;
+          waiter?.resolve(status);
+          waiter = undefined;
+        }
+      },
+      close() {
+        fail(new Error("connection closed"));
+      },
+      error(_s, e) {
+        fail(e);
+      },
+    },
+  });
+  return {
+    get() {
+      return new Promise<number>((resolve, reject) => {
+        waiter = { resolve, reject };
+        sock.write(SCRAPE_REQUEST);
+      });
+    },
+    close() {
+      sock.end();
+    },
+  };
+}
+
+/**
+ * The scrapers against a plain Bun server in a child process that answers every request with
+ * `text` gzip-compressed at the agent's level (METRICS_GZIP_LEVEL).
+ */
+async function clientFloor(text: string): Promise<{ latMs: number[]; failures: number }> {
+  const bodyFile = join(tmpdir(), `svmrt-bench-floor-${process.pid}.txt`);
+  writeFileSync(bodyFile, text);
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const script = `const gz = Bun.gzipSync(await Bun.file(${JSON.stringify(bodyFile)}).bytes(), { level: ${METRICS_GZIP_LEVEL} });
+Bun.serve({ hostname: "127.0.0.1", port: ${port}, fetch: (req) => new URL(req.url).pathname === "/healthz" ? new Response("ok\\n") : new Response(gz, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-encoding": "gzip", vary: "accept-encoding" } }) });`;
+  const server = Bun.spawn([process.execPath, "-e", script], { stdout: "ignore", stderr: "inherit" });
+  try {
+    const t0 = performance.now();
+    for (;;) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200) break;
+      } catch {}
+      if (performance.now() - t0 > START_WAIT_MAX_ms) throw new Error(`the floor's server did not serve within ${START_WAIT_MAX_ms} ms`);
+      await Bun.sleep(100);
+    }
+    return await scrapeLoad(`http://127.0.0.1:${port}`);
+  } finally {
+    server.kill("SIGTERM");
+    await server.exited;
+    rmSync(bodyFile, { force: true });
+  }
+}
+
+/** --scrapers scrapers for SCRAPE_PHASE_s against 127.0.0.1:port; latencies of the scrapes, ms. */
+async function scrapeLoad(url: string): Promise<{ latMs: number[]; failures: number }> {
+  const port = Number(new URL(url).port);
+  const latMs: number[] = [];
+  let failures = 0;
+  const end = performance.now() + SCRAPE_PHASE_s * 1000;
+  await Promise.all(
+    Array.from({ length: scrapers }, async () => {
+      // Scrapers start spread over one interval, then keep their period.
+      await Bun.sleep(Math.random() * SCRAPE_INTERVAL_ms);
+      let conn = await scraperConnect(port);
+      while (performance.now() < end) {
+        const a = performance.now();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        try {
+          const code = await Promise.race([
+            conn.get(),
+            new Promise<number>((_, reject) => {
+              timer = setTimeout(() => reject(new Error("timeout")), SCRAPE_TIMEOUT_ms);
+            }),
+          ]);
+          if (code !== 200) failures++;
+        } catch {
+          failures++;
+          conn.close();
+          conn = await scraperConnect(port);
+        } finally {
+          clearTimeout(timer);
+        }
+        const took = performance.now() - a;
+        latMs.push(took);
+        await Bun.sleep(Math.max(0, SCRAPE_INTERVAL_ms - took));
+      }
+      conn.close();
+    }),
+  );
+  return { latMs, failures };
+}
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
@@ -113,25 +252,9 @@ try {
   const started = performance.now();
   const cpu0 = procStat(child.pid).cpuS;
 
-  // Scrape phase.
-  const lat: number[] = [];
-  let failures = 0;
-  const end = performance.now() + SCRAPE_PHASE_s * 1000;
-  await Promise.all(
-    Array.from({ length: scrapers }, async () => {
-      // Scrapers start spread over one interval, then keep their period.
-      await Bun.sleep(Math.random() * SCRAPE_INTERVAL_ms);
-      while (performance.now() < end) {
-        const a = performance.now();
-        const r = await fetch(`${url}/metrics`);
-        await r.arrayBuffer();
-        if (r.status !== 200) failures++;
-        const took = performance.now() - a;
-        lat.push(took);
-        await Bun.sleep(Math.max(0, SCRAPE_INTERVAL_ms - took));
-      }
-    }),
-  );
+  const load = await scrapeLoad(url);
+  const lat = load.latMs;
+  const failures = load.failures;
   const cpuScrape = procStat(child.pid).cpuS - cpu0;
   const scrapeWallS = (performance.now() - started) / 1000;
 
@@ -143,6 +266,9 @@ try {
   const text = await (await fetch(`${url}/metrics`)).text();
   const mem = procMem(child.pid);
   const p99 = pct(lat, 99);
+  child.kill("SIGTERM");
+  await child.exited;
+  const floor = await clientFloor(text);
   console.log(
     JSON.stringify({
       bench: "agent",
@@ -155,6 +281,7 @@ try {
       scrapes: lat.length,
       metrics_bytes: text.length,
       scrape_failures: failures,
+      client_floor: { scrapes: floor.latMs.length, failures: floor.failures, latency_ms_p50: Number(pct(floor.latMs, 50).toFixed(3)), latency_ms_p99: Number(pct(floor.latMs, 99).toFixed(3)) },
       metrics_latency_ms_p50: Number(pct(lat, 50).toFixed(3)),
       metrics_latency_ms_p99: Number(p99.toFixed(3)),
       agent_cpu_s_during_scrapes: Number(cpuScrape.toFixed(2)),
