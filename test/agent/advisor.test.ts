@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   ADVISOR_PENDING_EVENTS_MAX,
+  ADVISOR_TICK_SLICE_EVENTS,
   Advisor,
   type AdvisorHintJson,
   type AdvisorOptions,
@@ -347,6 +348,51 @@ describe("bounds", () => {
     // In address order.
     expect(hints.map((h) => h.start)).toEqual([...hints.map((h) => h.start)].sort((a, b) => a - b));
   }, 20_000);
+});
+
+describe("a tick shares the thread (the agent serves scrapes from it)", () => {
+  /** `faults` mapped-only faults of G0 on distinct pages: 2 records each. */
+  function mappedFaults(faults: number): SmiEvent[] {
+    const tr = new Trace();
+    for (let i = 0; i < faults; i++) tr.faultMapped(G0, BASE + i);
+    return tr.events;
+  }
+
+  test(`a tick yields to the event loop between slices of ${ADVISOR_TICK_SLICE_EVENTS} events, and delivers every event in order`, async () => {
+    using p = await advisorPolicy();
+    const { advisor } = newAdvisor(p);
+    using _ = advisor;
+    const faults = 4 * ADVISOR_TICK_SLICE_EVENTS;
+    advisor.feed(mappedFaults(faults));
+    // Count the event-loop turns that run while the tick is in progress.
+    let turns = 0;
+    let ticking = true;
+    const spin = (): void => {
+      if (!ticking) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    await advisor.tick();
+    ticking = false;
+    // 8 slices of records to convert, 4 of observed faults to deliver, one before advise.
+    expect(turns).toBeGreaterThanOrEqual((2 * faults) / ADVISOR_TICK_SLICE_EVENTS + faults / ADVISOR_TICK_SLICE_EVENTS);
+    expect(advisor.stats).toMatchObject({ fed: 2 * faults, pending: 0, delivered: faults, observeFailures: 0, adviseFailures: 0, ticks: 1 });
+  });
+
+  test("events fed while a tick yields wait for the next tick; a dispose while it yields ends it with no hints", async () => {
+    using p = await advisorPolicy();
+    const { advisor } = newAdvisor(p);
+    advisor.feed(mappedFaults(2 * ADVISOR_TICK_SLICE_EVENTS));
+    setImmediate(() => advisor.feed(mappedFaults(3)));
+    await advisor.tick();
+    expect(advisor.stats).toMatchObject({ delivered: 2 * ADVISOR_TICK_SLICE_EVENTS, pending: 6 });
+    advisor.feed(mappedFaults(2 * ADVISOR_TICK_SLICE_EVENTS));
+    const tick = advisor.tick();
+    setImmediate(() => advisor[Symbol.dispose]());
+    expect(await tick).toEqual([]);
+    expect(advisor.stats.ticks).toBe(1);
+  });
 });
 
 describe("what observe receives", () => {
