@@ -445,6 +445,24 @@ export function advise(input, ctx) {
     expect(hints.map((h) => h.evidence.firstNs)).toEqual([String(big), String(big + 5n)]);
   });
 
+  test("events are put in time order however far apart they are, and events of one time keep their feed order", async () => {
+    /** One CPU unmap of page `start` at T0 + `s` seconds. */
+    const unmapAt = (s: number, start: number): SmiEvent[] => {
+      const tr = new Trace();
+      tr.t = T0 + s * 1e9;
+      return tr.cpuInvalidate(G0, start, 1).events;
+    };
+    // Spans of 2 s and of 300 s (beyond what the packed sort key holds exactly, ~137 s).
+    for (const [name, scale] of [["recorder-near", 0.01], ["recorder-far", 1]] as const) {
+      using p = await Policy.load(pluginPolicy(name, RECORDER), OPTS);
+      const { advisor } = newAdvisor(p);
+      using _ = advisor;
+      advisor.feed([...unmapAt(300 * scale, 1), ...unmapAt(0, 2), ...unmapAt(200 * scale, 3), ...unmapAt(0, 4), ...unmapAt(200 * scale, 5)]);
+      const starts = (await advisor.tick()).map((h) => Number(h.evidence.detail.split(",")[1]));
+      expect(starts).toEqual([2, 4, 3, 5, 1]);
+    }
+  });
+
   test("a fault whose END never comes is bounded and counted, never delivered", async () => {
     using p = await Policy.load(pluginPolicy("recorder3", RECORDER), OPTS);
     const { advisor } = newAdvisor(p);
