@@ -3,11 +3,11 @@
  * process per cell on all cores, and print a table (or one JSON object); optionally write a
  * self-contained HTML report.
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { builtinPath } from "../assets.ts";
-import { positionOf } from "../config.ts";
+import { positionOf, readConfigFile } from "../config.ts";
 import { ConfigError, IoError, UsageError } from "../errors.ts";
 import { failureText } from "../policy/decision-log.ts";
 import { findPolicyFiles } from "../policy/files.ts";
@@ -17,10 +17,11 @@ import { COMPARE_CELLS_MAX, type CompareCell, runCompareMatrix } from "../sim/co
 import { loadProfile, PROFILE_DEFAULT, shippedProfiles } from "../sim/profile.ts";
 import { fmtBytes, fmtNs, renderReport } from "../sim/report.ts";
 import { compareFingerprint, type MergedCompare, shardCellIndices, shardFileName, shardFilesRead, shardFileText, shardParse, shardsMerge } from "../sim/shard.ts";
-import { loadWorkloadFile, workloadAccesses } from "../sim/workload.ts";
+import { parseWorkload, workloadAccesses } from "../sim/workload.ts";
+import { YAML_BYTES_MAX } from "../sim/yaml-read.ts";
 import { type CliIO, type Command, flagInt, flagString, parseFlags } from "./command.ts";
 import { EXIT } from "./exit.ts";
-import { outputCheck, outputWriteAtomic } from "./output.ts";
+import { OutputFile, outputCheck, outputWriteAtomic } from "./output.ts";
 import { PROGRESS_LINE_INTERVAL_ms, SEED_DEFAULT } from "./sim.ts";
 
 /** Most parallel cells. */
@@ -66,6 +67,56 @@ Examples:
 Results are ordered by (workload, policy) and are byte-identical for the same inputs.
 A cell that fails is reported with its stderr; the others complete, and the exit code is 1.
 `;
+
+/**
+ * `--shard V` as `--shard=V` when V starts with '-' (`-1/2`): the argument parser would
+ * refuse it as ambiguous in three lines, and shardParse says in one what K/N must be.
+ */
+function shardValueJoin(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    if (a === "--shard" && next !== undefined && next.startsWith("-") && !next.startsWith("--")) {
+      out.push(`--shard=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+/**
+ * An --out failure with its errno said once: the system's words for the errno, and the name
+ * of the temporary file beside the shard file, only repeat it.
+ */
+function outErrnoOnce<T>(act: () => T): T {
+  try {
+    return act();
+  } catch (e) {
+    if (e instanceof IoError && e.errnoName !== "") throw new IoError(e.file, e.op, e.errnoName, e.flag);
+    throw e;
+  }
+}
+
+/**
+ * Before the first cell: the shard file can be written. Its temporary file is created and
+ * removed again, as the write at the end will create it (root passes the access check of a
+ * folder such as /proc, where only creating a file fails); a FIFO or device is only checked.
+ * @throws IoError naming the file and the errno once
+ */
+function shardOutputCheck(file: string): void {
+  outErrnoOnce(() => {
+    outputCheck(file, "--out");
+    let regular = true;
+    try {
+      regular = statSync(file).isFile();
+    } catch {
+      // Not there yet: it will be a regular file.
+    }
+    if (regular) OutputFile.open(file, "--out").abort();
+  });
+}
 
 function splitList(flag: string, v: string | undefined): string[] {
   if (v === undefined) throw new UsageError(`--${flag} is required`);
@@ -129,7 +180,7 @@ export const compareCommand: Command = {
   summary: "run workloads × migration policies in the simulator and compare them (table, JSON, HTML report)",
   help: HELP,
   async run(argv: string[], io: CliIO): Promise<number> {
-    const p = parseFlags(argv, {
+    const p = parseFlags(shardValueJoin(argv), {
       profile: { type: "string" },
       workloads: { type: "string" },
       policies: { type: "string" },
@@ -171,9 +222,16 @@ export const compareCommand: Command = {
     const workloadTexts: { arg: string; text: string }[] = [];
     for (const w of workloads) {
       const builtin = builtinWorkload(w, profile);
-      if (builtin === undefined && !/[/\\]|\.ya?ml$/.test(w)) throw new UsageError(`--workloads ${w}: no such built-in (svmrt sim --list-workloads) and not a .yaml path`);
-      weights.push(workloadAccesses(builtin ?? loadWorkloadFile(w, profile)));
-      if (shard !== undefined) workloadTexts.push({ arg: w, text: builtin !== undefined ? BUILTINS[w]!.yaml(profile) : readFileSync(w, "utf8") });
+      if (builtin !== undefined) {
+        weights.push(workloadAccesses(builtin));
+        if (shard !== undefined) workloadTexts.push({ arg: w, text: BUILTINS[w]!.yaml(profile) });
+        continue;
+      }
+      if (!/[/\\]|\.ya?ml$/.test(w)) throw new UsageError(`--workloads ${w}: no such built-in (svmrt sim --list-workloads) and not a .yaml path`);
+      // Read once, as loadWorkloadFile reads it: the text checked and weighed here is the text the fingerprint covers.
+      const text = readConfigFile(w, YAML_BYTES_MAX, "a readable workload file (or a built-in: svmrt sim --list-workloads)");
+      weights.push(workloadAccesses(parseWorkload(w, text, profile)));
+      if (shard !== undefined) workloadTexts.push({ arg: w, text });
     }
     if (new Set(workloads).size !== workloads.length) throw new UsageError("--workloads: a workload is named twice");
     const explicit = new Set(policyArgs.filter((a) => /\.ya?ml$/.test(a)).map(builtinPath));
@@ -198,16 +256,15 @@ export const compareCommand: Command = {
     if (reportFile !== undefined) outputCheck(reportFile, "--report");
     const matrixCells = workloads.length * policies.length;
     const only = shard === undefined ? undefined : shardCellIndices(matrixCells, shard);
-    let shardFile: string | undefined;
     if (shard !== undefined) {
       try {
         mkdirSync(outDir!, { recursive: true });
       } catch (e) {
         throw new IoError(outDir!, "create folder", (e as NodeJS.ErrnoException).code ?? "", "--out");
       }
-      shardFile = join(outDir!, shardFileName(shard));
-      outputCheck(shardFile, "--out");
     }
+    const shardFile = shard === undefined ? undefined : join(outDir!, shardFileName(shard));
+    if (shardFile !== undefined) shardOutputCheck(shardFile);
     const total = only?.length ?? matrixCells;
     const started = performance.now();
     let lastLine = started;
@@ -241,7 +298,8 @@ export const compareCommand: Command = {
       const mine = only!.map((index) => ({ index, cell: cells[index]! }));
       const fingerprint = compareFingerprint({ profile: { ...profile, file: undefined }, seed, range, workloads: workloadTexts, policies: revisions });
       const failed = cellFailuresReport(mine.map((m) => m.cell), io);
-      outputWriteAtomic(shardFile!, "--out", shardFileText({ shard, fingerprint, total: matrixCells, profile: profile.name, seed, cells: mine }));
+      const text = shardFileText({ shard, fingerprint, total: matrixCells, profile: profile.name, seed, cells: mine });
+      outErrnoOnce(() => outputWriteAtomic(shardFile!, "--out", text));
       io.out(`shard ${shard.index}/${shard.count}: ${mine.length} of ${matrixCells} cells -> ${shardFile}\n`);
       return failed > 0 ? EXIT.failed : EXIT.ok;
     }

@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { UsageError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import { COMPARE_CELLS_MAX, type CompareCell } from "./compare.ts";
 
 /** The format tag of a shard file; a file of another format is refused. */
@@ -54,7 +54,7 @@ export function shardParse(v: string): ShardSpec {
   const index = m ? Number(m[1]) : Number.NaN;
   const count = m ? Number(m[2]) : Number.NaN;
   if (!(index >= 1 && count >= 1 && index <= count && count <= SHARDS_MAX)) {
-    throw new UsageError(`--shard: expected K/N with 1 <= K <= N <= ${SHARDS_MAX} (e.g. 2/8), got '${v}'`);
+    throw new UsageError(`--shard: expected K/N with 1 <= K <= N <= ${SHARDS_MAX} (SHARDS_MAX), e.g. 2/8, got '${v}'`);
   }
   return { index, count };
 }
@@ -97,6 +97,9 @@ export function shardFileText(f: Omit<ShardFile, "format">): string {
   return `${JSON.stringify({ format: SHARD_FORMAT, ...f } satisfies ShardFile)}\n`;
 }
 
+/** The keys of a shard file besides its format, each required. */
+const SHARD_FILE_KEYS = ["shard", "fingerprint", "total", "profile", "seed", "cells"] as const satisfies readonly (keyof ShardFile)[];
+
 const isCount = (v: unknown, min: number, max: number): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= min && v <= max;
 
 /** A shard file's content, checked for shape. @throws UsageError naming the file */
@@ -112,7 +115,9 @@ function shardFileParse(path: string, text: string): ShardFile {
   const bad = (what: string): never => {
     throw new UsageError(`${path}: damaged shard file: ${what}`);
   };
-  if (typeof f.fingerprint !== "string" || typeof f.profile !== "string") bad("fingerprint or profile missing");
+  // A key that is not there is named as missing, not as a value of the wrong shape.
+  for (const k of SHARD_FILE_KEYS) if (!Object.hasOwn(f, k)) bad(`${k} missing`);
+  if (typeof f.fingerprint !== "string" || typeof f.profile !== "string") bad("fingerprint and profile must be strings");
   if (!isCount(f.total, 1, COMPARE_CELLS_MAX)) bad(`total must be 1..${COMPARE_CELLS_MAX}`);
   if (!isCount(f.seed, 0, 2 ** 32 - 1)) bad("seed");
   const s = f.shard;
@@ -152,8 +157,19 @@ function cellResultProblem(cell: Partial<CompareCell>): string | undefined {
 }
 
 /**
+ * A --merge path that cannot be read: an input like any other (exit 3), at PATH:1:1 with the
+ * errno and the system's words for it.
+ */
+function mergePathUnreadable(path: string, expected: string, e: unknown): ConfigError {
+  const code = (e as NodeJS.ErrnoException)?.code ?? "";
+  const words = code === "ENOENT" ? "no such file" : ((e as Error)?.message ?? String(e)).replace(/^[A-Z]+: /, "").replace(/, \w+( '.*')?$/, "");
+  return new ConfigError({ file: path, line: 1, col: 1 }, "", expected, code === "" ? words : `${code}: ${words}`);
+}
+
+/**
  * The shard files (`shard-K-of-N.json`) of each folder, or files named directly.
- * @throws UsageError for a missing or unreadable path, an oversized file, or no shard file
+ * @throws ConfigError for a path that cannot be read (missing, EACCES: PATH:1:1 and the
+ *   errno); UsageError for an oversized file or a folder without shard files
  */
 export function shardFilesRead(paths: string[]): { path: string; text: string }[] {
   const files: string[] = [];
@@ -162,13 +178,18 @@ export function shardFilesRead(paths: string[]): { path: string; text: string }[
     try {
       st = statSync(p);
     } catch (e) {
-      throw new UsageError(`--merge ${p}: ${(e as NodeJS.ErrnoException).code ?? "unreadable"}`);
+      throw mergePathUnreadable(p, "a readable shard file or folder of shard files", e);
     }
     if (!st.isDirectory()) {
       files.push(p);
       continue;
     }
-    const names = readdirSync(p);
+    let names: string[];
+    try {
+      names = readdirSync(p);
+    } catch (e) {
+      throw mergePathUnreadable(p, "a readable folder of shard files", e);
+    }
     if (names.length > MERGE_DIR_ENTRIES_MAX) throw new UsageError(`--merge ${p}: more than ${MERGE_DIR_ENTRIES_MAX} entries (MERGE_DIR_ENTRIES_MAX)`);
     const shards = names.filter((n) => /^shard-\d+-of-\d+\.json$/.test(n)).sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
     if (shards.length === 0) throw new UsageError(`--merge ${p}: no shard-K-of-N.json file in it (write them with svmrt compare --shard K/N --out ${p})`);
@@ -183,7 +204,7 @@ export function shardFilesRead(paths: string[]): { path: string; text: string }[
       text = readFileSync(path, "utf8");
     } catch (e) {
       if (e instanceof UsageError) throw e;
-      throw new UsageError(`--merge ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw mergePathUnreadable(path, "a readable shard file", e);
     }
     return { path, text };
   });

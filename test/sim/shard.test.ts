@@ -1,11 +1,11 @@
 /** Sharded comparisons (runtime/sim/shard.ts): dealing cells, shard files, merging them back. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXIT } from "../../runtime/cli/exit.ts";
 import { COMPARE_PROGRESS_LINES, runCli } from "../cli-helpers.ts";
-import { UsageError } from "../../runtime/errors.ts";
+import { ConfigError, UsageError } from "../../runtime/errors.ts";
 import type { CompareCell } from "../../runtime/sim/compare.ts";
 import { compareFingerprint, SHARDS_MAX, shardCellIndices, shardFileName, shardFilesRead, shardFileText, shardParse, shardsMerge } from "../../runtime/sim/shard.ts";
 
@@ -101,6 +101,10 @@ describe("shardsMerge", () => {
     expect(() => shardsMerge([bad((o) => (o.cells as unknown[]).pop())])).toThrow("x.json: damaged shard file: shard 1/2 of 5 cells must hold cells 0,2,4");
     expect(() => shardsMerge([bad((o) => ((o.cells as { cell: Record<string, unknown> }[])[0]!.cell.workload = 5))])).toThrow(/cell 0 lacks workload/);
     expect(() => shardsMerge([bad((o) => (o.seed = -1))])).toThrow(/damaged shard file: seed/);
+    // A key that is not there is named as missing.
+    for (const k of ["shard", "fingerprint", "total", "profile", "seed", "cells"]) {
+      expect(() => shardsMerge([bad((o) => delete o[k])])).toThrow(`x.json: damaged shard file: ${k} missing`);
+    }
     type Cells = { cell: Record<string, unknown> }[];
     // A cell must be a result the table can print or a failure: never "FAILED (exit undefined)" with exit 0.
     expect(() => shardsMerge([bad((o) => ((o.cells as Cells)[0]!.cell.exitCode = undefined))])).toThrow("x.json: damaged shard file: cell 0: neither a result nor a failure (exitCode and error)");
@@ -131,8 +135,9 @@ describe("shardFilesRead", () => {
     expect(shardsMerge(read).cells).toHaveLength(5);
     expect(shardFilesRead([join(d, "shard-2-of-11.json")]).map((r) => r.path)).toEqual([join(d, "shard-2-of-11.json")]);
   });
-  test("a missing path or a folder without shards is a usage error naming it", () => {
-    expect(() => shardFilesRead([join(dir, "nope")])).toThrow(`--merge ${join(dir, "nope")}: ENOENT`);
+  test("a missing path is an unreadable input naming it and ENOENT; a folder without shards is a usage error", () => {
+    expect(() => shardFilesRead([join(dir, "nope")])).toThrow(ConfigError);
+    expect(() => shardFilesRead([join(dir, "nope")])).toThrow(`${join(dir, "nope")}:1:1: a readable shard file or folder of shard files (ENOENT: no such file)`);
     const empty = join(dir, "empty");
     mkdirSync(empty);
     expect(() => shardFilesRead([empty])).toThrow(`--merge ${empty}: no shard-K-of-N.json file in it`);
@@ -208,5 +213,64 @@ describe("svmrt compare --shard / --merge", () => {
       expect(r.code).toBe(EXIT.usage);
       expect(r.err).toContain(msg);
     }
+  });
+});
+
+describe("hostile: svmrt compare --shard / --merge", () => {
+  const KERNEL_DEFAULT = "builtin:policies/migration/kernel-default.yaml";
+  const HELP_LINE = "Run 'svmrt compare --help' for usage.\n";
+
+  test("a shard file without its cells is named as damaged, saying cells is missing", async () => {
+    const f = join(dir, "no-cells.json");
+    const o = JSON.parse(shards(2)[0]!.text);
+    delete o.cells;
+    writeFileSync(f, JSON.stringify(o));
+    const r = await cli(["compare", "--merge", f]);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toBe(`svmrt compare: ${f}: damaged shard file: cells missing\n${HELP_LINE}`);
+    expect(r.out).toBe("");
+  });
+
+  test("--merge of a path that does not exist: exit 3, one line naming the path and ENOENT", async () => {
+    const missing = join(dir, "no-such-sweep");
+    const r = await cli(["compare", "--merge", missing]);
+    expect(r.code).toBe(EXIT.config);
+    expect(r.err).toBe(`svmrt compare: ${missing}:1:1: a readable shard file or folder of shard files (ENOENT: no such file)\n`);
+    expect(r.out).toBe("");
+  });
+
+  test("--out an unwritable folder (/proc): exit 74 before any cell runs, the errno said once", async () => {
+    // What the system answers here: root may write in /proc but not create a file there (ENOENT),
+    // anyone else may not write in it (EACCES).
+    const asRoot = process.getuid?.() === 0;
+    const r = await cli(["compare", "--workloads", "stream", "--policies", KERNEL_DEFAULT, "--shard", "1/1", "--out", "/proc"]);
+    expect(r.code).toBe(EXIT.io);
+    expect(r.err).toBe(`svmrt compare: --out /proc/shard-1-of-1.json: ${asRoot ? "cannot create: ENOENT" : "cannot write: EACCES"}\n`);
+    expect(r.out).toBe("");
+  });
+
+  test("a workload file is read once in shard mode: what is checked is what the fingerprint covers", async () => {
+    // 2 MB of comments: reading it twice shows in the process's read bytes (Linux /proc/self/io).
+    const big = join(dir, "big.yaml");
+    const padding = `# ${"x".repeat(98)}\n`.repeat(20_000);
+    writeFileSync(big, `${padding}kind: Workload\nname: big\nallocations:\n  - { name: a, size: 4MiB }\nstreams:\n  - agent: gpu0\n    ops:\n      - access: { alloc: a }\n`);
+    const size = statSync(big).size;
+    const none = join(dir, "no-policies");
+    mkdirSync(none);
+    const readBytes = (): number => Number(/^rchar: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"))![1]);
+    const before = readBytes();
+    // No policy found: the command stops after reading the workloads, before any cell (child) runs.
+    const r = await cli(["compare", "--workloads", big, "--policies", none, "--shard", "1/2", "--out", join(dir, "never")]);
+    const read = readBytes() - before;
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toBe(`svmrt compare: --policies ${none}: no MigrationPolicy file found\n${HELP_LINE}`);
+    expect(read).toBeGreaterThanOrEqual(size);
+    expect(read).toBeLessThan(1.5 * size);
+  });
+
+  test.each(["-1/2", "0/2", "3/2", "1/0", "a/b", "1/2/3", "-1"])("--shard %s: one line naming --shard, K/N and its bound, and the value", async (v) => {
+    const r = await cli(["compare", "--workloads", "stream", "--policies", KERNEL_DEFAULT, "--shard", v, "--out", join(dir, "never")]);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toBe(`svmrt compare: --shard: expected K/N with 1 <= K <= N <= ${SHARDS_MAX} (SHARDS_MAX), e.g. 2/8, got '${v}'\n${HELP_LINE}`);
   });
 });
