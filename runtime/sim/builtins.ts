@@ -99,6 +99,7 @@ export const BUILTINS: Record<string, Builtin> = {
 
 /** The built-in workload `name` for `profile`, or undefined. */
 export function builtinWorkload(name: string, profile: MachineProfile): Workload | undefined {
-  const b = BUILTINS[name];
+  // Own keys only: `toString`, `constructor` and the like are not workloads.
+  const b = Object.hasOwn(BUILTINS, name) ? BUILTINS[name] : undefined;
   return b === undefined ? undefined : parseWorkload(`builtin:${name}`, b.yaml(profile), profile);
 }

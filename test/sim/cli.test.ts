@@ -61,6 +61,12 @@ describe("svmrt sim", () => {
 
   test("usage errors and config errors", async () => {
     expect((await run(["sim", "--workload", "nope"])).code).toBe(EXIT.usage);
+    // Names of the built-ins object's inherited properties are not workloads (they crashed with exit 70).
+    for (const name of ["toString", "constructor", "__proto__", "hasOwnProperty"]) {
+      const r = await run(["sim", "--workload", name]);
+      expect({ code: r.code, err: r.err.split("\n")[0] }).toEqual({ code: EXIT.usage, err: `svmrt sim: --workload ${name}: no such built-in (svmrt sim --list-workloads) and not a .yaml path` });
+    }
+    expect((await run(["compare", "--workloads", "toString", "--policies", "kernel-default"])).code).toBe(EXIT.usage);
     expect((await run(["sim"])).code).toBe(EXIT.usage);
     expect((await run(["sim", "--workload", "stream", "--on-bad-line", "maybe"])).code).toBe(EXIT.usage);
     const p = await run(["sim", "--workload", "stream", "--policy", "p.yaml"]);
