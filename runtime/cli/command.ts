@@ -37,7 +37,7 @@ export interface Parsed {
 export function parseFlags(argv: string[], options: FlagSpec): Parsed {
   try {
     const { values, positionals } = parseArgs({
-      args: argv,
+      args: dashValuesJoin(argv, options),
       options: { ...options, help: { type: "boolean", short: "h" } },
       allowPositionals: true,
       strict: true,
@@ -48,6 +48,27 @@ export function parseFlags(argv: string[], options: FlagSpec): Parsed {
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""));
   }
+}
+
+/**
+ * `--flag V` as `--flag=V` when the flag takes a value and V starts with '-' (`--seed -1`,
+ * `--shard -1/2`, `--out -`): the parser would take V for an option and refuse the command in
+ * three lines, where the flag's own check says in one what it expects. A V starting with
+ * `--` stays an option (`--out --json` is a missing value). Nothing after `--` is touched.
+ */
+function dashValuesJoin(argv: readonly string[], options: FlagSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    const spec = a.startsWith("--") ? options[a.slice(2)] : undefined;
+    if (spec?.type === "string" && next !== undefined && next.startsWith("-") && !next.startsWith("--")) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
 /** A string flag's value, or undefined. */

@@ -69,24 +69,6 @@ A cell that fails is reported with its stderr; the others complete, and the exit
 `;
 
 /**
- * `--shard V` as `--shard=V` when V starts with '-' (`-1/2`): the argument parser would
- * refuse it as ambiguous in three lines, and shardParse says in one what K/N must be.
- */
-function shardValueJoin(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "--") return [...out, ...argv.slice(i)];
-    const next = argv[i + 1];
-    if (a === "--shard" && next !== undefined && next.startsWith("-") && !next.startsWith("--")) {
-      out.push(`--shard=${next}`);
-      i++;
-    } else out.push(a);
-  }
-  return out;
-}
-
-/**
  * An --out failure with its errno said once: the system's words for the errno, and the name
  * of the temporary file beside the shard file, only repeat it.
  */
@@ -180,7 +162,7 @@ export const compareCommand: Command = {
   summary: "run workloads × migration policies in the simulator and compare them (table, JSON, HTML report)",
   help: HELP,
   async run(argv: string[], io: CliIO): Promise<number> {
-    const p = parseFlags(shardValueJoin(argv), {
+    const p = parseFlags(argv, {
       profile: { type: "string" },
       workloads: { type: "string" },
       policies: { type: "string" },

@@ -67,6 +67,9 @@ describe("svmrt sim", () => {
       expect({ code: r.code, err: r.err.split("\n")[0] }).toEqual({ code: EXIT.usage, err: `svmrt sim: --workload ${name}: no such built-in (svmrt sim --list-workloads) and not a .yaml path` });
     }
     expect((await run(["compare", "--workloads", "toString", "--policies", "kernel-default"])).code).toBe(EXIT.usage);
+    // A value starting with '-' is the flag's value, checked by the flag (one line), not taken for an option.
+    const neg = await run(["sim", "--workload", "stream", "--seed", "-1"]);
+    expect({ code: neg.code, err: neg.err.split("\n")[0] }).toEqual({ code: EXIT.usage, err: "svmrt sim: --seed: expected an integer from 0 to 4294967295, got -1" });
     expect((await run(["sim"])).code).toBe(EXIT.usage);
     expect((await run(["sim", "--workload", "stream", "--on-bad-line", "maybe"])).code).toBe(EXIT.usage);
     const p = await run(["sim", "--workload", "stream", "--policy", "p.yaml"]);
