@@ -41,8 +41,9 @@ export interface EmuSvmOptions {
 
 /**
  * Run the workloads in turn until `signal` aborts; resolves once the running one has stopped
- * and its readers and device are closed.
- * @throws Error for an unknown built-in workload name
+ * and its readers and device are closed (they are closed on every way out).
+ * @throws Error for an unknown built-in workload name; what `onEvents` or a reader's poll
+ *   threw (the run ends, nothing is left open)
  */
 export async function emuSvmRun(o: EmuSvmOptions, signal: AbortSignal): Promise<void> {
   const { profile } = o;
@@ -51,27 +52,48 @@ export async function emuSvmRun(o: EmuSvmOptions, signal: AbortSignal): Promise<
     const workload = builtinWorkload(name, profile);
     if (workload === undefined) throw new Error(`unknown built-in workload '${name}'`);
     const machine = new EmuMachine({ profile, seed: round + 1, dutyMax: EMU_SVM_DUTY_MAX, dutySliceMs: EMU_SVM_DUTY_SLICE_ms });
+    // Ends this run on stop, or when a poll fails: a throw from the poll timer would be
+    // uncaught on the agent's thread, so it is kept, the run ended, and the throw made here.
+    const run = new AbortController();
+    const onStop = (): void => run.abort();
+    signal.addEventListener("abort", onStop, { once: true });
+    let failure: { error: unknown } | undefined;
     const sys = new EmuKfd(machine);
-    const dev = KfdDevice.open(sys);
-    const readers = profile.gpus.map((g) => SmiEventReader.open(dev, g.id, SMI_EVENTS_ALL));
-    let droppedSeen = 0;
-    const flush = (): void => {
-      for (const r of readers) for (let b = r.pollOnce(); b.length > 0; b = r.pollOnce()) o.onEvents(b, 0, name);
-      const dropped = machine.smiDropped - droppedSeen;
-      droppedSeen = machine.smiDropped;
-      if (dropped > 0) o.onEvents([], dropped, name);
-      if (o.smiShared) for (const [i] of profile.gpus.entries()) emuSmiVramPublish(o.smiShared, i, machine.model.vramUsedPages[i]! * PAGE_BYTES);
-    };
-    const timer = setInterval(flush, EMU_SVM_POLL_ms);
+    let dev: KfdDevice | undefined;
+    const readers: SmiEventReader[] = [];
     try {
-      await machine.workloadRun(workload, sys.pid, signal);
-    } catch (e) {
-      if (!(e instanceof EmuWorkloadAborted)) throw e;
-    } finally {
-      clearInterval(timer);
+      dev = KfdDevice.open(sys);
+      for (const g of profile.gpus) readers.push(SmiEventReader.open(dev, g.id, SMI_EVENTS_ALL));
+      let droppedSeen = 0;
+      const flush = (): void => {
+        for (const r of readers) for (let b = r.pollOnce(); b.length > 0; b = r.pollOnce()) o.onEvents(b, 0, name);
+        const dropped = machine.smiDropped - droppedSeen;
+        droppedSeen = machine.smiDropped;
+        if (dropped > 0) o.onEvents([], dropped, name);
+        if (o.smiShared) for (const [i] of profile.gpus.entries()) emuSmiVramPublish(o.smiShared, i, machine.model.vramUsedPages[i]! * PAGE_BYTES);
+      };
+      const timer = setInterval(() => {
+        try {
+          flush();
+        } catch (e) {
+          failure ??= { error: e };
+          run.abort();
+        }
+      }, EMU_SVM_POLL_ms);
+      try {
+        await machine.workloadRun(workload, sys.pid, run.signal);
+      } catch (e) {
+        if (!(e instanceof EmuWorkloadAborted)) throw e;
+      } finally {
+        clearInterval(timer);
+      }
+      if (failure !== undefined) throw failure.error;
+      // The run's last events.
       flush();
+    } finally {
+      signal.removeEventListener("abort", onStop);
       for (const r of readers) r.close();
-      dev.close();
+      dev?.close();
       sys.unload();
       if (o.smiShared) for (const [i] of profile.gpus.entries()) emuSmiVramPublish(o.smiShared, i, 0);
     }
