@@ -61,21 +61,52 @@ if (!Number.isInteger(durationS) || durationS < SCRAPE_PHASE_s || !Number.isInte
 
 const cli = join(import.meta.dir, "..", "runtime", "cli.ts");
 
-/** Start an agent child on a free port; resolves once /healthz is 200. */
-async function agentSpawn(extraArgs: string[]): Promise<{ child: ReturnType<typeof Bun.spawn>; url: string }> {
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const url = `http://127.0.0.1:${port}`;
-  const child = Bun.spawn([process.execPath, cli, "agent", "--profile", values.profile!, "--listen", `127.0.0.1:${port}`, ...extraArgs], { stdout: "ignore", stderr: "ignore" });
-  const t0 = performance.now();
-  for (;;) {
-    try {
-      if ((await fetch(`${url}/healthz`)).status === 200) return { child, url };
-    } catch {}
-    if (performance.now() - t0 > START_WAIT_MAX_ms) {
-      child.kill("SIGKILL");
-      throw new Error(`agent did not serve within ${START_WAIT_MAX_ms} ms`);
+/**
+ * The first match of `re` in a child's output, read line by line; the rest of the output is
+ * drained in the background (a child blocked on a full pipe would stall).
+ * @throws Error when the output ends, or START_WAIT_MAX_ms pass, before a line matches
+ */
+async function lineMatch(stream: ReadableStream<Uint8Array>, re: RegExp, what: string): Promise<RegExpExecArray> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${START_WAIT_MAX_ms} ms`)), START_WAIT_MAX_ms);
+  });
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), timeout]);
+      if (done) throw new Error(`${what}: the process ended first; its output:\n${text}`);
+      text += decoder.decode(value, { stream: true });
+      const m = re.exec(text);
+      if (m !== null) {
+        void (async () => {
+          while (!(await reader.read()).done) {}
+        })().catch(() => {});
+        return m;
+      }
     }
-    await Bun.sleep(100);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Start an agent child on a port the system picks (its banner names it); resolves once /healthz is 200. */
+async function agentSpawn(extraArgs: string[]): Promise<{ child: ReturnType<typeof Bun.spawn>; url: string }> {
+  const child = Bun.spawn([process.execPath, cli, "agent", "--profile", values.profile!, "--listen", "127.0.0.1:0", ...extraArgs], { stdout: "ignore", stderr: "pipe" });
+  try {
+    const url = (await lineMatch(child.stderr, /serving on (http:\/\/127\.0\.0\.1:\d+)/, "svmrt agent"))[1]!;
+    // Ready once its first sample is rendered.
+    const t0 = performance.now();
+    while ((await fetch(`${url}/healthz`)).status !== 200) {
+      if (performance.now() - t0 > START_WAIT_MAX_ms) throw new Error(`svmrt agent: /healthz not ready within ${START_WAIT_MAX_ms} ms`);
+      await Bun.sleep(100);
+    }
+    return { child, url };
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
   }
 }
 
@@ -103,6 +134,8 @@ async function scraperConnect(port: number): Promise<{ get(): Promise<number>; c
   let need = -1;
   let status = 0;
   let waiter: { resolve(code: number): void; reject(e: Error): void } | undefined;
+  /** Why the connection ended (a request on it then fails at once, not after SCRAPE_TIMEOUT_ms). */
+  let ended: Error | undefined;
   const fail = (e: Error) => {
     waiter?.reject(e);
     waiter = undefined;
@@ -134,9 +167,11 @@ async function scraperConnect(port: number): Promise<{ get(): Promise<number>; c
         }
       },
       close() {
-        fail(new Error("connection closed"));
+        ended ??= new Error("connection closed");
+        fail(ended);
       },
       error(_s, e) {
+        ended ??= e;
         fail(e);
       },
     },
@@ -144,6 +179,7 @@ async function scraperConnect(port: number): Promise<{ get(): Promise<number>; c
   return {
     get() {
       return new Promise<number>((resolve, reject) => {
+        if (ended !== undefined) return reject(ended);
         waiter = { resolve, reject };
         sock.write(SCRAPE_REQUEST);
       });
@@ -161,19 +197,12 @@ async function scraperConnect(port: number): Promise<{ get(): Promise<number>; c
 async function clientFloor(text: string): Promise<{ latMs: number[]; failures: number }> {
   const bodyFile = join(tmpdir(), `svmrt-bench-floor-${process.pid}.txt`);
   writeFileSync(bodyFile, text);
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
   const script = `const gz = Bun.gzipSync(await Bun.file(${JSON.stringify(bodyFile)}).bytes(), { level: ${METRICS_GZIP_LEVEL} });
-Bun.serve({ hostname: "127.0.0.1", port: ${port}, fetch: (req) => new URL(req.url).pathname === "/healthz" ? new Response("ok\\n") : new Response(gz, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-encoding": "gzip", vary: "accept-encoding" } }) });`;
-  const server = Bun.spawn([process.execPath, "-e", script], { stdout: "ignore", stderr: "inherit" });
+const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(gz, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-encoding": "gzip", vary: "accept-encoding" } }) });
+console.log("port " + s.port);`;
+  const server = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
   try {
-    const t0 = performance.now();
-    for (;;) {
-      try {
-        if ((await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200) break;
-      } catch {}
-      if (performance.now() - t0 > START_WAIT_MAX_ms) throw new Error(`the floor's server did not serve within ${START_WAIT_MAX_ms} ms`);
-      await Bun.sleep(100);
-    }
+    const port = Number((await lineMatch(server.stdout, /^port (\d+)$/m, "the floor's server"))[1]);
     return await scrapeLoad(`http://127.0.0.1:${port}`);
   } finally {
     server.kill("SIGTERM");
@@ -230,7 +259,7 @@ const pct = (xs: number[], p: number) => {
 const cpuAgentConfig = join(tmpdir(), `svmrt-bench-agent-${process.pid}.yaml`);
 writeFileSync(cpuAgentConfig, "kind: AgentConfig\nsvm: { enabled: false }\n");
 let cpuPerRead: { reads: number; cpuS: number; wallS: number };
-{
+try {
   const { child, url } = await agentSpawn(["--config", cpuAgentConfig]);
   try {
     const r0 = sampleReads(await (await fetch(`${url}/metrics`)).text());
@@ -243,8 +272,9 @@ let cpuPerRead: { reads: number; cpuS: number; wallS: number };
   } finally {
     child.kill("SIGTERM");
     await child.exited;
-    rmSync(cpuAgentConfig, { force: true });
   }
+} finally {
+  rmSync(cpuAgentConfig, { force: true });
 }
 
 const { child, url } = await agentSpawn(values.config === undefined ? [] : ["--config", values.config]);
