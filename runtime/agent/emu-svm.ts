@@ -73,6 +73,8 @@ export async function emuSvmRun(o: EmuSvmOptions, signal: AbortSignal): Promise<
         if (o.smiShared) for (const [i] of profile.gpus.entries()) emuSmiVramPublish(o.smiShared, i, machine.model.vramUsedPages[i]! * PAGE_BYTES);
       };
       const timer = setInterval(() => {
+        // After a failure the run is ending: the consumer is not called again.
+        if (failure !== undefined) return;
         try {
           flush();
         } catch (e) {
