@@ -143,12 +143,20 @@ describe("bun run build: the single executable, alone in an empty folder", () =>
       }
       if (url === undefined) throw new Error(`the agent did not start (exit ${proc.exitCode}):\n${log}`);
       expect(log).toContain("svmrt agent: policy adaptive loaded from /$bunfs/root/policies/sampling/adaptive.yaml");
-      const res = await fetch(`${url}/metrics`);
-      expect(res.status).toBe(200);
-      const text = await res.text();
-      // A GPU family read from the emulated library, and an SVM family fed by the emulated KFD's events.
-      expect(text).toMatch(/^gpu_total_vram\{gpu_id="0",.*\} 32768$/m);
-      expect(text).toMatch(/^svm_events_total\{gpu_id="0",kfd_gpu_id="3fe1",event="migrate_start",/m);
+      // A GPU family read from the emulated library, and an SVM family fed by the emulated KFD's
+      // events. The groups are sampled one after another from start: scrape until both are in.
+      const gpuFamily = /^gpu_total_vram\{gpu_id="0",.*\} 32768$/m;
+      const svmFamily = /^svm_events_total\{gpu_id="0",kfd_gpu_id="3fe1",event="migrate_start",/m;
+      let text = "";
+      for (;;) {
+        const res = await fetch(`${url}/metrics`);
+        expect(res.status).toBe(200);
+        text = await res.text();
+        if ((gpuFamily.test(text) && svmFamily.test(text)) || Date.now() > deadline) break;
+        await Bun.sleep(100);
+      }
+      expect(text).toMatch(gpuFamily);
+      expect(text).toMatch(svmFamily);
       proc.kill("SIGTERM");
       expect(await proc.exited).toBe(0);
       await drained;
