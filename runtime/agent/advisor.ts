@@ -99,7 +99,7 @@ function sortedByTime<E extends { ns: bigint }>(events: E[]): E[] {
 }
 
 /** Let timers and I/O (scrapes) run before going on. */
-const yieldToLoop = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+export const yieldToLoop = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** A GPU of the process: its KFD gpu_id; the rest defaults (index: list position, no hive). */
 export type AdvisorGpu = Pick<PolicyGpu, "id"> & Partial<PolicyGpu>;

@@ -32,7 +32,7 @@ import type { SmiLibraryInfo } from "../smi/library.ts";
 import { SmiPool } from "../smi/pool.ts";
 import { SMI_GROUPS } from "../smi/readings.ts";
 import { sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../smi/session.ts";
-import { Advisor } from "./advisor.ts";
+import { Advisor, yieldToLoop } from "./advisor.ts";
 import type { AgentConfig } from "./config.ts";
 import { emuSvmRun } from "./emu-svm.ts";
 import { GpuMetrics } from "./gpu-metrics.ts";
@@ -711,7 +711,7 @@ async function registryRender(reg: Registry<OpenMetricsContentType> | Registry, 
     const metric = m as unknown as { name: string; type: string };
     if (openMetrics && metric.type === "counter" && metric.name.endsWith("_total")) metric.name = metric.name.slice(0, -"_total".length);
     parts.push(await render.getMetricsAsString(metric));
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await yieldToLoop();
   }
   return openMetrics ? `${parts.join("\n")}\n# EOF\n` : `${parts.join("\n\n")}\n`;
 }
