@@ -187,6 +187,18 @@ export function schemaErrors(
 }
 
 /**
+ * Why a path could not be looked up or listed, for a ConfigError's detail: `no such file`, or
+ * the errno name and the system's words (`EACCES: permission denied`), without the
+ * `, stat 'PATH'` tail the system adds (the message names the path already).
+ */
+export function pathErrorDetail(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code ?? "";
+  if (code === "ENOENT") return "no such file";
+  const words = ((e as Error)?.message ?? String(e)).replace(/^[A-Z]+: /, "").replace(/, \w+( '.*')?$/, "");
+  return code === "" ? words : `${code}: ${words}`;
+}
+
+/**
  * Read a configuration file as UTF-8, refusing a missing file, an oversized one (before
  * reading it) and binary data. `expected` says what the file should be, for the message.
  * @throws ConfigError naming the file.
@@ -200,8 +212,7 @@ export function readConfigFile(file: string, maxBytes = CONFIG_FILE_BYTES_MAX, e
     size = st.size;
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? "";
-    throw new ConfigError(at, "", expected, code === "ENOENT" ? "no such file" : `${code ? `${code}: ` : ""}${(e as Error).message.replace(/^[A-Z]+: /, "")}`);
+    throw new ConfigError(at, "", expected, pathErrorDetail(e));
   }
   if (size > maxBytes) throw new ConfigError(at, "", `a file of at most ${maxBytes} bytes`, `it has ${size}`);
   let bytes: Buffer;

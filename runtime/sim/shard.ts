@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { pathErrorDetail } from "../config.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { COMPARE_CELLS_MAX, type CompareCell } from "./compare.ts";
 
@@ -161,9 +162,7 @@ function cellResultProblem(cell: Partial<CompareCell>): string | undefined {
  * errno and the system's words for it.
  */
 function mergePathUnreadable(path: string, expected: string, e: unknown): ConfigError {
-  const code = (e as NodeJS.ErrnoException)?.code ?? "";
-  const words = code === "ENOENT" ? "no such file" : ((e as Error)?.message ?? String(e)).replace(/^[A-Z]+: /, "").replace(/, \w+( '.*')?$/, "");
-  return new ConfigError({ file: path, line: 1, col: 1 }, "", expected, code === "" ? words : `${code}: ${words}`);
+  return new ConfigError({ file: path, line: 1, col: 1 }, "", expected, pathErrorDetail(e));
 }
 
 /**
