@@ -69,35 +69,20 @@ A cell that fails is reported with its stderr; the others complete, and the exit
 `;
 
 /**
- * An --out failure with its errno said once: the system's words for the errno, and the name
- * of the temporary file beside the shard file, only repeat it.
- */
-function outErrnoOnce<T>(act: () => T): T {
-  try {
-    return act();
-  } catch (e) {
-    if (e instanceof IoError && e.errnoName !== "") throw new IoError(e.file, e.op, e.errnoName, e.flag);
-    throw e;
-  }
-}
-
-/**
  * Before the first cell: the shard file can be written. Its temporary file is created and
  * removed again, as the write at the end will create it (root passes the access check of a
  * folder such as /proc, where only creating a file fails); a FIFO or device is only checked.
- * @throws IoError naming the file and the errno once
+ * @throws IoError naming the file, the errno and the system's words, as every output does
  */
 function shardOutputCheck(file: string): void {
-  outErrnoOnce(() => {
-    outputCheck(file, "--out");
-    let regular = true;
-    try {
-      regular = statSync(file).isFile();
-    } catch {
-      // Not there yet: it will be a regular file.
-    }
-    if (regular) OutputFile.open(file, "--out").abort();
-  });
+  outputCheck(file, "--out");
+  let regular = true;
+  try {
+    regular = statSync(file).isFile();
+  } catch {
+    // Not there yet: it will be a regular file.
+  }
+  if (regular) OutputFile.open(file, "--out").abort();
 }
 
 function splitList(flag: string, v: string | undefined): string[] {
@@ -281,7 +266,7 @@ export const compareCommand: Command = {
       const fingerprint = compareFingerprint({ profile: { ...profile, file: undefined }, seed, range, workloads: workloadTexts, policies: revisions });
       const failed = cellFailuresReport(mine.map((m) => m.cell), io);
       const text = shardFileText({ shard, fingerprint, total: matrixCells, profile: profile.name, seed, cells: mine });
-      outErrnoOnce(() => outputWriteAtomic(shardFile!, "--out", text));
+      outputWriteAtomic(shardFile!, "--out", text);
       io.out(`shard ${shard.index}/${shard.count}: ${mine.length} of ${matrixCells} cells -> ${shardFile}\n`);
       return failed > 0 ? EXIT.failed : EXIT.ok;
     }
