@@ -43,6 +43,14 @@ const TARGET_RSS_MB = 100;
 /** Kernel clock ticks per second (/proc/PID/stat units). */
 const CLK_TCK = 100;
 
+/** A failure of the bench itself (the agent does not start, a phase fails): one line, exit 1. */
+const benchFail = (e: unknown): never => {
+  console.error(`bench/agent.ts: ${(e as Error)?.message ?? String(e)}`);
+  process.exit(1);
+};
+process.on("uncaughtException", benchFail);
+process.on("unhandledRejection", benchFail);
+
 const { values } = parseArgs({
   options: {
     "duration-s": { type: "string", default: "600" },
@@ -77,7 +85,7 @@ async function lineMatch(stream: ReadableStream<Uint8Array>, re: RegExp, what: s
   try {
     for (;;) {
       const { done, value } = await Promise.race([reader.read(), timeout]);
-      if (done) throw new Error(`${what}: the process ended first; its output:\n${text}`);
+      if (done) throw new Error(`${what} ended before serving: ${text.trim().split("\n").at(-1) ?? "no output"}`);
       text += decoder.decode(value, { stream: true });
       const m = re.exec(text);
       if (m !== null) {
