@@ -4,6 +4,7 @@
  * Each command lives in runtime/cli/<name>.ts; this file only dispatches and maps errors
  * to the exit codes of cli/exit.ts.
  */
+import { EMU_SVM_CHILD_COMMAND } from "./agent/emu-svm-source.ts";
 import { type CliIO, type Command, processIO } from "./cli/command.ts";
 import { EXIT, EXIT_HELP, exitCodeOf } from "./cli/exit.ts";
 import { commands } from "./cli/commands.ts";
@@ -39,6 +40,11 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
   if (name === "--version") {
     io.out(`${VERSION}\n`);
     return EXIT.ok;
+  }
+  if (name === EMU_SVM_CHILD_COMMAND) {
+    // The agent's emulated SVM source, run by the agent in a child process (not for users).
+    const { emuSvmChildMain } = await import("./agent/emu-svm.ts");
+    return emuSvmChildMain((line) => io.err(`svmrt ${name}: ${line}\n`));
   }
   const cmd: Command | undefined = commands.find((c) => c.name === name);
   if (!cmd) {

@@ -17,6 +17,7 @@
  */
 import { hostname as osHostname } from "node:os";
 import { type OpenMetricsContentType, openMetricsContentType, Registry } from "./prom-lib.ts";
+import { emuSmiVramPublish } from "../emu/smi.ts";
 import { ConfigError, InvariantError, SmiError } from "../errors.ts";
 import { KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, type SmiEvent, SmiEventReader } from "../kfd/smi-events.ts";
@@ -34,7 +35,7 @@ import { SMI_GROUPS } from "../smi/readings.ts";
 import { sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../smi/session.ts";
 import { Advisor, yieldToLoop } from "./advisor.ts";
 import type { AgentConfig } from "./config.ts";
-import { emuSvmRun } from "./emu-svm.ts";
+import { EmuSvmSource } from "./emu-svm-source.ts";
 import { GpuMetrics } from "./gpu-metrics.ts";
 import { httpServe } from "./http.ts";
 import { MultiCounter, MultiGauge, MultiHistogram, TotalCounter } from "./prom.ts";
@@ -141,7 +142,7 @@ export class Agent {
   private folders: PolicyFolder[] = [];
   private timers: ReturnType<typeof setInterval>[] = [];
   /** The emulated SVM source: its stop, and its run (settled once stopped). */
-  private emuSvm: { stop: AbortController; run: Promise<void> } | undefined;
+  private emuSvm: EmuSvmSource | undefined;
   private kfdReaders: SmiEventReader[] = [];
   private kfdDevice: KfdDevice | undefined;
   private advisor: Advisor | undefined;
@@ -516,19 +517,31 @@ export class Agent {
     });
     for (const g of this.inventory) if (g.kfdGpuId !== undefined) this.svm.gpuAdd(g.kfdGpuId);
     if (this.spec.backend === "emulated") {
-      const firstGpu = this.spec.profile.gpus[0]?.id;
-      const stop = new AbortController();
-      const run = emuSvmRun(
-        {
-          profile: this.spec.profile,
+      const { profile, shared } = this.spec;
+      const firstGpu = profile.gpus[0]?.id;
+      const vramClear = (): void => {
+        for (const [i] of profile.gpus.entries()) emuSmiVramPublish(shared, i, 0);
+      };
+      try {
+        this.emuSvm = EmuSvmSource.start({
+          profile,
           workloads: EMU_SVM_WORKLOADS,
           pauseMs: EMU_SVM_PAUSE_ms,
-          smiShared: this.spec.shared,
-          onEvents: (events, dropped) => this.svmFeed(events, dropped, firstGpu),
-        },
-        stop.signal,
-      ).catch((e) => this.log(`emulated SVM workload failed: ${(e as Error).message}`));
-      this.emuSvm = { stop, run };
+          onEvents: (gpuId, events, malformed) => {
+            this.svmFeed(events, 0);
+            this.svm?.malformedSync(gpuId, malformed);
+          },
+          onDropped: (count) => this.svmFeed([], count, firstGpu),
+          onVram: (gpuIndex, bytes) => emuSmiVramPublish(shared, gpuIndex, bytes),
+        });
+      } catch (e) {
+        this.log(`SVM events unavailable: the emulated SVM source cannot start: ${(e as Error).message}; svm_* families stay empty`);
+        return;
+      }
+      this.emuSvm.done.then(vramClear, (e) => {
+        vramClear();
+        this.log(`${(e as Error).message}; svm_* families stop moving`);
+      });
       this.log(`SVM events: EMULATED workloads (${EMU_SVM_WORKLOADS.join(", ")}) on the emulated KFD`);
       return;
     }
@@ -657,8 +670,7 @@ export class Agent {
     this.kfdReaders = [];
     this.kfdDevice?.close();
     if (this.emuSvm) {
-      this.emuSvm.stop.abort();
-      await this.emuSvm.run;
+      await this.emuSvm.stop();
       this.emuSvm = undefined;
     }
     this.advisor?.[Symbol.dispose]?.();

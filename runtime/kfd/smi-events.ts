@@ -399,7 +399,18 @@ export class SmiEventReader implements Disposable {
    */
   pollOnce(): SmiEvent[] {
     const out: SmiEvent[] = [];
-    if (this.fd < 0) return out;
+    this.pollBytes((bytes) => this.parser.push(bytes, out));
+    return out;
+  }
+
+  /**
+   * Read what is ready now, without blocking, and hand each read's bytes to `onBytes`
+   * unparsed (a record may be torn across two reads): for a process that forwards the
+   * stream to another's parser. The bytes are valid only during the call.
+   * @throws KfdError when poll or read fail with anything but EAGAIN/EINTR, or the fd hangs up.
+   */
+  pollBytes(onBytes: (bytes: Uint8Array) => void): void {
+    if (this.fd < 0) return;
     for (let i = 0; i < SMI_READS_PER_POLL_MAX; i++) {
       pollfdSet(this.pollfds, 0, this.fd, POLLIN);
       const ready = this.sys.poll(this.pollfds, 1, 0);
@@ -413,10 +424,9 @@ export class SmiEventReader implements Disposable {
       const n = this.sys.read(this.fd, this.buf);
       if (n === -ERRNO.EAGAIN || n === -ERRNO.EINTR || n === 0) break;
       if (n < 0) throw new KfdError("read SMI events", errnoName(-n), -n, kfdHint("read SMI events", -n));
-      this.parser.push(this.buf.subarray(0, n), out);
+      onBytes(this.buf.subarray(0, n));
       if (n < this.buf.length) break;
     }
-    return out;
   }
 
   /**

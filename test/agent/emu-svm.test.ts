@@ -1,12 +1,12 @@
 /**
- * The agent's emulated SVM source (runtime/agent/emu-svm.ts), run as the agent runs it: on
- * this thread, paced, its events handed to a callback. It stops when asked, and a failure of
- * its consumer or its readers ends the run as a rejection, never as an uncaught exception on
- * the agent's thread (which would end the agent).
+ * The emulated SVM source's workloads (runtime/agent/emu-svm.ts), run on this thread as its
+ * child process runs them: paced, each read of an emulated event fd handed over as bytes. It
+ * stops when asked, and a failure of its consumer or its readers ends the run as a rejection,
+ * never as an uncaught exception. The child process and its frames: emu-svm-source.test.ts.
  */
 import { describe, expect, test } from "bun:test";
 import { emuSvmRun } from "../../runtime/agent/emu-svm.ts";
-import type { SmiEvent } from "../../runtime/kfd/smi-events.ts";
+import { type SmiEvent, SmiEventParser } from "../../runtime/kfd/smi-events.ts";
 import { loadProfile } from "../../runtime/sim/profile.ts";
 
 const PROFILE = loadProfile("dev-2gpu");
@@ -28,26 +28,32 @@ describe("the emulated SVM source", () => {
     "delivers KFD SMI events of the profile's GPUs and stops mid-workload when asked",
     async () => {
       const events: SmiEvent[] = [];
-      const workloads = new Set<string>();
+      const parsers = new Map(PROFILE.gpus.map((g) => [g.id, new SmiEventParser(g.id)]));
+      const vram = new Map<number, number>();
       const stop = new AbortController();
       const run = emuSvmRun(
         {
           profile: PROFILE,
           workloads: ["pingpong"],
           pauseMs: 10,
-          onEvents: (b, _d, w) => {
-            events.push(...b);
-            workloads.add(w);
+          onBytes: (gpuId, bytes) => {
+            const p = parsers.get(gpuId);
+            if (p === undefined) throw new Error(`bytes of gpu_id ${gpuId}, not a GPU of the profile`);
+            p.push(bytes, events);
           },
+          onDropped: () => {},
+          onVram: (i, bytes) => vram.set(i, Math.max(vram.get(i) ?? 0, bytes)),
         },
         stop.signal,
       );
-      await until(() => events.length > 0, "the first events");
+      await until(() => events.length > 0 && [...vram.values()].some((b) => b > 0), "the first events and VRAM in use");
       stop.abort();
       await run;
-      const gpus = new Set(PROFILE.gpus.map((g) => g.id));
-      expect(events.every((e) => !("gpuId" in e) || gpus.has(e.gpuId))).toBe(true);
-      expect([...workloads]).toEqual(["pingpong"]);
+      // Whole records, every one parsed: a torn record is joined by the parser.
+      expect([...parsers.values()].map((p) => p.malformedCount)).toEqual(PROFILE.gpus.map(() => 0));
+      expect(new Set(events.map((e) => e.kind)).has("MIGRATE_END")).toBe(true);
+      // VRAM is given per GPU index of the profile, and none past it.
+      expect([...vram.keys()].sort()).toEqual(PROFILE.gpus.map((_, i) => i));
       // Nothing more arrives once the run has resolved.
       const n = events.length;
       await Bun.sleep(50);
@@ -66,10 +72,12 @@ describe("the emulated SVM source", () => {
           profile: PROFILE,
           workloads: ["stream"],
           pauseMs: 10,
-          onEvents: () => {
+          onBytes: () => {
             calls++;
             throw new Error("consumer failed");
           },
+          onDropped: () => {},
+          onVram: () => {},
         },
         stop.signal,
       );
@@ -84,7 +92,7 @@ describe("the emulated SVM source", () => {
   );
 
   test("an unknown workload name is a rejection naming it", async () => {
-    const run = emuSvmRun({ profile: PROFILE, workloads: ["no-such-workload"], pauseMs: 10, onEvents: () => {} }, new AbortController().signal);
+    const run = emuSvmRun({ profile: PROFILE, workloads: ["no-such-workload"], pauseMs: 10, onBytes: () => {}, onDropped: () => {}, onVram: () => {} }, new AbortController().signal);
     await expect(run).rejects.toThrow("unknown built-in workload 'no-such-workload'");
   });
 });
