@@ -7,6 +7,7 @@
 import { EMU_SVM_CHILD_COMMAND } from "./agent/emu-svm-source.ts";
 import { type CliIO, type Command, processIO } from "./cli/command.ts";
 import { EXIT, EXIT_HELP, exitCodeOf } from "./cli/exit.ts";
+import { agentJscRestart } from "./cli/agent.ts";
 import { commands } from "./cli/commands.ts";
 import { BrokenPipeError, InvariantError, UsageError } from "./errors.ts";
 
@@ -71,6 +72,10 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
 }
 
 if (import.meta.main) {
-  const code = await main(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  // Returns only when the agent does not restart with its JavaScriptCore options.
+  const why = agentJscRestart(argv);
+  if (why !== undefined) process.stderr.write(`svmrt agent: ${why}\n`);
+  const code = await main(argv);
   process.exit(code);
 }

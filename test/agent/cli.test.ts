@@ -6,11 +6,12 @@
  * found by the "serving on" line it logs; every child is killed and every temp file removed.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { AGENT_STOP_MAX_ms } from "../../runtime/cli/agent.ts";
+import { AGENT_JIT_ENV, EMU_SVM_CHILD_COMMAND } from "../../runtime/agent/emu-svm-source.ts";
+import { AGENT_JSC_ENV, AGENT_STOP_MAX_ms } from "../../runtime/cli/agent.ts";
 import { EXIT } from "../../runtime/cli/exit.ts";
 import { AMDSMI_DOUBLE_CONFIG_ENV } from "../../runtime/ffi/amdsmi-double.ts";
 import { amdsmiDoubleFixture } from "../ffi/amdsmi-double.ts";
@@ -372,6 +373,68 @@ describe("svmrt agent: configuration", () => {
       expect(await child.exit()).toBe(EXIT.ok);
       // The socket file goes with the server.
       expect(existsSync(sock)).toBe(false);
+    } finally {
+      await child.kill();
+    }
+  }, 90_000);
+});
+
+/** The environment variables of a running process. */
+function environOf(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
+    const eq = kv.indexOf("=");
+    if (eq > 0) out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
+
+/** The pid of the child of `parent` running the emulated SVM source. */
+function emuSvmChildOf(parent: number): number | undefined {
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === parent && readFileSync(`/proc/${name}/cmdline`, "utf8").includes(EMU_SVM_CHILD_COMMAND)) return Number(name);
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  return undefined;
+}
+
+describe("svmrt agent: JavaScriptCore options", () => {
+  const jit = Object.keys(AGENT_JSC_ENV);
+
+  test("it restarts itself once with AGENT_JSC_ENV (same pid), and its emulated SVM child runs without them", async () => {
+    const child = agentSpawn(["--listen", "127.0.0.1:0"]);
+    try {
+      await servingUrl(child);
+      const env = environOf(child.proc.pid);
+      expect(jit.map((k) => env[k])).toEqual(Object.values(AGENT_JSC_ENV));
+      expect(env[AGENT_JIT_ENV]).toBe(jit.join(","));
+      const emu = await waitFor("the emulated SVM child", () => emuSvmChildOf(child.proc.pid));
+      const emuEnv = environOf(emu);
+      expect([...jit, AGENT_JIT_ENV].filter((k) => k in emuEnv)).toEqual([]);
+      expect(child.stderr()).not.toContain("could not restart");
+      child.proc.kill("SIGTERM");
+      expect(await child.exit()).toBe(EXIT.ok);
+      await expectStoppedBy(child, "SIGTERM");
+    } finally {
+      await child.kill();
+    }
+  }, 90_000);
+
+  test("a value the user set is kept: no restart, and the emulated SVM child gets the same", async () => {
+    const child = agentSpawn(["--listen", "127.0.0.1:0"], { BUN_JSC_useDFGJIT: "1" });
+    try {
+      await servingUrl(child);
+      const env = environOf(child.proc.pid);
+      expect(env.BUN_JSC_useDFGJIT).toBe("1");
+      expect(env[AGENT_JIT_ENV]).toBeUndefined();
+      const emu = await waitFor("the emulated SVM child", () => emuSvmChildOf(child.proc.pid));
+      expect(environOf(emu).BUN_JSC_useDFGJIT).toBe("1");
     } finally {
       await child.kill();
     }
