@@ -18,17 +18,21 @@
  *   fetch() was the client before: against the plain server alone it measured p99 7.6 and
  *   16.0 ms in two runs, the raw connection 1.5 and 1.5 ms;
  * - the agent's RSS after --duration-s (target <= 100 MB with the default policies), read
- *   from /proc/PID/status, and its peak (VmHWM);
+ *   from /proc/PID/status, its peak (VmHWM), and its median over the second half (read at
+ *   each 15 s scrape);
+ * - the emulated SVM source, a child process of the agent (no such process on a GPU host):
+ *   its RSS, peak, and CPU time during the scrapes and in all, reported apart (emu_svm_source);
  * - CPU per sample: a second agent with the SVM source off (its emulated workload would
  *   dominate) runs CPU_PHASE_s without scrapes; its user+system CPU time (/proc/PID/stat) over
  *   the group reads it made (svmrt_sample_duration_seconds_count) in that time.
  * Wall time and the agent's CPU time are reported side by side: the machines here are shared.
  */
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { METRICS_GZIP_LEVEL } from "../runtime/agent/agent.ts";
+import { EMU_SVM_CHILD_COMMAND } from "../runtime/agent/emu-svm-source.ts";
 
 /** How long the scrapers run, s. */
 const SCRAPE_PHASE_s = 20;
@@ -124,6 +128,24 @@ const procStat = (pid: number): { cpuS: number } => {
   return { cpuS: (Number(rest[11]) + Number(rest[12])) / CLK_TCK };
 };
 const sampleReads = (text: string) => [...text.matchAll(/^svmrt_sample_duration_seconds_count\{[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
+/** The pid of `parent`'s child running the emulated SVM source (waited for: it starts with the agent). */
+async function emuSvmChildOf(parent: number): Promise<number | undefined> {
+  for (let tries = 0; tries < 50; tries++) {
+    for (const name of readdirSync("/proc")) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        if (ppid === parent && readFileSync(`/proc/${name}/cmdline`, "utf8").includes(EMU_SVM_CHILD_COMMAND)) return Number(name);
+      } catch {
+        // Ended while being read.
+      }
+    }
+    await Bun.sleep(100);
+  }
+  return undefined;
+}
+
 const procMem = (pid: number): { rssMB: number; hwmMB: number } => {
   const s = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
@@ -289,20 +311,27 @@ const { child, url } = await agentSpawn(values.config === undefined ? [] : ["--c
 try {
   const started = performance.now();
   const cpu0 = procStat(child.pid).cpuS;
+  const emu = await emuSvmChildOf(child.pid);
+  const emuCpu0 = emu === undefined ? 0 : procStat(emu).cpuS;
 
   const load = await scrapeLoad(url);
   const lat = load.latMs;
   const failures = load.failures;
   const cpuScrape = procStat(child.pid).cpuS - cpu0;
+  const emuCpuScrape = emu === undefined ? 0 : procStat(emu).cpuS - emuCpu0;
   const scrapeWallS = (performance.now() - started) / 1000;
 
-  // Idle phase until --duration-s, scraped every 15 s like Prometheus.
+  // Idle phase until --duration-s, scraped every 15 s like Prometheus; RSS read at each.
+  const idleRss: number[] = [];
   while (performance.now() - started < durationS * 1000) {
     await Bun.sleep(15_000);
     await (await fetch(`${url}/metrics`)).text();
+    if (performance.now() - started >= (durationS * 1000) / 2) idleRss.push(procMem(child.pid).rssMB);
   }
   const text = await (await fetch(`${url}/metrics`)).text();
   const mem = procMem(child.pid);
+  const emuMem = emu === undefined ? undefined : procMem(emu);
+  const emuCpuTotal = emu === undefined ? 0 : procStat(emu).cpuS;
   const p99 = pct(lat, 99);
   child.kill("SIGTERM");
   await child.exited;
@@ -327,6 +356,12 @@ try {
       duration_s: durationS,
       rss_mb: Number(mem.rssMB.toFixed(1)),
       rss_peak_mb: Number(mem.hwmMB.toFixed(1)),
+      rss_mb_median_second_half: idleRss.length > 0 ? Number(pct(idleRss, 50).toFixed(1)) : null,
+      rss_mb_samples_second_half: idleRss.length,
+      emu_svm_source:
+        emuMem === undefined
+          ? null
+          : { rss_mb: Number(emuMem.rssMB.toFixed(1)), rss_peak_mb: Number(emuMem.hwmMB.toFixed(1)), cpu_s_during_scrapes: Number(emuCpuScrape.toFixed(2)), cpu_s_total: Number(emuCpuTotal.toFixed(2)) },
       cpu_phase: { svm_source: false, wall_s: Number(cpuPerRead.wallS.toFixed(2)), cpu_s: Number(cpuPerRead.cpuS.toFixed(2)), sample_reads: cpuPerRead.reads },
       cpu_us_per_sample_read: cpuPerRead.reads > 0 ? Number(((cpuPerRead.cpuS * 1e6) / cpuPerRead.reads).toFixed(1)) : null,
       targets: { metrics_latency_ms_p99: TARGET_P99_ms, rss_mb: TARGET_RSS_MB },
