@@ -195,8 +195,9 @@ export class EmuSvmSource {
       // Not permitted here (a container without CAP_SYS_NICE may refuse): the child keeps the agent's priority.
     }
     const config: EmuSvmChildConfig = { profile: o.profile, workloads: o.workloads, pauseMs: o.pauseMs };
-    this.child.stdin.write(`${JSON.stringify(config)}\n`);
-    this.child.stdin.flush();
+    // A child that is already gone makes these fail: its exit says why (run()).
+    void Promise.resolve(this.child.stdin.write(`${JSON.stringify(config)}\n`)).catch(() => undefined);
+    void Promise.resolve(this.child.stdin.flush()).catch(() => undefined);
     this.done = this.run();
   }
 
@@ -217,7 +218,7 @@ export class EmuSvmSource {
   async stop(): Promise<void> {
     this.stopping = true;
     try {
-      this.child.stdin.end();
+      void Promise.resolve(this.child.stdin.end()).catch(() => undefined);
     } catch {
       // Already closed: the child has exited or is exiting.
     }

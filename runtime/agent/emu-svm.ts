@@ -27,12 +27,6 @@ export const EMU_SVM_DUTY_MAX = 0.1;
 export const EMU_SVM_PAUSE_MAX_ms = 3_600_000;
 /** Largest first line of the child's stdin (its EmuSvmChildConfig), bytes. */
 export const EMU_SVM_CONFIG_MAX_bytes = 1 << 20;
-/**
- * Bytes the child may have written that the agent has not yet read; beyond this it stops
- * reading its event fds until the agent catches up, and the emulated kernel drops events on
- * full fifos and counts them, as the kernel does for a slow reader.
- */
-export const EMU_SVM_BACKLOG_MAX_bytes = 1 << 20;
 
 export interface EmuSvmOptions {
   profile: MachineProfile;
@@ -170,8 +164,16 @@ export async function emuSvmChildMain(err: (line: string) => void): Promise<numb
   })().catch(() => stop.abort());
   const out = process.stdout;
   out.on("error", () => stop.abort());
+  // While stdout is above its high-water mark (the agent reads slower than the workloads
+  // produce), the event fds are not read: the emulated kernel's fifos fill and it drops and
+  // counts events, as the kernel does for a slow reader. The child holds at most one poll of
+  // one fd (SMI_READS_PER_POLL_MAX reads of SMI_READ_BUFFER_bytes) beyond the mark.
+  let backedUp = false;
+  out.on("drain", () => {
+    backedUp = false;
+  });
   const write = (frame: Uint8Array): void => {
-    if (!out.destroyed) out.write(frame);
+    if (!out.destroyed && !out.write(frame)) backedUp = true;
   };
   // A GPU's VRAM is sent when it changes.
   const vramSent = new Map<number, number>();
@@ -186,7 +188,7 @@ export async function emuSvmChildMain(err: (line: string) => void): Promise<numb
           vramSent.set(gpuIndex, bytes);
           write(emuSvmFrame(EMU_SVM_FRAME.vram, gpuIndex, emuSvmVramPayload(bytes)));
         },
-        paused: () => out.writableLength > EMU_SVM_BACKLOG_MAX_bytes,
+        paused: () => backedUp,
       },
       stop.signal,
     );

@@ -91,6 +91,37 @@ describe("the emulated SVM source", () => {
     TEST_TIMEOUT_ms,
   );
 
+  test(
+    "while paused (its consumer is behind) no fd is read: the emulated kernel's fifos fill and it drops and counts events",
+    async () => {
+      let bytes = 0;
+      let dropped = 0;
+      const stop = new AbortController();
+      const run = emuSvmRun(
+        {
+          profile: PROFILE,
+          workloads: ["stream"],
+          pauseMs: 10,
+          onBytes: (_gpu, b) => {
+            bytes += b.length;
+          },
+          onDropped: (n) => {
+            dropped += n;
+          },
+          onVram: () => {},
+          paused: () => true,
+        },
+        stop.signal,
+      );
+      await until(() => dropped > 0, "the first dropped events");
+      stop.abort();
+      await run;
+      expect(bytes).toBe(0);
+      expect(dropped).toBeGreaterThan(0);
+    },
+    TEST_TIMEOUT_ms,
+  );
+
   test("an unknown workload name is a rejection naming it", async () => {
     const run = emuSvmRun({ profile: PROFILE, workloads: ["no-such-workload"], pauseMs: 10, onBytes: () => {}, onDropped: () => {}, onVram: () => {} }, new AbortController().signal);
     await expect(run).rejects.toThrow("unknown built-in workload 'no-such-workload'");
