@@ -52,6 +52,7 @@ import {
 import { MigrationCtx, inputProblem } from "../policy/inputs.ts";
 import type { Policy, SandboxMigrationDecider } from "../policy/policy.ts";
 import { PAGE_BYTES } from "../svm/constants.ts";
+import { yieldToLoop } from "./loop.ts";
 
 /** SMI events held between ticks; beyond this the oldest are dropped and counted. */
 export const ADVISOR_PENDING_EVENTS_MAX = 65_536;
@@ -98,8 +99,6 @@ function sortedByTime<E extends { ns: bigint }>(events: E[]): E[] {
   return Array.from(keys, (k) => events[k % 2 ** SORT_INDEX_BITS]!);
 }
 
-/** Let timers and I/O (scrapes) run before going on. */
-export const yieldToLoop = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** A GPU of the process: its KFD gpu_id; the rest defaults (index: list position, no hive). */
 export type AdvisorGpu = Pick<PolicyGpu, "id"> & Partial<PolicyGpu>;

@@ -33,11 +33,12 @@ import type { SmiLibraryInfo } from "../smi/library.ts";
 import { SmiPool } from "../smi/pool.ts";
 import { SMI_GROUPS } from "../smi/readings.ts";
 import { sessionClosingSet, sessionModeRequest, sessionSharedCreate, sessionStatsOf } from "../smi/session.ts";
-import { Advisor, yieldToLoop } from "./advisor.ts";
+import { Advisor } from "./advisor.ts";
 import type { AgentConfig } from "./config.ts";
 import { EmuSvmSource } from "./emu-svm-source.ts";
 import { GpuMetrics } from "./gpu-metrics.ts";
 import { httpServe } from "./http.ts";
+import { yieldToLoop } from "./loop.ts";
 import { MultiCounter, MultiGauge, MultiHistogram, TotalCounter } from "./prom.ts";
 import { type SampleEvent, Sampler } from "./sampler.ts";
 import { SvmMetrics } from "./svm-metrics.ts";
@@ -540,7 +541,9 @@ export class Agent {
       }
       this.emuSvm.done.then(vramClear, (e) => {
         vramClear();
-        this.log(`${(e as Error).message}; svm_* families stop moving`);
+        // While the agent stops, the child may die of the same signal first (a service
+        // manager signals every process of the unit): nothing to report then.
+        if (this.stopping === undefined) this.log(`${(e as Error).message}; svm_* families stop moving`);
       });
       this.log(`SVM events: EMULATED workloads (${EMU_SVM_WORKLOADS.join(", ")}) on the emulated KFD`);
       return;

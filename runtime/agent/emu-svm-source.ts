@@ -25,6 +25,7 @@
  * Its stdin: one line of JSON (EmuSvmChildConfig), then nothing until it ends.
  */
 import { setPriority } from "node:os";
+import { yieldToLoop } from "./loop.ts";
 import { cliArgv } from "../assets.ts";
 import { SMI_READ_BUFFER_bytes, type SmiEvent, SmiEventParser } from "../kfd/smi-events.ts";
 import { type MachineProfile, VRAM_BYTES_MAX } from "../sim/profile.ts";
@@ -43,8 +44,15 @@ export const EMU_SVM_VRAM_PAYLOAD_bytes = 8;
 export const EMU_SVM_NICE = 10;
 /** Longest the child may take to exit after its stdin ends, ms; then it is killed. */
 export const EMU_SVM_STOP_WAIT_ms = 3_000;
-/** Tail of the child's stderr kept for the line saying why it ended, bytes. */
-export const EMU_SVM_STDERR_TAIL_bytes = 4096;
+/** Tail of the child's stderr kept for the line saying why it ended, characters. */
+export const EMU_SVM_STDERR_TAIL_chars = 4096;
+/**
+ * Bytes of the child's stream handled in one turn of the event loop; then timers and
+ * scrapes run before the next. Bun reads a child's pipe as fast as it fills, so the child's
+ * own backpressure starts only while this thread is busy: this bound keeps a fast child from
+ * holding the agent's thread.
+ */
+export const EMU_SVM_READ_TURN_MAX_bytes = 64 * 1024;
 /**
  * Environment variable the agent sets when it chose its own JavaScriptCore options (see
  * runtime/cli/agent.ts): the child then gets the options the user had, not the agent's.
@@ -275,18 +283,23 @@ export class EmuSvmSource {
         }
       }
     };
+    let turn = 0;
     for await (const chunk of this.child.stdout) {
-      if (this.failed) return;
       decoder.push(chunk, onFrame);
+      turn += chunk.length;
+      if (turn >= EMU_SVM_READ_TURN_MAX_bytes) {
+        turn = 0;
+        await yieldToLoop();
+      }
     }
     if (!decoder.atBoundary) throw new EmuSvmStreamError(`the stream ended inside frame ${decoder.frames + 1}`);
   }
 
-  /** Keep the last EMU_SVM_STDERR_TAIL_bytes of the child's stderr. */
+  /** Keep the last EMU_SVM_STDERR_TAIL_chars of the child's stderr. */
   private async stderrCollect(): Promise<void> {
     const text = new TextDecoder();
     for await (const chunk of this.child.stderr) {
-      this.stderrTail = (this.stderrTail + text.decode(chunk, { stream: true })).slice(-EMU_SVM_STDERR_TAIL_bytes);
+      this.stderrTail = (this.stderrTail + text.decode(chunk, { stream: true })).slice(-EMU_SVM_STDERR_TAIL_chars);
     }
   }
 }
@@ -299,5 +312,9 @@ function spawnChild(argv: readonly string[]) {
     for (const k of (env[AGENT_JIT_ENV] ?? "").split(",")) delete env[k];
     delete env[AGENT_JIT_ENV];
   }
-  return Bun.spawn([...argv], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+  // A session of its own: a signal to the agent's process group (a terminal's hang-up or
+  // Ctrl-C) does not reach it. A service manager that signals every process of the agent's
+  // cgroup does; the child ignores those signals once it runs (emuSvmChildMain), and the
+  // agent does not report a child that dies while it stops.
+  return Bun.spawn([...argv], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env, detached: true });
 }

@@ -70,10 +70,12 @@ export async function emuSvmRun(o: EmuSvmOptions, signal: AbortSignal): Promise<
       dev = KfdDevice.open(sys);
       for (const g of profile.gpus) readers.push(SmiEventReader.open(dev, g.id, SMI_EVENTS_ALL));
       let droppedSeen = 0;
-      const flush = (): void => {
+      // `final`: the run's last read, whatever `paused` says (the readers close next, and
+      // what their fifos hold would be lost uncounted).
+      const flush = (final = false): void => {
         for (const r of readers) {
           // Until the fd has nothing more (pollBytes stops after SMI_READS_PER_POLL_MAX reads).
-          for (let more = true; more && o.paused?.() !== true; ) {
+          for (let more = true; more && (final || o.paused?.() !== true); ) {
             more = false;
             r.pollBytes((bytes) => {
               more = true;
@@ -105,7 +107,7 @@ export async function emuSvmRun(o: EmuSvmOptions, signal: AbortSignal): Promise<
       }
       if (failure !== undefined) throw failure.error;
       // The run's last events.
-      flush();
+      flush(true);
       for (const [i] of profile.gpus.entries()) o.onVram(i, 0);
     } finally {
       signal.removeEventListener("abort", onStop);
@@ -139,20 +141,27 @@ export async function emuSvmRun(o: EmuSvmOptions, signal: AbortSignal): Promise<
  */
 export async function emuSvmChildMain(err: (line: string) => void): Promise<number> {
   const stop = new AbortController();
+  // The agent ends it by ending its stdin. A signal to the agent's process group (a
+  // terminal's hang-up or Ctrl-C, a service manager stopping the whole group) must not end
+  // it first: the agent would go on reloading, or stopping in order, with its source dead.
+  for (const sig of ["SIGHUP", "SIGINT", "SIGTERM"] as const) process.on(sig, () => {});
   const input = Bun.stdin.stream().getReader();
-  let text = "";
-  const decoder = new TextDecoder();
-  for (;;) {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  let newline = -1;
+  while (newline < 0) {
     const { done, value } = await input.read();
     if (done) return 0;
-    text += decoder.decode(value, { stream: true });
-    if (text.includes("\n")) break;
-    if (text.length > EMU_SVM_CONFIG_MAX_bytes) {
+    const nl = value.indexOf(0x0a);
+    if (nl >= 0) newline = length + nl;
+    chunks.push(value);
+    length += value.length;
+    if ((newline < 0 ? length : newline) > EMU_SVM_CONFIG_MAX_bytes) {
       err(`the config line on stdin is longer than ${EMU_SVM_CONFIG_MAX_bytes} bytes`);
       return 2;
     }
   }
-  const config = configParse(text.slice(0, text.indexOf("\n")));
+  const config = configParse(new TextDecoder().decode(Buffer.concat(chunks).subarray(0, newline)));
   if (typeof config === "string") {
     err(`the config line on stdin ${config}`);
     return 2;

@@ -2,6 +2,7 @@
  * `svmrt agent`: run the daemon until SIGTERM or SIGINT (exit 0 after an orderly stop);
  * SIGHUP reloads the policy folders.
  */
+import { readFileSync } from "node:fs";
 import { Agent } from "../agent/agent.ts";
 import { type AgentConfig, agentConfigDefault, agentConfigFilesCheck, agentConfigRead, LISTEN_EXPECTED, listenDetail, listenParse } from "../agent/config.ts";
 import { cliArgv } from "../assets.ts";
@@ -96,21 +97,48 @@ export function listenErrorLine(e: unknown, listen: AgentConfig["listen"]): stri
 export const AGENT_JSC_ENV: Readonly<Record<string, string>> = { BUN_JSC_useDFGJIT: "0" };
 
 /**
- * Start this process again as itself with AGENT_JSC_ENV, when `argv` (the CLI's arguments)
- * runs the agent and the options are not in effect yet: the same pid and stdio, so a service
- * manager or a shell sees no difference. Call it before anything is opened or written. It
- * marks the environment with AGENT_JIT_ENV (listing the variables it set), which stops a
- * second restart and lets the agent's child processes drop them again.
- * @returns when it did not restart: why (the errno of execve included), or undefined when
- *   there was nothing to do.
+ * The environment this process was started with (/proc/self/environ): without the values
+ * Bun loads from a `.env` file into process.env, which the restarted process loads itself.
+ * process.env when that file cannot be read.
  */
-export function agentJscRestart(argv: readonly string[]): string | undefined {
+function startEnvironment(): Record<string, string | undefined> {
+  try {
+    const env: Record<string, string> = {};
+    for (const kv of readFileSync("/proc/self/environ", "utf8").split("\0")) {
+      const eq = kv.indexOf("=");
+      if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
+    return env;
+  } catch {
+    return { ...process.env };
+  }
+}
+
+/**
+ * Start this process again as itself with AGENT_JSC_ENV, when `argv` (the CLI's arguments)
+ * runs the agent and the options are not in effect yet: the same pid, stdio and Bun flags
+ * (`bun --smol ...`), so a service manager or a shell sees no difference. Call it before
+ * anything is opened or written. It marks the environment with AGENT_JIT_ENV (listing the
+ * variables it set), which stops a second restart and lets the agent's child processes drop
+ * them again.
+ * @param exec execve, or a stand-in for tests.
+ * @returns when it did not restart: why (execve's errno, or why it could not be called), or
+ *   undefined when there was nothing to do.
+ */
+export function agentJscRestart(argv: readonly string[], exec: typeof execve = execve): string | undefined {
   if (argv[0] !== "agent" || argv.includes("--help") || argv.includes("-h")) return undefined;
   if (process.env[AGENT_JIT_ENV] !== undefined) return undefined;
   if (Object.keys(AGENT_JSC_ENV).some((k) => process.env[k] !== undefined)) return undefined;
-  const env = { ...process.env, ...AGENT_JSC_ENV, [AGENT_JIT_ENV]: Object.keys(AGENT_JSC_ENV).join(",") };
-  const errno = execve(process.execPath, [...cliArgv(), ...argv], env);
-  return `could not restart with its JavaScriptCore options (${errnoName(errno)}); running with Bun's defaults`;
+  const env = { ...startEnvironment(), ...AGENT_JSC_ENV, [AGENT_JIT_ENV]: Object.keys(AGENT_JSC_ENV).join(",") };
+  const [program, ...script] = cliArgv();
+  const why = "could not restart with its JavaScriptCore options";
+  try {
+    const errno = exec(process.execPath, [program!, ...process.execArgv, ...script, ...argv], env);
+    return `${why} (${errnoName(errno)}); running with Bun's defaults`;
+  } catch (e) {
+    // No libc.so.6 to bind (a musl system), say.
+    return `${why} (${(e as Error).message}); running with Bun's defaults`;
+  }
 }
 
 export interface AgentCommandDeps {

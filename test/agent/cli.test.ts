@@ -11,9 +11,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { AGENT_JIT_ENV, EMU_SVM_CHILD_COMMAND } from "../../runtime/agent/emu-svm-source.ts";
-import { AGENT_JSC_ENV, AGENT_STOP_MAX_ms } from "../../runtime/cli/agent.ts";
+import { AGENT_JSC_ENV, AGENT_STOP_MAX_ms, agentJscRestart } from "../../runtime/cli/agent.ts";
 import { EXIT } from "../../runtime/cli/exit.ts";
 import { AMDSMI_DOUBLE_CONFIG_ENV } from "../../runtime/ffi/amdsmi-double.ts";
+import { ERRNO } from "../../runtime/ffi/errno.ts";
 import { amdsmiDoubleFixture } from "../ffi/amdsmi-double.ts";
 import { seriesValue, waitFor } from "./helpers.ts";
 
@@ -439,4 +440,37 @@ describe("svmrt agent: JavaScriptCore options", () => {
       await child.kill();
     }
   }, 90_000);
+});
+
+describe("svmrt agent: its restart, with execve stood in for", () => {
+  test("the agent's command restarts once: Bun's flags, the CLI, the arguments, the options and the marker", () => {
+    const calls: { path: string; argv: readonly string[]; env: Readonly<Record<string, string | undefined>> }[] = [];
+    const why = agentJscRestart(["agent", "--listen", "127.0.0.1:0"], (path, argv, env) => {
+      calls.push({ path, argv, env });
+      return ERRNO.ENOENT;
+    });
+    // Returned (the stand-in fails): one line saying so, with the errno.
+    expect(why).toBe("could not restart with its JavaScriptCore options (ENOENT); running with Bun's defaults");
+    expect(calls.length).toBe(1);
+    const c = calls[0]!;
+    expect(c.path).toBe(process.execPath);
+    expect(c.argv).toEqual([process.execPath, ...process.execArgv, join(ROOT, "runtime", "cli.ts"), "agent", "--listen", "127.0.0.1:0"]);
+    expect(Object.keys(AGENT_JSC_ENV).map((k) => c.env[k])).toEqual(Object.values(AGENT_JSC_ENV));
+    expect(c.env[AGENT_JIT_ENV]).toBe(Object.keys(AGENT_JSC_ENV).join(","));
+    expect(c.env.PATH).toBe(process.env.PATH);
+  });
+
+  test("nothing to do for other commands, for help, or when execve cannot even be bound", () => {
+    const never = (): number => {
+      throw new Error("execve called");
+    };
+    expect(agentJscRestart(["sim", "--help"], never)).toBeUndefined();
+    expect(agentJscRestart(["agent", "--help"], never)).toBeUndefined();
+    expect(agentJscRestart(["agent", "-h"], never)).toBeUndefined();
+    expect(agentJscRestart([], never)).toBeUndefined();
+    const thrown = agentJscRestart(["agent"], () => {
+      throw new Error("libc.so.6: cannot open shared object file");
+    });
+    expect(thrown).toBe("could not restart with its JavaScriptCore options (libc.so.6: cannot open shared object file); running with Bun's defaults");
+  });
 });

@@ -175,6 +175,29 @@ describe("the emulated SVM source's child process", () => {
   );
 
   test(
+    "the child runs in a session of its own and outlives SIGHUP, SIGINT and SIGTERM (a service manager signalling every process of the unit); only its stdin ends it",
+    async () => {
+      const { got, opts } = recording({ workloads: ["stream"] });
+      const src = EmuSvmSource.start(opts);
+      try {
+        await until(() => got.events.length > 0, "the first events");
+        const stat = readFileSync(`/proc/${src.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+        // Fields 6 and 5 of stat: session id and process group, both its own pid.
+        expect([Number(stat[3]), Number(stat[2])]).toEqual([src.pid, src.pid]);
+        for (const sig of ["SIGHUP", "SIGINT", "SIGTERM"] as const) process.kill(src.pid, sig);
+        const n = got.events.length;
+        await until(() => got.events.length > n, "events after the signals");
+        expect(exited(src.pid)).toBe(false);
+      } finally {
+        await src.stop();
+      }
+      await src.done;
+      expect(exited(src.pid)).toBe(true);
+    },
+    TEST_TIMEOUT_ms,
+  );
+
+  test(
     "a child that fails ends the source with its exit code and the last line it wrote",
     async () => {
       const { opts } = recording({ workloads: ["no-such-workload"] });
@@ -242,13 +265,17 @@ describe("the emulated SVM source's child process", () => {
         console.log(src.pid);
         setInterval(() => {}, 1000);`;
       const parent = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
-      const reader = parent.stdout.getReader();
-      const first = new TextDecoder().decode((await reader.read()).value);
-      const childPid = Number(first.trim());
-      expect(Number.isInteger(childPid) && childPid > 0).toBe(true);
-      expect(exited(childPid)).toBe(false);
-      parent.kill("SIGKILL");
-      await parent.exited;
+      let childPid = 0;
+      try {
+        const reader = parent.stdout.getReader();
+        childPid = Number(new TextDecoder().decode((await reader.read()).value).trim());
+        expect(Number.isInteger(childPid) && childPid > 0).toBe(true);
+        expect(exited(childPid)).toBe(false);
+      } finally {
+        // Whatever failed above, the parent goes, and with it the child's stdin.
+        parent.kill("SIGKILL");
+        await parent.exited;
+      }
       await until(() => exited(childPid), "the child's exit");
       expect(exited(childPid)).toBe(true);
     },
