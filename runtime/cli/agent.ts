@@ -90,8 +90,9 @@ export function listenErrorLine(e: unknown, listen: AgentConfig["listen"]): stri
  * JavaScriptCore options `svmrt agent` runs with (Bun reads them from the environment at
  * start): no DFG tier. The agent's hot code is small (event parsing, counters, rendering) and
  * the baseline JIT serves it; the DFG compiler's memory stayed resident instead. Measured side
- * by side (16 emulated GPUs, median RSS over the second half of 150 s): 94.8 MB without DFG
- * against 107.7 MB with it, for 4% more agent CPU. When the environment sets any of these
+ * by side (bench/agent-memory.ts: 16 emulated GPUs, median RSS over the second half of
+ * 150 s): 94.8 and 95.9 MB without DFG against 107.7 and 107.5 MB with it in two runs, for
+ * 4% and 8% more agent CPU. When the environment sets any of these
  * variables, the user's values are kept and nothing is changed.
  */
 export const AGENT_JSC_ENV: Readonly<Record<string, string>> = { BUN_JSC_useDFGJIT: "0" };
