@@ -469,8 +469,23 @@ export class EmuKfd implements Syscalls {
       const at = structDecode("svm_attribute", v, base + i * SVA.size);
       attrs.push([at.type, at.value]);
     }
-    // svm_range_check_attr: every attribute is checked before anything changes.
+    const s = Number(startPage);
+    const n = Number(npages);
     const model = this.machine.model;
+    if (a.op === SVM_OP.GET_ATTR) {
+      // svm_range_get_attr checks the interval (the model's svm_range_is_valid, and the
+      // emulated CPU's mappings), then the query types; query values are outputs.
+      if (!this.cpuMapped(s, s + n - 1)) return errno("EFAULT");
+      model.getAttr(this.pid, s, n, attrs);
+      for (let i = 0; i < attrs.length; i++) {
+        structEncode("svm_attribute", { type: attrs[i]![0], value: attrs[i]![1] >>> 0 }, v, base + i * SVA.size);
+      }
+      return 0;
+    }
+    // svm_ioctl's default case sets r = EINVAL, positive: the ioctl returns 22 and errno is
+    // left alone, nothing is checked further.
+    if (a.op !== SVM_OP.SET_ATTR) return ERRNO.EINVAL;
+    // svm_range_check_attr: every attribute is checked before anything changes.
     for (const [type, value] of attrs) {
       switch (type) {
         case SVM_ATTR.PREFERRED_LOC:
@@ -490,19 +505,7 @@ export class EmuKfd implements Syscalls {
           return errno("EINVAL"); // unknown attribute type
       }
     }
-    const s = Number(startPage);
-    const n = Number(npages);
-    if (a.op === SVM_OP.SET_ATTR) {
-      this.machine.advance(model.setAttr(this.pid, s, n, attrs, this.machine.nowNs));
-      return 0;
-    }
-    if (a.op !== SVM_OP.GET_ATTR) return errno("EINVAL");
-    // svm_range_get_attr checks svm_range_is_valid too (SET_ATTR's check is the model's).
-    if (!this.cpuMapped(s, s + n - 1)) return errno("EFAULT");
-    model.getAttr(this.pid, s, n, attrs);
-    for (let i = 0; i < attrs.length; i++) {
-      structEncode("svm_attribute", { type: attrs[i]![0], value: attrs[i]![1] >>> 0 }, v, base + i * SVA.size);
-    }
+    this.machine.advance(model.setAttr(this.pid, s, n, attrs, this.machine.nowNs));
     return 0;
   }
 }

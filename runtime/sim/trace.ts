@@ -13,7 +13,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { ConfigError } from "../errors.ts";
-import { LARGEST_RANGE_MAX_PAGES, SMI_EVENT, SVM_ATTR, type SvmAttrName, UNREGISTERED_ALIGN_PAGES } from "../svm/constants.ts";
+import { LARGEST_RANGE_MAX_PAGES, SMI_EVENT, SVM_ATTR, SVM_GET_ATTR_QUERIES, type SvmAttrName, UNREGISTERED_ALIGN_PAGES } from "../svm/constants.ts";
 import type { AttrPair } from "../svm/model.ts";
 import type { MachineProfile } from "./profile.ts";
 import { AGENT_CPU, type HintSpec, type OpSpec, PID_DEFAULT, PID_MAX, type Workload } from "./workload.ts";
@@ -220,13 +220,14 @@ function jsonlCall(
   }
   if (call === "free") return { t, pid, start: page, npages, call };
   const attrs: AttrPair[] = [];
-  const names = r.attrs ?? ["PREFERRED_LOC", "PREFETCH_LOC", "ACCESS", "SET_FLAGS", "CLR_FLAGS", "GRANULARITY"];
-  if (!Array.isArray(names) || names.some((n) => typeof n !== "string" || !(n in SVM_ATTR))) {
-    return `attrs: a list of attribute names (${Object.keys(SVM_ATTR).join(", ")})`;
+  const names = r.attrs ?? SVM_GET_ATTR_QUERIES;
+  const queries: readonly string[] = SVM_GET_ATTR_QUERIES;
+  if (!Array.isArray(names) || names.some((n) => typeof n !== "string" || !queries.includes(n))) {
+    return `attrs: a list of GET_ATTR queries (${SVM_GET_ATTR_QUERIES.join(", ")}; ACCESS answers ACCESS, ACCESS_IN_PLACE or NO_ACCESS per GPU)`;
   }
   for (const n of names as SvmAttrName[]) {
     const type = SVM_ATTR[n];
-    if (type === SVM_ATTR.ACCESS || type === SVM_ATTR.ACCESS_IN_PLACE || type === SVM_ATTR.NO_ACCESS) for (const g of profile.gpus) attrs.push([type, g.id]);
+    if (type === SVM_ATTR.ACCESS) for (const g of profile.gpus) attrs.push([type, g.id]);
     else attrs.push([type, 0]);
   }
   return { t, pid, start: page, npages, call, attrs };

@@ -5,7 +5,7 @@
  */
 import { isScalar, type Node } from "yaml";
 import { LOC_SYSMEM, LOC_UNDEFINED, SVM_FLAG } from "../policy/contracts/migration.ts";
-import { PAGE_BYTES, SVM_ATTR, type SvmAttrName } from "../svm/constants.ts";
+import { PAGE_BYTES, SVM_ATTR, SVM_GET_ATTR_QUERIES, type SvmAttrName } from "../svm/constants.ts";
 import type { AttrPair } from "../svm/model.ts";
 import type { MachineProfile } from "./profile.ts";
 import { readConfigFile } from "../config.ts";
@@ -153,8 +153,6 @@ export const PID_DEFAULT = 4242;
 export { PID_MAX };
 
 const TOP = ["kind", "name", "description", "processes", "allocations", "streams", "hints", "on_ioctl_error"] as const;
-/** GET_ATTR query names; ACCESS (or ACCESS_IN_PLACE, NO_ACCESS) alone asks about every GPU. */
-const GET_ATTR_DEFAULT = ["PREFERRED_LOC", "PREFETCH_LOC", "ACCESS", "SET_FLAGS", "CLR_FLAGS", "GRANULARITY"] as const;
 
 /** The keys of a stream operation. */
 const OP_KEYS = ["access", "set_attr", "barrier", "sleep_ns", "repeat", "free", "get_attr", "set_xnack", "exit"] as const;
@@ -340,18 +338,20 @@ export function parseWorkload(file: string, text: string, profile: MachineProfil
   /** GET_ATTR queries: names, or {type, value: gpu} for one GPU's access; a bare access name asks every GPU. */
   const queriesOf = (node: Node | undefined, f: string): AttrPair[] => {
     const out: AttrPair[] = [];
+    const queries: readonly string[] = SVM_GET_ATTR_QUERIES;
     const add = (name: string, n: Node | undefined, af: string, gpu?: number): void => {
-      if (!(name in SVM_ATTR)) throw y.error(n, af, `one of ${Object.keys(SVM_ATTR).join(", ")}`, `got ${name}`);
+      if (!queries.includes(name)) {
+        throw y.error(n, af, `a GET_ATTR query: one of ${SVM_GET_ATTR_QUERIES.join(", ")} (ACCESS answers ACCESS, ACCESS_IN_PLACE or NO_ACCESS per GPU; the kernel refuses the other types as queries)`, `got ${name}`);
+      }
       const type = SVM_ATTR[name as SvmAttrName];
-      const isAccess = type === SVM_ATTR.ACCESS || type === SVM_ATTR.ACCESS_IN_PLACE || type === SVM_ATTR.NO_ACCESS;
-      if (!isAccess) {
-        if (gpu !== undefined) throw y.error(n, af, "an access attribute (ACCESS, ACCESS_IN_PLACE, NO_ACCESS) for the {type, value: gpu} form", `got ${name}: name it alone`);
+      if (type !== SVM_ATTR.ACCESS) {
+        if (gpu !== undefined) throw y.error(n, af, "ACCESS for the {type, value: gpu} form", `got ${name}: name it alone`);
         out.push([type, 0]);
       } else if (gpu !== undefined) out.push([type, gpu]);
       else for (const g of profile.gpus) out.push([type, g.id]);
     };
     if (node === undefined) {
-      for (const name of GET_ATTR_DEFAULT) add(name, node, f);
+      for (const name of SVM_GET_ATTR_QUERIES) add(name, node, f);
       return out;
     }
     const items = y.seq(node, f).items;

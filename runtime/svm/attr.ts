@@ -5,7 +5,7 @@
  */
 import { KfdError } from "../errors.ts";
 import { LOC_SYSMEM, LOC_UNDEFINED, SVM_FLAG } from "../policy/contracts/migration.ts";
-import { ERRNO, GRANULARITY_MAX, MIGRATE_TRIGGER, SVM_ATTR } from "./constants.ts";
+import { ERRNO, GRANULARITY_MAX, MIGRATE_TRIGGER, SVM_ATTR, SVM_GET_ATTR_QUERIES } from "./constants.ts";
 import { rangeValidateAndMap } from "./map.ts";
 import { migrateToRam, migrateToVram } from "./migrate.ts";
 import type { SvmModel } from "./model.ts";
@@ -56,14 +56,7 @@ export function setAttr(m: SvmModel, pid: number, start: number, npages: number,
         throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `unknown attribute type ${type}`);
     }
   }
-  if (!vmaCovers(p, start, last)) throw new KfdError(op, "EFAULT", ERRNO.EFAULT, `[${start}, ${last}] is not all mapped by the CPU`);
-  // svm_range_is_vm_bo_mapped: the interval must not hold a non-SVM buffer mapping.
-  const bo = p.boMappings;
-  for (let i = 0; i < bo.length; i += 2) {
-    if (bo[i]! <= last && bo[i + 1]! >= start) {
-      throw new KfdError(op, "EADDRINUSE", ERRNO.EADDRINUSE, `[${bo[i]}, ${bo[i + 1]}] is mapped by a non-SVM buffer`);
-    }
-  }
+  rangeValidCheck(p, op, start, last);
   const update = rangesCovering(m, p, start, last, true);
   for (const r of update) rangeApplyAttrs(m, r, attrs);
   // svm_range_apply_attrs sets update_mapping for SET_FLAGS and CLR_FLAGS always, and for
@@ -111,6 +104,9 @@ export function setAttr(m: SvmModel, pid: number, start: number, npages: number,
  * prefetch UNDEFINED where ranges differ, SET_FLAGS = AND, CLR_FLAGS = NOR, granularity =
  * minimum, access per GPU = intersection over the ranges. Values are written in place;
  * access queries also rewrite the type (ACCESS / ACCESS_IN_PLACE / NO_ACCESS).
+ * @throws KfdError in the kernel's order: EFAULT / EADDRINUSE (the interval, as for
+ *   SET_ATTR), EINVAL (a type that is no query: ACCESS_IN_PLACE, NO_ACCESS, unknown), EINVAL
+ *   (an ACCESS query's gpu_id is no GPU of the process).
  */
 export function getAttr(m: SvmModel, pid: number, start: number, npages: number, attrs: AttrPair[]): AttrPair[] {
   const p = m.proc(pid);
@@ -119,8 +115,16 @@ export function getAttr(m: SvmModel, pid: number, start: number, npages: number,
     throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `bad interval start ${start} size ${npages} pages`);
   }
   const last = start + npages - 1;
-  // svm_range_is_valid guards GET_ATTR too.
-  if (!vmaCovers(p, start, last)) throw new KfdError(op, "EFAULT", ERRNO.EFAULT, `[${start}, ${last}] is not all mapped by the CPU`);
+  // svm_range_get_attr checks the interval first (svm_range_is_valid), then the query types:
+  // ACCESS asks about one GPU and its answer's type says ACCESS, ACCESS_IN_PLACE or
+  // NO_ACCESS, so those two (and unknown types) are EINVAL as queries. Query values are not
+  // checked here, but an ACCESS query's gpu_id is, while the answers are filled in.
+  rangeValidCheck(p, op, start, last);
+  for (const [type] of attrs) {
+    if (!GET_ATTR_QUERY_TYPES.has(type)) {
+      throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `attribute type ${type} cannot be queried (an ACCESS query answers ACCESS, ACCESS_IN_PLACE or NO_ACCESS)`);
+    }
+  }
   const all = 2 ** m.gpus.length - 1;
   let preferred = LOC_UNDEFINED;
   let prefetch = LOC_UNDEFINED;
@@ -167,9 +171,7 @@ export function getAttr(m: SvmModel, pid: number, start: number, npages: number,
       case SVM_ATTR.PREFETCH_LOC:
         a[1] = prefetch;
         break;
-      case SVM_ATTR.ACCESS:
-      case SVM_ATTR.ACCESS_IN_PLACE:
-      case SVM_ATTR.NO_ACCESS: {
+      case SVM_ATTR.ACCESS: {
         const g = m.gpuById.get(a[1]);
         if (g === undefined) throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `gpu_id 0x${a[1].toString(16)} is no GPU of the process`);
         const bit = 1 << g.index;
@@ -185,11 +187,26 @@ export function getAttr(m: SvmModel, pid: number, start: number, npages: number,
       case SVM_ATTR.GRANULARITY:
         a[1] = granularity;
         break;
-      default:
-        throw new KfdError(op, "EINVAL", ERRNO.EINVAL, `unknown attribute type ${a[0]}`);
     }
   }
   return attrs;
+}
+
+const GET_ATTR_QUERY_TYPES: ReadonlySet<number> = new Set(SVM_GET_ATTR_QUERIES.map((n) => SVM_ATTR[n]));
+
+/**
+ * svm_range_is_valid, for SET_ATTR and GET_ATTR alike: the CPU maps the whole interval
+ * (EFAULT otherwise) and no non-SVM buffer is mapped in it (svm_range_is_vm_bo_mapped,
+ * EADDRINUSE).
+ */
+function rangeValidCheck(p: SvmProcess, op: string, start: number, last: number): void {
+  if (!vmaCovers(p, start, last)) throw new KfdError(op, "EFAULT", ERRNO.EFAULT, `[${start}, ${last}] is not all mapped by the CPU`);
+  const bo = p.boMappings;
+  for (let i = 0; i < bo.length; i += 2) {
+    if (bo[i]! <= last && bo[i + 1]! >= start) {
+      throw new KfdError(op, "EADDRINUSE", ERRNO.EADDRINUSE, `[${bo[i]}, ${bo[i + 1]}] is mapped by a non-SVM buffer`);
+    }
+  }
 }
 
 /** svm_range_check_attr: a gpu_id must name a GPU of the process that supports SVM. */

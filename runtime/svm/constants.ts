@@ -36,6 +36,13 @@ export {
   SVM_UNMAP_TRIGGER as UNMAP_TRIGGER,
 } from "../kfd/uapi.ts";
 export type { SvmAttrName } from "../kfd/uapi.ts";
+
+/**
+ * The attribute types GET_ATTR answers (kfd_svm.c svm_range_get_attr), also the default
+ * query of a workload's get_attr. An ACCESS query names one GPU, and its answer's type says
+ * ACCESS, ACCESS_IN_PLACE or NO_ACCESS; those two, and unknown types, are EINVAL as queries.
+ */
+export const SVM_GET_ATTR_QUERIES = ["PREFERRED_LOC", "PREFETCH_LOC", "ACCESS", "SET_FLAGS", "CLR_FLAGS", "GRANULARITY"] as const;
 /** Names of MIGRATE_TRIGGER values, in value order (result fields). */
 export const MIGRATE_TRIGGER_NAMES = ["prefetch", "pagefault_gpu", "pagefault_cpu", "ttm_eviction"] as const;
 

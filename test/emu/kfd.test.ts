@@ -181,6 +181,11 @@ describe("emulated /dev/kfd through KfdDevice", () => {
     expect(kfdErr(() => dev.svmSetAttr(VA, VA_SIZE, [{ type: 99, value: 0 }])).errnoName).toBe("EINVAL");
     expect(kfdErr(() => dev.svmSetAttr(VA, VA_SIZE, [{ type: SVM_ATTR.ACCESS, value: 0x1234 }])).errnoName).toBe("EINVAL");
     expect(kfdErr(() => dev.svmGetAttr(VA, VA_SIZE, [{ type: SVM_ATTR.ACCESS, value: 0x1234 }])).errnoName).toBe("EINVAL");
+    // GET_ATTR (svm_range_get_attr): query values are outputs, never checked; ACCESS_IN_PLACE
+    // and NO_ACCESS are no queries; on memory the CPU has not mapped, EFAULT comes first.
+    expect(dev.svmGetAttr(VA, VA_SIZE, [{ type: SVM_ATTR.PREFERRED_LOC, value: 0xdead }])).toEqual([{ type: SVM_ATTR.PREFERRED_LOC, value: SVM_LOCATION.UNDEFINED }]);
+    expect(kfdErr(() => dev.svmGetAttr(VA, VA_SIZE, [{ type: SVM_ATTR.NO_ACCESS, value: G0 }])).errnoName).toBe("EINVAL");
+    expect(kfdErr(() => dev.svmGetAttr(VA + VA_SIZE, PAGE, [{ type: SVM_ATTR.NO_ACCESS, value: G0 }])).errnoName).toBe("EFAULT");
     expect(machine.model.proc(EMU_PID_DEFAULT).ranges.count).toBe(0); // nothing changed
     // Misaligned: the binding refuses before the call; the emulator itself answers EINVAL too.
     expect(kfdErr(() => dev.svmSetAttr(VA + 1, PAGE, [])).errnoName).toBe("EINVAL");
@@ -189,7 +194,8 @@ describe("emulated /dev/kfd through KfdDevice", () => {
     structEncode("svm_args", { start_addr: BigInt(VA + 1), size: BigInt(PAGE), op: SVM_OP.SET_ATTR, nattr: 0 }, v);
     expect(sys.ioctl(EMU_KFD_FD, IOCTL.SVM, raw)).toBe(-ERRNO.EINVAL);
     structEncode("svm_args", { start_addr: BigInt(VA), size: BigInt(PAGE), op: 7, nattr: 0 }, v);
-    expect(sys.ioctl(EMU_KFD_FD, IOCTL.SVM, raw)).toBe(-ERRNO.EINVAL); // unknown op
+    // Unknown op: svm_ioctl's `default: r = EINVAL;` is positive, so the ioctl returns 22.
+    expect(sys.ioctl(EMU_KFD_FD, IOCTL.SVM, raw)).toBe(ERRNO.EINVAL);
     structEncode("svm_args", { start_addr: BigInt(VA), size: BigInt(PAGE), op: SVM_OP.SET_ATTR, nattr: 4 }, v);
     expect(sys.ioctl(EMU_KFD_FD, IOCTL.SVM, raw)).toBe(-ERRNO.EFAULT); // attrs[] past the buffer
     expect(sys.ioctl(EMU_KFD_FD, IOCTL.SVM ^ 0x40000000, raw)).toBe(-ERRNO.ENOTTY); // wrong direction

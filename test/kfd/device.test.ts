@@ -282,4 +282,16 @@ describe("SVM attributes through attrs[]", () => {
     expect(ctl.ioctlCalls()).toBe(calls); // refused before the call
     expect(ctl.rangeCount()).toBe(0);
   });
+
+  test("GET_ATTR queries as svm_range_get_attr takes them: values are outputs; ACCESS_IN_PLACE and NO_ACCESS are no queries", () => {
+    using dev = KfdDevice.open(sys);
+    dev.svmSetAttr(START, SIZE, [{ type: SVM_ATTR.PREFERRED_LOC, value: gpu[1]! }]);
+    // A query's value is not checked (it is overwritten), whatever the caller left there.
+    expect(dev.svmGetAttr(START, SIZE, [{ type: SVM_ATTR.PREFERRED_LOC, value: 0xdeadbeef }])).toEqual([{ type: SVM_ATTR.PREFERRED_LOC, value: gpu[1]! }]);
+    for (const type of [SVM_ATTR.ACCESS_IN_PLACE, SVM_ATTR.NO_ACCESS, 99]) {
+      expect(errorOf(() => dev.svmGetAttr(START, SIZE, [{ type, value: gpu[1]! }])).errnoName).toBe("EINVAL");
+    }
+    // An ACCESS query's gpu_id must be one of the process's GPUs.
+    expect(errorOf(() => dev.svmGetAttr(START, SIZE, [{ type: SVM_ATTR.ACCESS, value: 0x42 }])).errnoName).toBe("EINVAL");
+  });
 });

@@ -545,6 +545,21 @@ static int svm_set_attr(uint64_t start, uint64_t last, const struct kfd_ioctl_sv
 }
 
 static int svm_get_attr(uint64_t start, uint64_t last, struct kfd_ioctl_svm_attribute *attrs, uint32_t nattr) {
+	/* kfd_svm.c svm_range_get_attr: only these types are queries (an ACCESS query's answer
+	 * type says ACCESS, ACCESS_IN_PLACE or NO_ACCESS); query values are outputs. */
+	for (uint32_t k = 0; k < nattr; k++) {
+		switch (attrs[k].type) {
+		case KFD_IOCTL_SVM_ATTR_PREFERRED_LOC:
+		case KFD_IOCTL_SVM_ATTR_PREFETCH_LOC:
+		case KFD_IOCTL_SVM_ATTR_ACCESS:
+		case KFD_IOCTL_SVM_ATTR_SET_FLAGS:
+		case KFD_IOCTL_SVM_ATTR_CLR_FLAGS:
+		case KFD_IOCTL_SVM_ATTR_GRANULARITY:
+			break;
+		default:
+			return fail(EINVAL);
+		}
+	}
 	uint32_t i = svm_range_lower(start);
 	int found = i < st.n_ranges && st.ranges[i].start <= last;
 	uint32_t preferred = KFD_IOCTL_SVM_LOCATION_UNDEFINED, prefetch = KFD_IOCTL_SVM_LOCATION_UNDEFINED;
@@ -581,9 +596,8 @@ static int svm_get_attr(uint64_t start, uint64_t last, struct kfd_ioctl_svm_attr
 		case KFD_IOCTL_SVM_ATTR_PREFERRED_LOC: attrs[k].value = preferred; break;
 		case KFD_IOCTL_SVM_ATTR_PREFETCH_LOC: attrs[k].value = prefetch; break;
 		case KFD_IOCTL_SVM_ATTR_ACCESS:
-		case KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE:
-		case KFD_IOCTL_SVM_ATTR_NO_ACCESS:
 			g = gpu_index(attrs[k].value);
+			if (g < 0) return fail(EINVAL); /* "invalid gpuid" */
 			attrs[k].type = access & (1u << g)  ? KFD_IOCTL_SVM_ATTR_ACCESS
 			                : aip & (1u << g) ? KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE
 			                                  : KFD_IOCTL_SVM_ATTR_NO_ACCESS;
@@ -604,11 +618,13 @@ static int ioctl_svm(struct kfd_ioctl_svm_args *a) {
 	uint64_t last = start + (a->size >> PAGE_SHIFT) - 1;
 	if (last < start) return fail(EINVAL);
 	/* attrs[] follows the fixed part in the caller's buffer */
-	if (svm_attr_check(a->attrs, a->nattr)) return -1;
 	switch (a->op) {
-	case KFD_IOCTL_SVM_OP_SET_ATTR: return svm_set_attr(start, last, a->attrs, a->nattr);
+	case KFD_IOCTL_SVM_OP_SET_ATTR:
+		if (svm_attr_check(a->attrs, a->nattr)) return -1;
+		return svm_set_attr(start, last, a->attrs, a->nattr);
 	case KFD_IOCTL_SVM_OP_GET_ATTR: return svm_get_attr(start, last, a->attrs, a->nattr);
-	default: return fail(EINVAL);
+	/* svm_ioctl: `default: r = EINVAL;`, positive: ioctl() returns 22, errno untouched */
+	default: return EINVAL;
 	}
 }
 

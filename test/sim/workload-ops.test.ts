@@ -264,8 +264,12 @@ streams:
     // A buffer is freed whole.
     bad("      - free: { alloc: buf, offset: 4KiB, size: 4KiB }\n", /ops\.yaml:7:\d+: .*free: the whole buffer buf \(FREE_MEMORY_OF_GPU frees a buffer whole\) \(got 1 of its 256 pages at offset 1\)/);
     // get_attr: {type, value} only for access attributes; an empty list asks nothing.
-    bad("      - get_attr: { alloc: a, attrs: [ { type: PREFERRED_LOC, value: gpu0 } ] }\n", /ops\.yaml:7:\d+: .*get_attr\.attrs\[0\]\.type: an access attribute .* \(got PREFERRED_LOC: name it alone\)/);
+    bad("      - get_attr: { alloc: a, attrs: [ { type: PREFERRED_LOC, value: gpu0 } ] }\n", /ops\.yaml:7:\d+: .*get_attr\.attrs\[0\]\.type: ACCESS for the \{type, value: gpu\} form \(got PREFERRED_LOC: name it alone\)/);
     bad("      - get_attr: { alloc: a, attrs: [] }\n", /ops\.yaml:7:\d+: .*get_attr\.attrs: at least one attribute/);
+    // The kernel takes ACCESS as the access query (its answer's type says which access); the
+    // other two types are EINVAL as queries (svm_range_get_attr).
+    bad("      - get_attr: { alloc: a, attrs: [ACCESS_IN_PLACE] }\n", /ops\.yaml:7:\d+: .*get_attr\.attrs\[0\]: a GET_ATTR query: one of PREFERRED_LOC, PREFETCH_LOC, ACCESS, SET_FLAGS, CLR_FLAGS, GRANULARITY .*\(got ACCESS_IN_PLACE\)/);
+    bad("      - get_attr: { alloc: a, attrs: [ { type: NO_ACCESS, value: gpu0 } ] }\n", /get_attr\.attrs\[0\]\.type: a GET_ATTR query: .*\(got NO_ACCESS\)/);
     bad("      - get_attr: { alloc: a, attrs: [BOGUS] }\n", /ops\.yaml:7:\d+.*get_attr\.attrs\[0\]/);
     bad("      - set_xnack: maybe\n", /ops\.yaml:7:\d+.*set_xnack/);
     expect(() => yaml("kind: Workload\nname: x\non_ioctl_error: ignore\nstreams: []\n")).toThrow(/ops\.yaml:3:\d+.*record or stop/);
@@ -310,6 +314,7 @@ describe("JSONL traces carry the calls", () => {
     expect(() => trace('{"t_ns": 0, "agent": "gpu0", "page": 1}\n{"t_ns": 0, "op": "exit", "page": 3}')).toThrow(/t\.jsonl:2:1.*only the keys t_ns, pid, op for op exit/);
     expect(() => trace('{"t_ns": 0, "op": "set_xnack"}')).toThrow(/xnack: true or false/);
     expect(trace('{"t_ns": 0, "op": "get_attr", "page": 1, "attrs": ["NOPE"]}', "skip").badLines).toBe(1);
+    expect(() => trace('{"t_ns": 0, "op": "get_attr", "page": 1, "pages": 1, "attrs": ["NO_ACCESS"]}')).toThrow(/attrs: a list of GET_ATTR queries \(PREFERRED_LOC, PREFETCH_LOC, ACCESS, SET_FLAGS, CLR_FLAGS, GRANULARITY;/);
   });
 });
 

@@ -63,6 +63,58 @@ describe("svm_range_is_valid", () => {
   });
 });
 
+// ---- get-attr-order ----
+/**
+ * svm_range_get_attr (kfd_svm.c) checks the interval before the query types, and takes only
+ * queries:
+ *   r = svm_range_is_valid(p, start, size); ... if (r) return r;
+ *   for (i = 0; i < nattr; i++) switch (attrs[i].type) {
+ *   case KFD_IOCTL_SVM_ATTR_PREFERRED_LOC: ... case KFD_IOCTL_SVM_ATTR_GRANULARITY: ...
+ *   case KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE: case KFD_IOCTL_SVM_ATTR_NO_ACCESS: fallthrough;
+ *   default: pr_debug("get invalid attr type 0x%x\n", attrs[i].type); return -EINVAL; }
+ * and checks an ACCESS query's gpu_id while filling the answers ("invalid gpuid", -EINVAL).
+ * The model answered ACCESS_IN_PLACE and NO_ACCESS queries, and never checked non-SVM
+ * buffer mappings for GET_ATTR.
+ */
+
+describe("GET_ATTR: the interval first, then the query types", () => {
+  const errnoOf = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof KfdError) return e.errnoName;
+      throw e;
+    }
+    return "no error";
+  };
+
+  test("an interval no vma covers is EFAULT even with a type that is no query", () => {
+    const f = fixture(gpus(1)); // vma: [BASE, BASE + 16 GiB)
+    const outside = BASE + 16 * GIB_PAGES + 4096;
+    expect(errnoOf(() => f.m.getAttr(PID, outside, 512, [[SVM_ATTR.NO_ACCESS, f.m.gpus[0]!.id]]))).toBe("EFAULT");
+  });
+
+  test("over a non-SVM buffer mapping: EADDRINUSE, as for SET_ATTR", () => {
+    const f = fixture(gpus(1));
+    f.m.boMappingAdd(PID, BASE + 1024, 16);
+    expect(errnoOf(() => f.m.getAttr(PID, BASE, 2048, [[SVM_ATTR.GRANULARITY, 0]]))).toBe("EADDRINUSE");
+    expect(errnoOf(() => f.m.getAttr(PID, BASE, 1024, [[SVM_ATTR.GRANULARITY, 0]]))).toBe("no error");
+  });
+
+  test("ACCESS_IN_PLACE, NO_ACCESS and unknown types are EINVAL as queries; ACCESS answers for one GPU", () => {
+    const f = fixture(gpus(2));
+    const [g0, g1] = [f.m.gpus[0]!.id, f.m.gpus[1]!.id];
+    f.m.setAttr(PID, BASE, 512, [[SVM_ATTR.ACCESS_IN_PLACE, g1]], 0);
+    for (const type of [SVM_ATTR.ACCESS_IN_PLACE, SVM_ATTR.NO_ACCESS, 99]) {
+      expect(errnoOf(() => f.m.getAttr(PID, BASE, 512, [[type, g1]]))).toBe("EINVAL");
+    }
+    expect(f.m.getAttr(PID, BASE, 512, [[SVM_ATTR.ACCESS, g1]])).toEqual([[SVM_ATTR.ACCESS_IN_PLACE, g1]]);
+    expect(errnoOf(() => f.m.getAttr(PID, BASE, 512, [[SVM_ATTR.ACCESS, 0x1234]]))).toBe("EINVAL");
+    // Values of the other queries are outputs: never checked.
+    expect(f.m.getAttr(PID, BASE, 512, [[SVM_ATTR.PREFERRED_LOC, 0xdeadbeef], [SVM_ATTR.ACCESS, g0]])[0]).toEqual([SVM_ATTR.PREFERRED_LOC, 0xffffffff]);
+  });
+});
+
 // ---- prefetch-error ----
 /**
  * Review: a PREFETCH_LOC whose VRAM reservation fails. kfd_svm.c svm_range_set_attr:

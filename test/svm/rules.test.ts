@@ -391,7 +391,7 @@ describe("§5 SET_ATTR and GET_ATTR", () => {
       [A.CLR_FLAGS, 0],
       [A.GRANULARITY, 0],
       [A.ACCESS, G0],
-      [A.ACCESS_IN_PLACE, G1],
+      [A.ACCESS, G1],
     ]);
     expect(q).toEqual([
       [A.PREFERRED_LOC, LOC_UNDEFINED],
