@@ -15,11 +15,11 @@
  * - `dfg`: BUN_JSC_useDFGJIT=1 (Bun's default JIT tiers, so no restart);
  * - `svm_off`: `svm: { enabled: false }` (no SVM source, no child): the floor.
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { EMU_SVM_CHILD_COMMAND } from "../runtime/agent/emu-svm-source.ts";
+import { emuSvmChildOf, procCpuS, procMem } from "./proc.ts";
 
 /** Period of the RSS readings, ms. */
 const SAMPLE_EVERY_ms = 5_000;
@@ -29,7 +29,6 @@ const SECONDS_MIN = 30;
 const SECONDS_MAX = 3_600;
 /** Longest an agent may take to log "serving on", ms. */
 const START_WAIT_MAX_ms = 60_000;
-const CLK_TCK = 100;
 const CLI = join(import.meta.dir, "..", "runtime", "cli.ts");
 
 const fail = (line: string, code = 2): never => {
@@ -53,25 +52,6 @@ const CONFIGS: Record<string, { env: Record<string, string>; yaml: string }> = {
   svm_off: { env: {}, yaml: "svm: { enabled: false }\n" },
 };
 
-const statusMB = (pid: number, key: string): number => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
-const cpuS = (pid: number): number => {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const r = f.slice(f.lastIndexOf(")") + 2).split(" ");
-  return (Number(r[11]) + Number(r[12])) / CLK_TCK;
-};
-function emuChildOf(parent: number): number | undefined {
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== parent) continue;
-      if (readFileSync(`/proc/${name}/cmdline`, "utf8").includes(EMU_SVM_CHILD_COMMAND)) return Number(name);
-    } catch {
-      // Ended while being read.
-    }
-  }
-  return undefined;
-}
 const summary = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const r = (v: number) => Number(v.toFixed(1));
@@ -117,10 +97,11 @@ try {
     if (performance.now() - t0 < (seconds * 1000) / 2) continue;
     for (const a of agents) {
       if (a.proc.exitCode !== null) throw new BenchFailure(`the ${a.name} agent exited (${a.proc.exitCode}): ${a.log().trim().split("\n").pop()}`);
-      a.rss.push(statusMB(a.proc.pid, "VmRSS"));
-      a.anon.push(statusMB(a.proc.pid, "RssAnon"));
-      const emu = emuChildOf(a.proc.pid);
-      if (emu !== undefined) a.emuRss.push(statusMB(emu, "VmRSS"));
+      const mem = procMem(a.proc.pid);
+      a.rss.push(mem.rssMB);
+      a.anon.push(mem.anonMB);
+      const emu = emuSvmChildOf(a.proc.pid);
+      if (emu !== undefined) a.emuRss.push(procMem(emu).rssMB);
     }
   }
   const out: Record<string, unknown> = {};
@@ -128,8 +109,8 @@ try {
     out[a.name] = {
       rss_mb: summary(a.rss),
       rss_anon_mb: summary(a.anon),
-      rss_peak_mb: Number(statusMB(a.proc.pid, "VmHWM").toFixed(1)),
-      cpu_s: cpuS(a.proc.pid),
+      rss_peak_mb: Number(procMem(a.proc.pid).hwmMB.toFixed(1)),
+      cpu_s: procCpuS(a.proc.pid),
       emu_svm_source_rss_mb: a.emuRss.length > 0 ? summary(a.emuRss) : null,
     };
   }

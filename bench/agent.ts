@@ -27,12 +27,12 @@
  *   the group reads it made (svmrt_sample_duration_seconds_count) in that time.
  * Wall time and the agent's CPU time are reported side by side: the machines here are shared.
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { METRICS_GZIP_LEVEL } from "../runtime/agent/agent.ts";
-import { EMU_SVM_CHILD_COMMAND } from "../runtime/agent/emu-svm-source.ts";
+import { emuSvmChildOf, procCpuS, procMem } from "./proc.ts";
 
 /** How long the scrapers run, s. */
 const SCRAPE_PHASE_s = 20;
@@ -44,8 +44,8 @@ const CPU_PHASE_s = 20;
 const START_WAIT_MAX_ms = 60_000;
 const TARGET_P99_ms = 5;
 const TARGET_RSS_MB = 100;
-/** Kernel clock ticks per second (/proc/PID/stat units). */
-const CLK_TCK = 100;
+/** Longest wait for the agent's emulated SVM child to appear, ms. */
+const EMU_CHILD_WAIT_MAX_ms = 5_000;
 
 /** A failure of the bench itself (the agent does not start, a phase fails): one line, exit 1. */
 const benchFail = (e: unknown): never => {
@@ -122,35 +122,16 @@ async function agentSpawn(extraArgs: string[]): Promise<{ child: ReturnType<type
   }
 }
 
-const procStat = (pid: number): { cpuS: number } => {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-  return { cpuS: (Number(rest[11]) + Number(rest[12])) / CLK_TCK };
-};
 const sampleReads = (text: string) => [...text.matchAll(/^svmrt_sample_duration_seconds_count\{[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
-/** The pid of `parent`'s child running the emulated SVM source (waited for: it starts with the agent). */
-async function emuSvmChildOf(parent: number): Promise<number | undefined> {
-  for (let tries = 0; tries < 50; tries++) {
-    for (const name of readdirSync("/proc")) {
-      if (!/^\d+$/.test(name)) continue;
-      try {
-        const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-        if (ppid === parent && readFileSync(`/proc/${name}/cmdline`, "utf8").includes(EMU_SVM_CHILD_COMMAND)) return Number(name);
-      } catch {
-        // Ended while being read.
-      }
-    }
+/** The agent's emulated SVM child, waited for (it starts with the agent) at most EMU_CHILD_WAIT_MAX_ms. */
+async function emuSvmChildWait(parent: number): Promise<number | undefined> {
+  const deadline = performance.now() + EMU_CHILD_WAIT_MAX_ms;
+  for (;;) {
+    const pid = emuSvmChildOf(parent);
+    if (pid !== undefined || performance.now() > deadline) return pid;
     await Bun.sleep(100);
   }
-  return undefined;
 }
-
-const procMem = (pid: number): { rssMB: number; hwmMB: number } => {
-  const s = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
-  return { rssMB: kb("VmRSS") / 1024, hwmMB: kb("VmHWM") / 1024 };
-};
 /** The request each scraper sends: Prometheus text, gzip, as a Prometheus server asks. */
 const SCRAPE_REQUEST = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: svmrt-bench\r\nAccept: text/plain;version=0.0.4\r\nAccept-Encoding: gzip\r\n\r\n";
 /** Longest one scrape may take before it counts as failed and its connection is replaced, ms. */
@@ -293,12 +274,12 @@ try {
   const { child, url } = await agentSpawn(["--config", cpuAgentConfig]);
   try {
     const r0 = sampleReads(await (await fetch(`${url}/metrics`)).text());
-    const c0 = procStat(child.pid).cpuS;
+    const c0 = procCpuS(child.pid);
     const w0 = performance.now();
     await Bun.sleep(CPU_PHASE_s * 1000);
     // /metrics renders once a second: the count may lag by up to that.
     const r1 = sampleReads(await (await fetch(`${url}/metrics`)).text());
-    cpuPerRead = { reads: r1 - r0, cpuS: procStat(child.pid).cpuS - c0, wallS: (performance.now() - w0) / 1000 };
+    cpuPerRead = { reads: r1 - r0, cpuS: procCpuS(child.pid) - c0, wallS: (performance.now() - w0) / 1000 };
   } finally {
     child.kill("SIGTERM");
     await child.exited;
@@ -310,15 +291,15 @@ try {
 const { child, url } = await agentSpawn(values.config === undefined ? [] : ["--config", values.config]);
 try {
   const started = performance.now();
-  const cpu0 = procStat(child.pid).cpuS;
-  const emu = await emuSvmChildOf(child.pid);
-  const emuCpu0 = emu === undefined ? 0 : procStat(emu).cpuS;
+  const cpu0 = procCpuS(child.pid);
+  const emu = await emuSvmChildWait(child.pid);
+  const emuCpu0 = emu === undefined ? 0 : procCpuS(emu);
 
   const load = await scrapeLoad(url);
   const lat = load.latMs;
   const failures = load.failures;
-  const cpuScrape = procStat(child.pid).cpuS - cpu0;
-  const emuCpuScrape = emu === undefined ? 0 : procStat(emu).cpuS - emuCpu0;
+  const cpuScrape = procCpuS(child.pid) - cpu0;
+  const emuCpuScrape = emu === undefined ? 0 : procCpuS(emu) - emuCpu0;
   const scrapeWallS = (performance.now() - started) / 1000;
 
   // Idle phase until --duration-s, scraped every 15 s like Prometheus; RSS read at each.
@@ -331,7 +312,7 @@ try {
   const text = await (await fetch(`${url}/metrics`)).text();
   const mem = procMem(child.pid);
   const emuMem = emu === undefined ? undefined : procMem(emu);
-  const emuCpuTotal = emu === undefined ? 0 : procStat(emu).cpuS;
+  const emuCpuTotal = emu === undefined ? 0 : procCpuS(emu);
   const p99 = pct(lat, 99);
   child.kill("SIGTERM");
   await child.exited;

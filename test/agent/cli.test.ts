@@ -6,17 +6,17 @@
  * found by the "serving on" line it logs; every child is killed and every temp file removed.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { AGENT_JIT_ENV, EMU_SVM_CHILD_COMMAND } from "../../runtime/agent/emu-svm-source.ts";
+import { AGENT_JIT_ENV } from "../../runtime/agent/emu-svm-source.ts";
 import { AGENT_JSC_ENV, AGENT_STOP_MAX_ms, agentJscRestart } from "../../runtime/cli/agent.ts";
 import { EXIT } from "../../runtime/cli/exit.ts";
 import { AMDSMI_DOUBLE_CONFIG_ENV } from "../../runtime/ffi/amdsmi-double.ts";
 import { ERRNO } from "../../runtime/ffi/errno.ts";
 import { amdsmiDoubleFixture } from "../ffi/amdsmi-double.ts";
-import { seriesValue, waitFor } from "./helpers.ts";
+import { emuSvmChildOf, environOf, seriesValue, waitFor } from "./helpers.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 /** Longest a child agent may take to log a line it is waited for (it loads its policies first), ms. */
@@ -379,31 +379,6 @@ describe("svmrt agent: configuration", () => {
     }
   }, 90_000);
 });
-
-/** The environment variables of a running process. */
-function environOf(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
-    const eq = kv.indexOf("=");
-    if (eq > 0) out[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  return out;
-}
-
-/** The pid of the child of `parent` running the emulated SVM source. */
-function emuSvmChildOf(parent: number): number | undefined {
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === parent && readFileSync(`/proc/${name}/cmdline`, "utf8").includes(EMU_SVM_CHILD_COMMAND)) return Number(name);
-    } catch {
-      // The process ended while being read.
-    }
-  }
-  return undefined;
-}
 
 describe("svmrt agent: JavaScriptCore options", () => {
   const jit = Object.keys(AGENT_JSC_ENV);

@@ -2,8 +2,10 @@
  * Helpers of the agent tests: start an agent in this process on a free loopback port, wait
  * for conditions with a named bound, scrape.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { Agent, type AgentOptions } from "../../runtime/agent/agent.ts";
 import { type AgentConfig, agentConfigDefault } from "../../runtime/agent/config.ts";
+import { EMU_SVM_CHILD_COMMAND } from "../../runtime/agent/emu-svm-source.ts";
 
 /** Longest a test waits for a condition (first sample, a series to appear), ms. */
 export const WAIT_MAX_ms = 20_000;
@@ -64,4 +66,29 @@ export function seriesSum(text: string, name: string, labels: Record<string, str
 /** Wait until /healthz says ready. */
 export function waitReady(agent: Agent): Promise<true> {
   return waitFor("the first sample (/healthz 200)", async () => ((await fetch(`${agent.url}/healthz`)).status === 200 ? true : undefined));
+}
+
+/** The environment variables of a running process (/proc/PID/environ). */
+export function environOf(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
+    const eq = kv.indexOf("=");
+    if (eq > 0) out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
+
+/** The pid of `parent`'s live child running the emulated SVM source, or undefined. */
+export function emuSvmChildOf(parent: number): number | undefined {
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(rest[1]) === parent && rest[0] !== "Z" && readFileSync(`/proc/${name}/cmdline`, "utf8").includes(EMU_SVM_CHILD_COMMAND)) return Number(name);
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  return undefined;
 }

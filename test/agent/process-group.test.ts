@@ -8,11 +8,10 @@
  * is drained; nothing is written to disk.
  */
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { EMU_SVM_CHILD_COMMAND } from "../../runtime/agent/emu-svm-source.ts";
-import { waitFor } from "./helpers.ts";
+import { emuSvmChildOf, waitFor } from "./helpers.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 /** Longest the agent may take to log "serving on", ms. */
@@ -67,21 +66,6 @@ function agentInGroup(bunFlags: string[] = []): GroupAgent {
 async function servingPort(a: GroupAgent): Promise<number> {
   const m = await waitFor("the agent's 'serving on' line", () => /serving on http:\/\/127\.0\.0\.1:(\d+)\n/.exec(a.stderr()) ?? undefined, SERVING_MAX_ms);
   return Number(m[1]);
-}
-
-/** The pid of `parent`'s emulated SVM child. */
-function emuSvmChildOf(parent: number): number | undefined {
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(rest[1]) === parent && rest[0] !== "Z" && readFileSync(`/proc/${name}/cmdline`, "utf8").includes(EMU_SVM_CHILD_COMMAND)) return Number(name);
-    } catch {
-      // Ended while being read.
-    }
-  }
-  return undefined;
 }
 
 describe("svmrt agent: signals to its process group", () => {
