@@ -41,7 +41,7 @@ Options:
 
 Environment:
   SVMRT_SMI_MODE   persistent | lazy | linger[:grace_ms]: force the session mode
-  BUN_JSC_useDFGJIT  the agent restarts itself once with 0 (no DFG tier: ~13 MB less
+  BUN_JSC_useDFGJIT  the agent restarts itself once with 0 (no DFG tier: 11-13 MB less
                    resident memory); set it (to 1 for Bun's default) to keep your value
 
 Signals: SIGTERM/SIGINT stop in order (HTTP, sampler and event readers, sessions, the last
