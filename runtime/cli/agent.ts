@@ -40,9 +40,9 @@ Options:
   --rocm-smi-lib P librocm_smi64.so to load (also SVMRT_ROCM_SMI_LIB)
 
 Environment:
-  SVMRT_SMI_MODE   persistent | lazy | linger[:grace_ms]: force the session mode
+  SVMRT_SMI_MODE     persistent | lazy | linger[:grace_ms]: force the session mode
   BUN_JSC_useDFGJIT  the agent restarts itself once with 0 (no DFG tier: 11-13 MB less
-                   resident memory); set it (to 1 for Bun's default) to keep your value
+                     resident memory); set it yourself (1: Bun's default) to keep your value
 
 Signals: SIGTERM/SIGINT stop in order (HTTP, sampler and event readers, sessions, the last
 library shutdown) and exit 0; SIGHUP reloads the policy folders. A listen address that
