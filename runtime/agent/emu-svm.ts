@@ -137,9 +137,15 @@ export async function emuSvmRun(o: EmuSvmOptions, signal: AbortSignal): Promise<
  * first line of stdin, run the workloads with their frames on stdout until stdin ends, then
  * exit. A bad config or a failing run is one line on stderr and a non-zero exit; a closed
  * stdout (the agent is gone) ends it quietly.
- * @returns the exit code: 0 when stdin ended, 1 when the run failed, 2 for a bad config.
+ * @returns the exit code: 0 when stdin ended, 1 when the run failed, 2 for a bad config or
+ *   a terminal on stdin.
  */
 export async function emuSvmChildMain(err: (line: string) => void): Promise<number> {
+  if (process.stdin.isTTY) {
+    // Typed at a terminal: it would wait for a config line nobody writes.
+    err("the agent's internal command: it reads its config from the agent on stdin; run 'svmrt agent'");
+    return 2;
+  }
   const stop = new AbortController();
   // The agent ends it by ending its stdin. A signal to the agent's process group (a
   // terminal's hang-up or Ctrl-C, a service manager stopping the whole group) must not end

@@ -8,6 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import {
+  EMU_SVM_CHILD_COMMAND,
   EMU_SVM_FRAME,
   EMU_SVM_FRAME_PAYLOAD_MAX_bytes,
   EmuSvmFrameDecoder,
@@ -233,6 +234,19 @@ describe("the emulated SVM source's child process", () => {
       expect(error?.message).toStartWith(message);
       expect(error?.message.includes("\n")).toBe(false);
       expect(got.calls).toBe(0);
+    },
+    TEST_TIMEOUT_ms,
+  );
+
+  test(
+    "typed at a terminal, the internal command says what it is and exits 2 instead of waiting on stdin",
+    async () => {
+      // script(1) gives the command a pseudo-terminal as stdin (bsdutils, installed by .ci/run).
+      const cmd = [process.execPath, `${import.meta.dir}/../../runtime/cli.ts`, EMU_SVM_CHILD_COMMAND].map((a) => `'${a}'`).join(" ");
+      const p = Bun.spawn(["script", "-qec", cmd, "/dev/null"], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: TEST_TIMEOUT_ms });
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      expect(code).toBe(2);
+      expect(out).toContain("svmrt __emu-svm-source: the agent's internal command: it reads its config from the agent on stdin; run 'svmrt agent'");
     },
     TEST_TIMEOUT_ms,
   );
