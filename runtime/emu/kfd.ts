@@ -34,6 +34,7 @@ import {
   SVM_OP,
   structDecode,
   structEncode,
+  svmRequestSize,
 } from "../kfd/uapi.ts";
 import { PAGE_BYTES } from "../svm/constants.ts";
 import type { AttrPair } from "../svm/model.ts";
@@ -268,14 +269,17 @@ export class EmuKfd implements Syscalls {
   ioctl(fd: number, request: number, arg: Uint8Array): number {
     this.ioctlCalls++;
     if (fd !== EMU_KFD_FD || !this.kfdOpen) return errno("EBADF");
-    const name = REQUEST_NAME.get(request >>> 0);
+    // An SVM request's size field counts its attributes (svmRequest): any size names SVM.
+    const svmSize = svmRequestSize(request >>> 0);
+    const name = svmSize === undefined ? REQUEST_NAME.get(request >>> 0) : "SVM";
     if (name === undefined) return errno("ENOTTY");
     const spec = IOCTL_SPECS[name];
     if (spec.since_minor > this.versionMinor) return errno("EINVAL"); // an older kfd_ioctl: nr beyond its table
-    if (arg.byteLength < STRUCTS[spec.struct].size) return errno("EFAULT");
+    // kfd_ioctl copies _IOC_SIZE(cmd) bytes from the caller: a shorter buffer faults.
+    if (arg.byteLength < Math.max(STRUCTS[spec.struct].size, svmSize ?? 0)) return errno("EFAULT");
     const v = new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
     try {
-      const r = this.dispatch(name, v);
+      const r = name === "SVM" ? this.svm(v, svmSize!) : this.dispatch(name, v);
       this.machine.settle();
       return r;
     } catch (e) {
@@ -305,7 +309,7 @@ export class EmuKfd implements Syscalls {
       case "SMI_EVENTS":
         return this.smiEvents(v);
       case "SVM":
-        return this.svm(v);
+        return this.svm(v, STRUCTS.svm_args.size);
       case "SET_XNACK_MODE": {
         const { xnack_enabled } = structDecode("set_xnack_mode_args", v);
         structEncode("set_xnack_mode_args", { xnack_enabled: this.machine.model.setXnack(this.pid, xnack_enabled) }, v);
@@ -452,7 +456,8 @@ export class EmuKfd implements Syscalls {
     return 0;
   }
 
-  private svm(v: DataView): number {
+  /** SVM with the argument size the request declared (`usize`, attrs[] included). */
+  private svm(v: DataView, usize: number): number {
     const a = structDecode("svm_args", v);
     const page = BigInt(PAGE_BYTES);
     if (a.start_addr % page !== 0n || a.size % page !== 0n) return errno("EINVAL");
@@ -463,7 +468,9 @@ export class EmuKfd implements Syscalls {
     if (startPage + npages > BigInt(Number.MAX_SAFE_INTEGER)) return errno("EINVAL");
     const SVA = STRUCTS.svm_attribute;
     const base = STRUCTS.svm_args.fields.attrs.offset;
-    if (v.byteLength < base + a.nattr * SVA.size) return errno("EFAULT"); // attrs[] follows the fixed part
+    // kfd_ioctl's nattr check (stable kernels since 2026): the declared size must hold
+    // attrs[]; `if (expected == SIZE_MAX || usize < expected) return -EINVAL;`.
+    if (usize < base + a.nattr * SVA.size) return errno("EINVAL");
     const attrs: AttrPair[] = [];
     for (let i = 0; i < a.nattr; i++) {
       const at = structDecode("svm_attribute", v, base + i * SVA.size);
@@ -476,21 +483,29 @@ export class EmuKfd implements Syscalls {
       // svm_range_get_attr checks the interval (the model's svm_range_is_valid, and the
       // emulated CPU's mappings), then the query types; query values are outputs.
       if (!this.cpuMapped(s, s + n - 1)) return errno("EFAULT");
-      model.getAttr(this.pid, s, n, attrs);
-      for (let i = 0; i < attrs.length; i++) {
-        structEncode("svm_attribute", { type: attrs[i]![0], value: attrs[i]![1] >>> 0 }, v, base + i * SVA.size);
+      try {
+        model.getAttr(this.pid, s, n, attrs);
+      } finally {
+        // kfd_ioctl copies the buffer back whatever the call returned: answers filled in
+        // before a failing ACCESS query reach the caller too.
+        for (let i = 0; i < attrs.length; i++) {
+          structEncode("svm_attribute", { type: attrs[i]![0], value: attrs[i]![1] >>> 0 }, v, base + i * SVA.size);
+        }
       }
       return 0;
     }
-    // svm_ioctl's default case sets r = EINVAL, positive: the ioctl returns 22 and errno is
-    // left alone, nothing is checked further.
-    if (a.op !== SVM_OP.SET_ATTR) return ERRNO.EINVAL;
+    // svm_ioctl: `default: r = -EINVAL;` (positive EINVAL in kernels before the sign fix
+    // backported to the stable series in 2025); nothing is checked further.
+    if (a.op !== SVM_OP.SET_ATTR) return errno("EINVAL");
     // svm_range_check_attr: every attribute is checked before anything changes.
     for (const [type, value] of attrs) {
       switch (type) {
         case SVM_ATTR.PREFERRED_LOC:
-        case SVM_ATTR.PREFETCH_LOC:
           if (value !== SVM_LOCATION.SYSMEM && value !== SVM_LOCATION.UNDEFINED && model.gpuOf(value) === undefined) return errno("EINVAL");
+          break;
+        case SVM_ATTR.PREFETCH_LOC:
+          // Only PREFERRED_LOC may be UNDEFINED: a prefetch goes somewhere.
+          if (value !== SVM_LOCATION.SYSMEM && model.gpuOf(value) === undefined) return errno("EINVAL");
           break;
         case SVM_ATTR.ACCESS:
         case SVM_ATTR.ACCESS_IN_PLACE:

@@ -29,6 +29,7 @@ import {
   KFD_IOCTL_MAJOR_VERSION,
   STRUCTS,
   SVM_OP,
+  svmRequest,
 } from "./uapi.ts";
 
 export const KFD_DEVICE_PATH = "/dev/kfd";
@@ -259,8 +260,9 @@ const CALL = Object.fromEntries(
     { name, request: IOCTL[name], since_minor: IOCTL_SPECS[name].since_minor },
   ]),
 ) as { readonly [K in IoctlName]: IoctlCall };
-const CALL_SVM = CALL.SVM;
-const SVM_REQUEST = CALL_SVM.request;
+/** The SVM call for each attribute count 0..SVM_ATTRS_MAX (svmRequest: attrs[] counted in the size). */
+const SVM_CALLS: readonly IoctlCall[] = Array.from({ length: SVM_ATTRS_MAX + 1 }, (_, n) => ({ ...CALL.SVM, request: svmRequest(n) }));
+const SVM_REQUESTS: readonly number[] = SVM_CALLS.map((c) => c.request);
 const SVM_OP_SET_ATTR = SVM_OP.SET_ATTR;
 /** Largest page count whose byte size is below 2^53. */
 const MAX_SAFE_PAGES = Math.floor(MAX_SAFE_INTEGER / PAGE_SIZE_bytes);
@@ -304,7 +306,7 @@ export class KfdDevice implements Disposable {
     this.version = { major: 0, minor: 0 };
     this.version = this.getVersion();
     this.minor = this.version.minor;
-    this.svmReady = CALL_SVM.since_minor <= this.minor;
+    this.svmReady = CALL.SVM.since_minor <= this.minor;
   }
 
   /**
@@ -547,7 +549,7 @@ export class KfdDevice implements Disposable {
       throw new KfdError("SVM", "EINVAL", ERRNO.EINVAL, `start and size must be multiples of ${PAGE_SIZE_bytes} bytes`);
     }
     svmArgsEncode(this.svm32, op, start, size_bytes, attrs);
-    const r = this.ioctl(CALL_SVM, this.svm);
+    const r = this.ioctl(SVM_CALLS[n]!, this.svm);
     if (r < 0) this.fail("SVM", r);
   }
 
@@ -586,7 +588,7 @@ export class KfdDevice implements Disposable {
       w[SV_SIZE_U32] = sizeN - sizeHi * 0x1_0000_0000;
       w[SV_SIZE_U32 + 1] = sizeHi;
       svmOpStore(w, SVM_OP_SET_ATTR, attrs);
-      const r = this.sys.ioctl(this.fd, SVM_REQUEST, this.svm);
+      const r = this.sys.ioctl(this.fd, SVM_REQUESTS[n]!, this.svm);
       if (r < 0) this.fail("SVM", r);
       return;
     }

@@ -165,6 +165,26 @@ export const IOCTL: { readonly [K in IoctlName]: number } = Object.fromEntries(
   Object.entries(IOCTL_SPECS).map(([name, s]) => [name, ioctlEncode(s.dir, s.nr, STRUCTS[s.struct].size)]),
 ) as { [K in IoctlName]: number };
 
+/**
+ * AMDKFD_IOC_SVM for a call with `nattr` attributes: the size field counts attrs[] too.
+ * kfd_ioctl copies exactly _IOC_SIZE(cmd) bytes in, and back out, and the flexible attrs[] is
+ * not in sizeof(struct kfd_ioctl_svm_args): user space adds it (libhsakmt:
+ * `AMDKFD_IOC_SVM + (s_attr << _IOC_SIZESHIFT)`). Kernels with the nattr check refuse a size
+ * below the attributes with EINVAL; older ones read past the copied bytes.
+ * @throws RangeError when the size does not fit the size field.
+ */
+export function svmRequest(nattr: number): number {
+  const s = IOCTL_SPECS.SVM;
+  return ioctlEncode(s.dir, s.nr, STRUCTS.svm_args.size + nattr * STRUCTS.svm_attribute.size);
+}
+
+/** The argument size an SVM request declares (any size field), or undefined for any other request. */
+export function svmRequestSize(request: number): number | undefined {
+  const sizeMask = IOC_SIZE_MAX_bytes << IOC_SIZESHIFT;
+  if (((request & ~sizeMask) >>> 0) !== ((IOCTL.SVM & ~sizeMask) >>> 0)) return undefined;
+  return (request >>> IOC_SIZESHIFT) & IOC_SIZE_MAX_bytes;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Constants
 

@@ -39,9 +39,13 @@ export function setAttr(m: SvmModel, pid: number, start: number, npages: number,
   for (const [type, value] of attrs) {
     switch (type) {
       case SVM_ATTR.PREFERRED_LOC:
-      case SVM_ATTR.PREFETCH_LOC:
         if (value !== LOC_SYSMEM && value !== LOC_UNDEFINED) checkAttrGpu(m, op, value);
-        if (type === SVM_ATTR.PREFETCH_LOC) prefetch = true;
+        break;
+      case SVM_ATTR.PREFETCH_LOC:
+        // svm_range_check_attr: only PREFERRED_LOC may be UNDEFINED; a PREFETCH_LOC names
+        // system memory or a GPU ("no GPU 0x%x found", EINVAL).
+        if (value !== LOC_SYSMEM) checkAttrGpu(m, op, value);
+        prefetch = true;
         break;
       case SVM_ATTR.ACCESS:
       case SVM_ATTR.ACCESS_IN_PLACE:

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, test } from "bun:test";
 import { ERRNO } from "../../runtime/ffi/errno.ts";
 import { O_RDWR, POLLIN, POLLNVAL, pollfdRevents, pollfdSet } from "../../runtime/ffi/syscalls.ts";
-import { IOCTL } from "../../runtime/kfd/uapi.ts";
+import { IOCTL, svmRequest } from "../../runtime/kfd/uapi.ts";
 import { kfdDoubleLoad } from "../kfd/double.ts";
 
 describe("the C test double through the same bun:ffi path as libc", () => {
@@ -39,13 +39,17 @@ describe("the C test double through the same bun:ffi path as libc", () => {
         v.setUint32(24 + i * 8, t, true);
         v.setUint32(28 + i * 8, 9, true);
       });
-      return sys.ioctl(fd, IOCTL.SVM, buf);
+      return sys.ioctl(fd, svmRequest(types.length), buf);
     };
     expect(svm(0x10000n, 0x2000n, [7])).toBe(0); // GRANULARITY
     expect(svm(0x10001n, 0x2000n, [7])).toBe(-ERRNO.EINVAL); // misaligned start
     expect(svm(0x10000n, 0x2001n, [7])).toBe(-ERRNO.EINVAL); // misaligned size
     expect(svm(0x10000n, 0n, [7])).toBe(-ERRNO.EINVAL); // empty
     expect(svm(0x10000n, 0x2000n, [7, 5, 8])).toBe(-ERRNO.EINVAL); // third attribute unknown
+    // The size field must count attrs[] (kfd_ioctl copies only _IOC_SIZE bytes): the bare
+    // AMDKFD_IOC_SVM with an attribute is EINVAL, as the kernel's nattr check says.
+    v.setUint32(20, 1, true);
+    expect(sys.ioctl(fd, IOCTL.SVM, buf)).toBe(-ERRNO.EINVAL);
     expect(ctl.rangeCount()).toBe(1);
     sys.close(fd);
   });

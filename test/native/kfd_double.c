@@ -442,10 +442,12 @@ static int svm_attr_check(const struct kfd_ioctl_svm_attribute *attrs, uint32_t 
 		uint32_t v = attrs[i].value;
 		switch (attrs[i].type) {
 		case KFD_IOCTL_SVM_ATTR_PREFERRED_LOC:
-		case KFD_IOCTL_SVM_ATTR_PREFETCH_LOC:
 			if (v != KFD_IOCTL_SVM_LOCATION_SYSMEM && v != KFD_IOCTL_SVM_LOCATION_UNDEFINED &&
 			    gpu_index(v) < 0)
 				return fail(EINVAL);
+			break;
+		case KFD_IOCTL_SVM_ATTR_PREFETCH_LOC: /* only PREFERRED_LOC may be UNDEFINED */
+			if (v != KFD_IOCTL_SVM_LOCATION_SYSMEM && gpu_index(v) < 0) return fail(EINVAL);
 			break;
 		case KFD_IOCTL_SVM_ATTR_ACCESS:
 		case KFD_IOCTL_SVM_ATTR_ACCESS_IN_PLACE:
@@ -610,21 +612,24 @@ static int svm_get_attr(uint64_t start, uint64_t last, struct kfd_ioctl_svm_attr
 	return 0;
 }
 
-static int ioctl_svm(struct kfd_ioctl_svm_args *a) {
+/* usize: the request's _IOC_SIZE, which counts attrs[] (user space adds it to AMDKFD_IOC_SVM) */
+static int ioctl_svm(struct kfd_ioctl_svm_args *a, uint32_t usize) {
 	if ((a->start_addr & (PAGE_SIZE_BYTES - 1)) || (a->size & (PAGE_SIZE_BYTES - 1))) return fail(EINVAL);
 	if (!a->start_addr || !a->size) return fail(EINVAL);
 	if (a->nattr > SVM_NATTR_MAX) return fail(EINVAL);
 	uint64_t start = a->start_addr >> PAGE_SHIFT;
 	uint64_t last = start + (a->size >> PAGE_SHIFT) - 1;
 	if (last < start) return fail(EINVAL);
+	/* kfd_ioctl's nattr check: the declared size must hold attrs[] */
+	if (usize < sizeof(*a) + (uint64_t)a->nattr * sizeof(a->attrs[0])) return fail(EINVAL);
 	/* attrs[] follows the fixed part in the caller's buffer */
 	switch (a->op) {
 	case KFD_IOCTL_SVM_OP_SET_ATTR:
 		if (svm_attr_check(a->attrs, a->nattr)) return -1;
 		return svm_set_attr(start, last, a->attrs, a->nattr);
 	case KFD_IOCTL_SVM_OP_GET_ATTR: return svm_get_attr(start, last, a->attrs, a->nattr);
-	/* svm_ioctl: `default: r = EINVAL;`, positive: ioctl() returns 22, errno untouched */
-	default: return EINVAL;
+	/* svm_ioctl: `default: r = -EINVAL;` (positive in kernels before the 2025 sign fix) */
+	default: return fail(EINVAL);
 	}
 }
 
@@ -678,9 +683,18 @@ static uint32_t request_since_minor(unsigned long request, int *known) {
 	return 0;
 }
 
+/* An SVM request of any size (its size field counts attrs[]): its size, else 0. */
+static uint32_t svm_request_size(unsigned long request) {
+	unsigned long mask = (unsigned long)_IOC_SIZEMASK << _IOC_SIZESHIFT;
+	if ((request & ~mask) != ((unsigned long)AMDKFD_IOC_SVM & ~mask)) return 0;
+	return _IOC_SIZE(request);
+}
+
 EXPORT int kfd_double_ioctl(int fd, unsigned long request, void *arg) {
 	st.ioctl_calls++;
 	if (fd != DOUBLE_KFD_FD || !st.kfd_open) return fail(EBADF);
+	uint32_t svm_usize = svm_request_size(request);
+	if (svm_usize) request = AMDKFD_IOC_SVM;
 	int known;
 	uint32_t since = request_since_minor(request, &known);
 	if (!known) return fail(ENOTTY);
@@ -702,7 +716,7 @@ EXPORT int kfd_double_ioctl(int fd, unsigned long request, void *arg) {
 	case AMDKFD_IOC_UNMAP_MEMORY_FROM_GPU:
 		return ioctl_map_unmap((struct kfd_ioctl_map_memory_to_gpu_args *)arg, 0, nr);
 	case AMDKFD_IOC_SMI_EVENTS: return ioctl_smi_events(arg);
-	case AMDKFD_IOC_SVM: return ioctl_svm(arg);
+	case AMDKFD_IOC_SVM: return ioctl_svm(arg, svm_usize);
 	case AMDKFD_IOC_SET_XNACK_MODE: return ioctl_set_xnack_mode(arg);
 	case AMDKFD_IOC_AVAILABLE_MEMORY: return ioctl_available_memory(arg);
 	}
@@ -744,7 +758,7 @@ EXPORT int64_t kfd_double_bench_loop(uint32_t kind, uint32_t iterations, uint64_
 			buf.attrs[0].value = st.gpu_ids[0];
 			buf.attrs[1].type = KFD_IOCTL_SVM_ATTR_ACCESS;
 			buf.attrs[1].value = st.gpu_ids[0];
-			if (kfd_double_ioctl(DOUBLE_KFD_FD, AMDKFD_IOC_SVM, &buf)) return -1;
+			if (kfd_double_ioctl(DOUBLE_KFD_FD, AMDKFD_IOC_SVM + (sizeof(buf.attrs) << _IOC_SIZESHIFT), &buf)) return -1;
 		}
 		t1 = now_ns();
 		return (int64_t)(t1 - t0);
