@@ -1,4 +1,5 @@
 /** Test fixtures for the SVM model: small machines with simple, fixed costs. */
+import { KfdError } from "../../runtime/errors.ts";
 import { type MigrationDecider, nativeKernelDefault } from "../../runtime/policy/contracts/migration.ts";
 import { FAULT_RESULT, type SvmCosts, type SvmGpu, SvmModel } from "../../runtime/svm/model.ts";
 
@@ -71,3 +72,14 @@ export function fixture(
 }
 
 export { FAULT_RESULT };
+
+/** The errno name of the KfdError `fn` throws, or "no error"; any other throw propagates. */
+export function errnoOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof KfdError) return e.errnoName;
+    throw e;
+  }
+  return "no error";
+}

@@ -7,7 +7,7 @@ import { KfdError } from "../../runtime/errors.ts";
 import { nativeKernelDefault, SVM_FLAG } from "../../runtime/policy/contracts/migration.ts";
 import { SVM_ATTR } from "../../runtime/svm/constants.ts";
 import { type SvmCosts, SvmModel } from "../../runtime/svm/model.ts";
-import { BASE, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, PID } from "./helpers.ts";
+import { BASE, errnoOf, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, PID } from "./helpers.ts";
 
 // ---- attr-check ----
 /**
@@ -78,16 +78,6 @@ describe("svm_range_is_valid", () => {
  */
 
 describe("GET_ATTR: the interval first, then the query types", () => {
-  const errnoOf = (fn: () => unknown): string => {
-    try {
-      fn();
-    } catch (e) {
-      if (e instanceof KfdError) return e.errnoName;
-      throw e;
-    }
-    return "no error";
-  };
-
   test("an interval no vma covers is EFAULT even with a type that is no query", () => {
     const f = fixture(gpus(1)); // vma: [BASE, BASE + 16 GiB)
     const outside = BASE + 16 * GIB_PAGES + 4096;

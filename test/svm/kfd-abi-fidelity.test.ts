@@ -8,13 +8,12 @@
 import { beforeEach, describe, expect, test } from "bun:test";
 import { EMU_KFD_FD, EmuKfd } from "../../runtime/emu/kfd.ts";
 import { EmuMachine } from "../../runtime/emu/machine.ts";
-import { KfdError } from "../../runtime/errors.ts";
 import { ERRNO } from "../../runtime/ffi/errno.ts";
 import { KfdDevice } from "../../runtime/kfd/device.ts";
 import { IOC_SIZESHIFT, IOCTL, STRUCTS, SVM_ATTR, SVM_LOCATION, SVM_OP, structDecode, structEncode, svmRequest } from "../../runtime/kfd/uapi.ts";
 import { LOC_UNDEFINED } from "../../runtime/policy/contracts/migration.ts";
 import { loadProfile } from "../../runtime/sim/profile.ts";
-import { BASE, fixture, gpus, PID } from "./helpers.ts";
+import { BASE, errnoOf, fixture, gpus, PID } from "./helpers.ts";
 
 const MIB = 2 ** 20;
 const GIB = 2 ** 30;
@@ -38,16 +37,6 @@ class RecordingKfd extends EmuKfd {
 /** _IOC_SIZE(cmd): the bytes kfd_ioctl copies in (copy_from_user) and back (copy_to_user). */
 const iocSize = (request: number): number => (request >>> IOC_SIZESHIFT) & 0x3fff;
 const iocNr = (request: number): number => request & 0xff;
-
-function errnoOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KfdError) return e.errnoName;
-    throw e;
-  }
-  return "no error";
-}
 
 let machine: EmuMachine;
 let sys: RecordingKfd;

@@ -14,7 +14,7 @@ import {
 import { largestRangePages, SVM_ATTR } from "../../runtime/svm/constants.ts";
 import { type AttrPair, SvmModel, THRASH_MOVES_MAX } from "../../runtime/svm/model.ts";
 import { MOVE_STRIDE } from "../../runtime/svm/range.ts";
-import { BASE, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, MIB2_PAGES, PID, TEST_COSTS } from "./helpers.ts";
+import { BASE, errnoOf, FAULT_RESULT, fixture, GIB, GIB_PAGES, gpus, MIB2_PAGES, PID, TEST_COSTS } from "./helpers.ts";
 
 const A = SVM_ATTR;
 const G0 = 0x3fe1;
@@ -363,20 +363,11 @@ describe("§5 SET_ATTR and GET_ATTR", () => {
 
   test("unknown attribute, unknown gpu_id: EINVAL; unmapped interval: EFAULT", () => {
     const { m } = fixture(gpus(1));
-    const errno = (fn: () => unknown): string => {
-      try {
-        fn();
-      } catch (e) {
-        expect(e).toBeInstanceOf(KfdError);
-        return (e as KfdError).errnoName;
-      }
-      return "none";
-    };
-    expect(errno(() => m.setAttr(PID, BASE, 512, [[8, 0]], 0))).toBe("EINVAL");
-    expect(errno(() => m.setAttr(PID, BASE, 512, [[A.ACCESS, 0x1234]], 0))).toBe("EINVAL");
-    expect(errno(() => m.setAttr(PID, BASE, 512, [[A.PREFERRED_LOC, 0x1234]], 0))).toBe("EINVAL");
-    expect(errno(() => m.getAttr(PID, BASE, 512, [[9, 0]]))).toBe("EINVAL");
-    expect(errno(() => m.setAttr(PID, BASE - 512, 1024, [], 0))).toBe("EFAULT");
+    expect(errnoOf(() => m.setAttr(PID, BASE, 512, [[8, 0]], 0))).toBe("EINVAL");
+    expect(errnoOf(() => m.setAttr(PID, BASE, 512, [[A.ACCESS, 0x1234]], 0))).toBe("EINVAL");
+    expect(errnoOf(() => m.setAttr(PID, BASE, 512, [[A.PREFERRED_LOC, 0x1234]], 0))).toBe("EINVAL");
+    expect(errnoOf(() => m.getAttr(PID, BASE, 512, [[9, 0]]))).toBe("EINVAL");
+    expect(errnoOf(() => m.setAttr(PID, BASE - 512, 1024, [], 0))).toBe("EFAULT");
     expect(m.proc(PID).ranges.count).toBe(0);
   });
 
