@@ -10,7 +10,7 @@
  *
  * Threads (DESIGN.md): the main thread serves HTTP from the latest samples, runs the
  * policies' timers and owns configuration and reload; library calls run in the pool's
- * Workers; the emulated SVM workload runs paced on the main thread (emu-svm.ts says why).
+ * Workers; the emulated SVM workload runs in a child process (emu-svm-source.ts says why).
  * Start order: backend → session count → workers → inventory → metrics → sampler → SVM
  * events → advisor → HTTP. Stop order (`stop()`, SIGTERM, SIGINT): HTTP accept → sampler and
  * event readers → open sessions (bounded) → the last shutdown → workers end.
@@ -142,7 +142,7 @@ export class Agent {
   private sampler: Sampler | undefined;
   private folders: PolicyFolder[] = [];
   private timers: ReturnType<typeof setInterval>[] = [];
-  /** The emulated SVM source: its stop, and its run (settled once stopped). */
+  /** The emulated SVM source's child process (emulated backend only). */
   private emuSvm: EmuSvmSource | undefined;
   private kfdReaders: SmiEventReader[] = [];
   private kfdDevice: KfdDevice | undefined;

@@ -15,7 +15,6 @@ import { EmuMachine, EmuWorkloadAborted } from "../emu/machine.ts";
 import { KfdDevice } from "../kfd/device.ts";
 import { SMI_EVENTS_ALL, SmiEventReader } from "../kfd/smi-events.ts";
 import { builtinWorkload } from "../sim/builtins.ts";
-import type { MachineProfile } from "../sim/profile.ts";
 import { PAGE_BYTES } from "../svm/constants.ts";
 import { EMU_SVM_FRAME, type EmuSvmChildConfig, emuSvmFrame, emuSvmVramPayload } from "./emu-svm-source.ts";
 
@@ -28,12 +27,7 @@ export const EMU_SVM_PAUSE_MAX_ms = 3_600_000;
 /** Largest first line of the child's stdin (its EmuSvmChildConfig), bytes. */
 export const EMU_SVM_CONFIG_MAX_bytes = 1 << 20;
 
-export interface EmuSvmOptions {
-  profile: MachineProfile;
-  /** Built-in workload names, run in turn. */
-  workloads: readonly string[];
-  /** Quiet time between two workload runs, ms. */
-  pauseMs: number;
+export interface EmuSvmOptions extends EmuSvmChildConfig {
   /** The bytes of one read of GPU `gpuId`'s event fd (valid only during the call). */
   onBytes(gpuId: number, bytes: Uint8Array): void;
   /** Events the emulated kernel dropped on full fifos since the last call (at least 1). */

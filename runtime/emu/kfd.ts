@@ -275,11 +275,12 @@ export class EmuKfd implements Syscalls {
     if (name === undefined) return errno("ENOTTY");
     const spec = IOCTL_SPECS[name];
     if (spec.since_minor > this.versionMinor) return errno("EINVAL"); // an older kfd_ioctl: nr beyond its table
-    // kfd_ioctl copies _IOC_SIZE(cmd) bytes from the caller: a shorter buffer faults.
-    if (arg.byteLength < Math.max(STRUCTS[spec.struct].size, svmSize ?? 0)) return errno("EFAULT");
+    // kfd_ioctl copies _IOC_SIZE(cmd) bytes (usize) from the caller: a shorter buffer faults.
+    const usize = svmSize ?? STRUCTS[spec.struct].size;
+    if (arg.byteLength < Math.max(STRUCTS[spec.struct].size, usize)) return errno("EFAULT");
     const v = new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
     try {
-      const r = name === "SVM" ? this.svm(v, svmSize!) : this.dispatch(name, v);
+      const r = this.dispatch(name, v, usize);
       this.machine.settle();
       return r;
     } catch (e) {
@@ -289,7 +290,8 @@ export class EmuKfd implements Syscalls {
     }
   }
 
-  private dispatch(name: IoctlName, v: DataView): number {
+  /** One ioctl; `usize` is the argument size the request declared (_IOC_SIZE). */
+  private dispatch(name: IoctlName, v: DataView, usize: number): number {
     switch (name) {
       case "GET_VERSION":
         structEncode("get_version_args", { major_version: KFD_IOCTL_MAJOR_VERSION, minor_version: this.versionMinor }, v);
@@ -309,7 +311,7 @@ export class EmuKfd implements Syscalls {
       case "SMI_EVENTS":
         return this.smiEvents(v);
       case "SVM":
-        return this.svm(v, STRUCTS.svm_args.size);
+        return this.svm(v, usize);
       case "SET_XNACK_MODE": {
         const { xnack_enabled } = structDecode("set_xnack_mode_args", v);
         structEncode("set_xnack_mode_args", { xnack_enabled: this.machine.model.setXnack(this.pid, xnack_enabled) }, v);

@@ -48,8 +48,6 @@ export const EMU_SEED_DEFAULT = 1;
  * a paced run computes for at most dutyMax of each slice, then sleeps the rest.
  */
 export const EMU_DUTY_SLICE_ms = 50;
-/** Longest duty slice a caller may ask for (EmuMachineOptions.dutySliceMs), ms. */
-export const EMU_DUTY_SLICE_MAX_ms = 1_000;
 
 /** SMI event ids whose payload starts `ns -pid` (kfd-uapi.md). */
 const SMI_ID_PROCESS_EVENT_FIRST = 5;
@@ -99,16 +97,10 @@ export interface EmuMachineOptions {
   readerWaitMax_ms?: number;
   /**
    * Most share of wall time a workload run may compute, in (0, 1] (default 1: as fast as it
-   * can): the run sleeps between slices (dutySliceMs) so that its CPU use is steady
+   * can): the run sleeps between slices of EMU_DUTY_SLICE_ms so that its CPU use is steady
    * and bounded (the agent's emulated SVM demo must not take the cores it serves from).
    */
   dutyMax?: number;
-  /**
-   * The slice the duty cap holds over, ms, in (0, EMU_DUTY_SLICE_MAX_ms] (default
-   * EMU_DUTY_SLICE_ms). A run computes for at most dutyMax × dutySliceMs at a time: a run on
-   * a thread that also serves requests uses short slices.
-   */
-  dutySliceMs?: number;
 }
 
 const encoder = new TextEncoder();
@@ -147,7 +139,6 @@ export class EmuMachine {
   smiDropped = 0;
   private readonly readerWaitMax_ms: number;
   private readonly dutyMax: number;
-  private readonly dutySliceMs: number;
   /** When the current computing slice began (ms, performance.now; reader waits excluded). */
   private dutySliceStart = 0;
   /** Sleeps the duty cap made (every run of this machine). */
@@ -157,9 +148,6 @@ export class EmuMachine {
     const duty = opts.dutyMax ?? 1;
     if (!(duty > 0 && duty <= 1)) throw new UsageError(`dutyMax must be in (0, 1], got ${duty}`);
     this.dutyMax = duty;
-    const slice = opts.dutySliceMs ?? EMU_DUTY_SLICE_ms;
-    if (!(slice > 0 && slice <= EMU_DUTY_SLICE_MAX_ms)) throw new UsageError(`dutySliceMs must be in (0, ${EMU_DUTY_SLICE_MAX_ms}], got ${slice}`);
-    this.dutySliceMs = slice;
     this.profile = opts.profile;
     this.decider = opts.decider ?? nativeKernelDefault();
     this.seed = opts.seed ?? EMU_SEED_DEFAULT;
@@ -304,14 +292,14 @@ export class EmuMachine {
    * become stalled.
    */
   /**
-   * The duty cap: once the current slice has computed for dutyMax × dutySliceMs, a
+   * The duty cap: once the current slice has computed for dutyMax × EMU_DUTY_SLICE_ms, a
    * sleep long enough that computing stays at most dutyMax of wall time.
    */
   private dutyPause(): Promise<void> | undefined {
     // One clock read per engine event: an event costs microseconds, the read tens of ns.
     if (this.dutyMax >= 1) return undefined;
     const busy = performance.now() - this.dutySliceStart;
-    if (busy < this.dutyMax * this.dutySliceMs) return undefined;
+    if (busy < this.dutyMax * EMU_DUTY_SLICE_ms) return undefined;
     const restMs = (busy * (1 - this.dutyMax)) / this.dutyMax;
     this.dutySleeps++;
     return new Promise<void>((resolve) =>
