@@ -41,7 +41,7 @@ Options:
 
 Environment:
   SVMRT_SMI_MODE     persistent | lazy | linger[:grace_ms]: force the session mode
-  BUN_JSC_useDFGJIT  the agent restarts itself once with 0 (no DFG tier: 11-13 MB less
+  BUN_JSC_useDFGJIT  the agent restarts itself once with 0 (no DFG tier: 6-13 MB less
                      resident memory); set it yourself (1: Bun's default) to keep your value
 
 Signals: SIGTERM/SIGINT stop in order (HTTP, sampler and event readers, sessions, the last
@@ -91,9 +91,9 @@ export function listenErrorLine(e: unknown, listen: AgentConfig["listen"]): stri
  * start): no DFG tier. The agent's hot code is small (event parsing, counters, rendering) and
  * the baseline JIT serves it; the DFG compiler's memory stayed resident instead. Measured side
  * by side (bench/agent-memory.ts: 16 emulated GPUs, median RSS over the second half of
- * 150 s): 94.8 and 95.9 MB without DFG against 107.7 and 107.5 MB with it in two runs, for
- * 4% and 8% more agent CPU. When the environment sets any of these
- * variables, the user's values are kept and nothing is changed.
+ * 150 s): 94.8, 95.9 and 99.5 MB without DFG against 107.7, 107.5 and 105.6 MB with it in
+ * three runs (the spread between readings is ±10 MB), for 4-8% more agent CPU. When the
+ * environment sets any of these variables, the user's values are kept and nothing is changed.
  */
 export const AGENT_JSC_ENV: Readonly<Record<string, string>> = { BUN_JSC_useDFGJIT: "0" };
 
