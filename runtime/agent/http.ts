@@ -154,6 +154,10 @@ export function httpServe(o: HttpOptions): Server<undefined> {
     idleTimeout: HTTP_IDLE_TIMEOUT_s,
     // Never Bun's development error page (it shows source paths and code to any client).
     development: false,
+    // An address another agent holds is an error (EADDRINUSE), never shared: with
+    // `development: false` Bun sets SO_REUSEPORT unless told otherwise, and the kernel then
+    // splits scrapes between two agents on one port.
+    reusePort: false,
     error: () => new Response("internal error\n", { status: 500 }),
     async fetch(req: Request): Promise<Response> {
       const path = pathOf(req.url);

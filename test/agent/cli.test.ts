@@ -327,6 +327,25 @@ describe("svmrt agent: configuration", () => {
     }
   }, 90_000);
 
+  test("a second agent on the port of a running one: exit 3, one line (the port is never shared)", async () => {
+    const first = agentSpawn(["--listen", "127.0.0.1:0"]);
+    try {
+      const port = new URL(await servingUrl(first)).port;
+      const second = agentSpawn(["--listen", `127.0.0.1:${port}`]);
+      try {
+        expect(await second.exit()).toBe(EXIT.config);
+        await second.kill();
+        expect(linesOf(second.stderr()).at(-1)).toBe(
+          `svmrt agent: cannot listen on 127.0.0.1:${port}: the address is in use (another agent or program listens there, or a stale socket file is left behind: remove it); pick another address with --listen or the config's 'listen'`,
+        );
+      } finally {
+        await second.kill();
+      }
+    } finally {
+      await first.kill();
+    }
+  }, 90_000);
+
   test("a file left where the unix socket goes: exit 3, one line saying to remove it", async () => {
     const sock = join(tmp, "stale.sock");
     writeFileSync(sock, "");
