@@ -307,9 +307,10 @@ export class EmuSvmSource {
 function spawnChild(argv: readonly string[]) {
   const env = { ...process.env };
   // The agent's own JavaScriptCore options are for the agent: the model's hot loops want the
-  // optimizing tiers. JIT options the user set stay.
+  // optimizing tiers. JIT options the user set stay. Only JavaScriptCore variables are
+  // dropped, whatever the marker lists (a stray marker cannot take PATH away).
   if (env[AGENT_JIT_ENV] !== undefined) {
-    for (const k of (env[AGENT_JIT_ENV] ?? "").split(",")) delete env[k];
+    for (const k of (env[AGENT_JIT_ENV] ?? "").split(",")) if (k.startsWith("BUN_JSC_")) delete env[k];
     delete env[AGENT_JIT_ENV];
   }
   // A session of its own: a signal to the agent's process group (a terminal's hang-up or

@@ -41,8 +41,9 @@ Options:
 
 Environment:
   SVMRT_SMI_MODE     persistent | lazy | linger[:grace_ms]: force the session mode
-  BUN_JSC_useDFGJIT  the agent restarts itself once with 0 (no DFG tier: 6-13 MB less
-                     resident memory); set it yourself (1: Bun's default) to keep your value
+  BUN_JSC_useDFGJIT  unset: the agent restarts itself once with it set to 0 (no DFG tier:
+                     6-13 MB less resident memory); set it (1: Bun's default) to keep yours.
+                     Bun itself refuses a value that is not a boolean, before svmrt runs
 
 Signals: SIGTERM/SIGINT stop in order (HTTP, sampler and event readers, sessions, the last
 library shutdown) and exit 0; SIGHUP reloads the policy folders. A listen address that

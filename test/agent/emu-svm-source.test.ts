@@ -8,6 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import {
+  AGENT_JIT_ENV,
   EMU_SVM_CHILD_COMMAND,
   EMU_SVM_FRAME,
   EMU_SVM_FRAME_PAYLOAD_MAX_bytes,
@@ -234,6 +235,31 @@ describe("the emulated SVM source's child process", () => {
       expect(error?.message).toStartWith(message);
       expect(error?.message.includes("\n")).toBe(false);
       expect(got.calls).toBe(0);
+    },
+    TEST_TIMEOUT_ms,
+  );
+
+  test(
+    "the child drops the agent's JavaScriptCore variables the marker lists, and nothing else it lists",
+    async () => {
+      const saved = { marker: process.env[AGENT_JIT_ENV], dfg: process.env.BUN_JSC_useDFGJIT };
+      process.env[AGENT_JIT_ENV] = "BUN_JSC_useDFGJIT,PATH";
+      process.env.BUN_JSC_useDFGJIT = "0";
+      const { got, opts } = recording({ workloads: ["stream"] });
+      let src: EmuSvmSource | undefined;
+      try {
+        src = EmuSvmSource.start(opts);
+        await until(() => got.events.length > 0, "the first events");
+        const env = readFileSync(`/proc/${src.pid}/environ`, "utf8").split("\0");
+        expect(env.filter((kv) => kv.startsWith("BUN_JSC_useDFGJIT=") || kv.startsWith(`${AGENT_JIT_ENV}=`))).toEqual([]);
+        expect(env).toContain(`PATH=${process.env.PATH}`);
+      } finally {
+        for (const [k, v] of [[AGENT_JIT_ENV, saved.marker], ["BUN_JSC_useDFGJIT", saved.dfg]] as const) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+        await src?.stop();
+      }
     },
     TEST_TIMEOUT_ms,
   );
