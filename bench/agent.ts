@@ -55,15 +55,23 @@ const benchFail = (e: unknown): never => {
 process.on("uncaughtException", benchFail);
 process.on("unhandledRejection", benchFail);
 
-const { values } = parseArgs({
-  options: {
-    "duration-s": { type: "string", default: "600" },
-    scrapers: { type: "string", default: "50" },
-    profile: { type: "string", default: "mi300x-16" },
-    /** An agent config for the measured agent (default: none, the shipped defaults). */
-    config: { type: "string" },
-  },
-});
+const USAGE = "usage: bun bench/agent.ts [--duration-s 600] [--scrapers 50] [--profile mi300x-16] [--config FILE]";
+let values: { "duration-s": string; scrapers: string; profile: string; config?: string };
+try {
+  ({ values } = parseArgs({
+    options: {
+      "duration-s": { type: "string", default: "600" },
+      scrapers: { type: "string", default: "50" },
+      profile: { type: "string", default: "mi300x-16" },
+      /** An agent config for the measured agent (default: none, the shipped defaults). */
+      config: { type: "string" },
+    },
+  }));
+} catch (e) {
+  // A usage error, like the bad values below: exit 2 (1 is a failure of the bench itself).
+  console.error(`bench/agent.ts: ${(e as Error).message}; ${USAGE}`);
+  process.exit(2);
+}
 const durationS = Number(values["duration-s"]);
 const scrapers = Number(values.scrapers);
 if (!Number.isInteger(durationS) || durationS < SCRAPE_PHASE_s || !Number.isInteger(scrapers) || scrapers < 1 || scrapers > 1000) {
